@@ -1,0 +1,45 @@
+# Every target installs what it needs first (once per machine, into a cached virtualenv
+# outside the clone; see scripts/ensure_env.sh), then acts.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+ENSURE := scripts/ensure_env.sh
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install smoke test test-fast lint format screenshots bench console
+
+help:
+	@echo "make smoke        install if needed, then run the headless smoke job (learner + actor)"
+	@echo "make test         install if needed, then run the whole test suite"
+	@echo "make test-fast    the suite without end-to-end tests marked slow"
+	@echo "make console      open pirl-console"
+	@echo "make screenshots  regenerate screenshots/*.svg"
+	@echo "make bench        run benchmarks/ (prints figures and ratios)"
+	@echo "make lint         ruff check + ruff format --check"
+
+install:
+	@$(ENSURE) >/dev/null
+
+smoke:
+	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pirl_core.launch --profile smoke $(ARGS)
+
+test:
+	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast:
+	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+console:
+	@venv=$$($(ENSURE)); $$venv/bin/pirl-console $(ARGS)
+
+screenshots:
+	@venv=$$($(ENSURE)); $$venv/bin/python -m pirl_console.screenshots screenshots
+
+bench:
+	@venv=$$($(ENSURE)); for b in benchmarks/*.py; do echo "== $$b"; $$venv/bin/python $$b; done
+
+lint:
+	@venv=$$($(ENSURE)); $$venv/bin/ruff check . && $$venv/bin/ruff format --check .
+
+format:
+	@venv=$$($(ENSURE)); $$venv/bin/ruff format . && $$venv/bin/ruff check --fix .

@@ -1,0 +1,89 @@
+"""Command-line parsing shared by ``python -m pirl_core.learner`` and ``python -m pirl_core.actor``.
+
+Both entry points take the same flags so that a run is described once:
+
+    python -m pirl_core.learner --profile smoke --env.suite=libero_spatial --learner.updates=5
+    python -m pirl_core.actor   --profile smoke --env.suite=libero_spatial --learner.updates=5
+
+``--resume`` / ``--resume-from`` matter to the learner only (the actor receives the restored
+parameters and version); ``--actor-id`` matters to the actor only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pirl_core.config import DEFAULT_PROFILE, RunConfig, load_config
+from pirl_core.errors import ExitCode, PirlError
+
+
+@dataclass
+class CliArgs:
+    config: RunConfig
+    overrides: list[str] = field(default_factory=list)
+    resume: bool = False
+    resume_from: str | None = None
+    actor_id: int = 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too, but say what to do
+        self.print_usage(sys.stderr)
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="pirl: PI-RL online fine-tuning. Dotted overrides such as --env.suite=libero_spatial "
+        "or --learner.updates=5 change any profile field.",
+    )
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name under profiles/ or a .toml path")
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
+    parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
+    parser.add_argument("--actor-id", type=int, default=0, help="actor index (actor only)")
+    return parser
+
+
+def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
+    """Known flags via argparse; every other ``--a.b=value`` is a profile override."""
+    parser = build_parser(prog)
+    known, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--") or "=" not in item or "." not in item.split("=", 1)[0] and not _is_top_level(item):
+            parser.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
+        overrides.append(item[2:])
+    config = load_config(known.profile, overrides)
+    return CliArgs(
+        config=config,
+        overrides=overrides,
+        resume=known.resume or known.resume_from is not None,
+        resume_from=known.resume_from,
+        actor_id=known.actor_id,
+    )
+
+
+def _is_top_level(item: str) -> bool:
+    return item[2:].split("=", 1)[0] in {"seed", "output_dir"}
+
+
+def run_main(main: Callable[[], int]) -> None:
+    """Run an entry point: map PirlError to its exit code and Ctrl-C to 130, one line first."""
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
+    try:
+        code = main()
+    except PirlError as err:
+        print(err.line(), file=sys.stderr, flush=True)
+        if err.detail:
+            print(err.detail, file=sys.stderr, flush=True)
+        code = err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)
+        code = ExitCode.INTERRUPTED
+    raise SystemExit(int(code))

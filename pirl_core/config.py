@@ -1,0 +1,364 @@
+"""Run configuration: typed dataclasses, loaded from a TOML profile plus dotted overrides.
+
+Why one module: every process (learner, actor, console, checkpoint validator) must agree on
+what a run *is*. Profiles are parsed strictly here — an unknown key, a wrong type or an
+out-of-range value raises :class:`ConfigError` naming the dotted field, the value found and
+what is allowed — so that a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+from pirl_core.errors import ConfigError
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+DEFAULT_PROFILE = "smoke"
+
+LIBERO_SUITES: dict[str, int] = {
+    # suite -> number of tasks; max episode steps live in pirl_core.envs.libero
+    "libero_spatial": 10,
+    "libero_object": 10,
+    "libero_goal": 10,
+    "libero_10": 10,
+    "libero_90": 90,
+}
+TOY_SUITES: dict[str, int] = {"point_reach": 4, "point_reach_shaped": 4}
+SUITES_BY_ENV: dict[str, dict[str, int]] = {"libero": LIBERO_SUITES, "toy": TOY_SUITES}
+
+
+@dataclass
+class EnvConfig:
+    type: Literal["libero", "toy"] = "libero"
+    suite: str = "libero_10"
+    task_ids: list[int] = field(default_factory=lambda: [0])
+    episode_length: int = 520
+    camera_size: int = 64
+    n_envs: int = 1
+    control_mode: Literal["absolute", "relative"] = "absolute"
+
+
+@dataclass
+class PolicyConfig:
+    type: Literal["xvla", "mlp"] = "xvla"
+    # "tiny": built from config, random init, offline. "pretrained": loaded from pretrained_path.
+    size: Literal["tiny", "pretrained"] = "tiny"
+    pretrained_path: str = ""
+    # Empty: the tokenizer the project builds from the suite's task instructions.
+    tokenizer: str = ""
+    chunk_size: int = 8
+    # Chunk steps executed in the env per inference (<= chunk_size); only these are scored.
+    action_steps: int = 4
+    hidden_dim: int = 64
+    device: str = "cpu"
+
+
+@dataclass
+class RecipeConfig:
+    method: Literal["flow_noise", "flow_sde"] = "flow_noise"
+    algorithm: Literal["ppo", "grpo"] = "ppo"
+    denoise_steps: int = 4
+    # Flow-Noise: learned std squashed into [sigma_min, sigma_max].
+    sigma_min: float = 0.08
+    sigma_max: float = 0.16
+    # Flow-SDE: sigma_t = sde_noise_level * sqrt(t / (1 - t)).
+    sde_noise_level: float = 0.5
+    include_prior: bool = False
+    # How per-element Gaussian log-densities become one log-prob per chunk.
+    logprob_action_reduction: Literal["sum", "mean"] = "sum"  # over chunk steps x action dims
+    logprob_step_reduction: Literal["sum", "mean"] = "sum"  # over scored denoising steps
+    clip: float = 0.2
+    value_clip: float = 0.2
+    gamma: float = 0.99
+    lam: float = 0.95
+    update_epochs: int = 4
+    minibatches: int = 2
+    entropy_coef: float = 0.0
+    grad_clip: float = 2.0
+    normalize_advantages: bool = True
+    lr: float = 5e-6
+    value_lr: float = 1e-4
+    noise_lr: float = 1e-4
+    critic: Literal["after_vlm", "action_head"] = "after_vlm"
+    critic_detach: bool = True
+    grpo_group_size: int = 2
+    grpo_filter: bool = False
+
+
+@dataclass
+class LearnerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50151
+    updates: int = 2
+    episodes_per_update: int = 2
+    # 0 = strictly on-policy: batches produced by an older policy version are dropped.
+    max_staleness: int = 0
+
+
+@dataclass
+class ActorConfig:
+    n_actors: int = 1
+    connect_timeout_s: float = 300.0
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 1
+    # 0 keeps everything; otherwise the newest N (never the one `last` points to).
+    keep_last: int = 0
+
+
+@dataclass
+class TelemetryConfig:
+    log_every: int = 1
+
+
+@dataclass
+class RunConfig:
+    profile: str = DEFAULT_PROFILE
+    seed: int = 0
+    output_dir: str = "outputs/smoke"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Cross-field checks. The single place where a config is judged; raises ConfigError."""
+
+    def require(ok: bool, name: str, value: object, expected: str) -> None:
+        if not ok:
+            raise ConfigError(name, value, expected)
+
+    suites = SUITES_BY_ENV[cfg.env.type]
+    require(cfg.env.suite in suites, "env.suite", cfg.env.suite, f"one of {sorted(suites)}")
+    n_tasks = suites[cfg.env.suite]
+    require(len(cfg.env.task_ids) > 0, "env.task_ids", cfg.env.task_ids, "a non-empty list")
+    for tid in cfg.env.task_ids:
+        require(0 <= tid < n_tasks, "env.task_ids", cfg.env.task_ids, f"task ids in [0, {n_tasks - 1}]")
+    require(cfg.env.episode_length > 0, "env.episode_length", cfg.env.episode_length, "> 0")
+    require(cfg.env.camera_size >= 16, "env.camera_size", cfg.env.camera_size, ">= 16")
+    require(cfg.env.n_envs >= 1, "env.n_envs", cfg.env.n_envs, ">= 1")
+
+    require(cfg.policy.chunk_size >= 1, "policy.chunk_size", cfg.policy.chunk_size, ">= 1")
+    require(
+        1 <= cfg.policy.action_steps <= cfg.policy.chunk_size,
+        "policy.action_steps",
+        cfg.policy.action_steps,
+        f"in [1, policy.chunk_size={cfg.policy.chunk_size}]",
+    )
+    require(
+        cfg.policy.size == "tiny" or bool(cfg.policy.pretrained_path),
+        "policy.pretrained_path",
+        cfg.policy.pretrained_path,
+        "a repo id or local directory when policy.size = 'pretrained'",
+    )
+
+    r = cfg.recipe
+    require(r.denoise_steps >= 1, "recipe.denoise_steps", r.denoise_steps, ">= 1")
+    require(0 < r.sigma_min <= r.sigma_max, "recipe.sigma_min", r.sigma_min, f"in (0, sigma_max={r.sigma_max}]")
+    require(r.sde_noise_level > 0, "recipe.sde_noise_level", r.sde_noise_level, "> 0")
+    require(0 < r.clip < 1, "recipe.clip", r.clip, "in (0, 1)")
+    require(r.value_clip > 0, "recipe.value_clip", r.value_clip, "> 0")
+    require(0 <= r.gamma <= 1, "recipe.gamma", r.gamma, "in [0, 1]")
+    require(0 <= r.lam <= 1, "recipe.lam", r.lam, "in [0, 1]")
+    require(r.update_epochs >= 1, "recipe.update_epochs", r.update_epochs, ">= 1")
+    require(r.minibatches >= 1, "recipe.minibatches", r.minibatches, ">= 1")
+    require(r.grad_clip > 0, "recipe.grad_clip", r.grad_clip, "> 0")
+    for name in ("lr", "value_lr", "noise_lr"):
+        require(getattr(r, name) >= 0, f"recipe.{name}", getattr(r, name), ">= 0")
+    require(r.grpo_group_size >= 2, "recipe.grpo_group_size", r.grpo_group_size, ">= 2")
+
+    require(1 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [1, 65535]")
+    require(cfg.learner.updates >= 1, "learner.updates", cfg.learner.updates, ">= 1")
+    require(
+        cfg.learner.episodes_per_update >= 1,
+        "learner.episodes_per_update",
+        cfg.learner.episodes_per_update,
+        ">= 1",
+    )
+    if r.algorithm == "grpo":
+        require(
+            cfg.learner.episodes_per_update % r.grpo_group_size == 0,
+            "learner.episodes_per_update",
+            cfg.learner.episodes_per_update,
+            f"a multiple of recipe.grpo_group_size={r.grpo_group_size} (GRPO groups episodes)",
+        )
+    require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
+    require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")
+    require(cfg.actor.connect_timeout_s > 0, "actor.connect_timeout_s", cfg.actor.connect_timeout_s, "> 0")
+    require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")
+    require(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", cfg.checkpoint.keep_last, ">= 0")
+    require(cfg.telemetry.log_every >= 1, "telemetry.log_every", cfg.telemetry.log_every, ">= 1")
+    require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
+    return cfg
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
+    return sorted(p.stem for p in profiles_dir.glob("*.toml"))
+
+
+def resolve_profile_path(name_or_path: str, profiles_dir: Path = PROFILES_DIR) -> Path:
+    """A profile is a name under profiles/ or a path to a .toml file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if candidate.is_file():
+            return candidate
+        raise ConfigError("--profile", name_or_path, "an existing .toml file", hint="check the path")
+    path = profiles_dir / f"{name_or_path}.toml"
+    if path.is_file():
+        return path
+    raise ConfigError(
+        "--profile", name_or_path, f"one of {available_profiles(profiles_dir)} or a path to a .toml file"
+    )
+
+
+def load_config(
+    profile: str = DEFAULT_PROFILE,
+    overrides: list[str] | dict[str, Any] | None = None,
+    profiles_dir: Path = PROFILES_DIR,
+) -> RunConfig:
+    """Profile file, then dotted overrides, then validation. Raises ConfigError (exit 2)."""
+    path = resolve_profile_path(profile, profiles_dir)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--profile", str(path), "valid TOML", hint=str(exc)) from exc
+    cfg = _build(RunConfig, data, prefix="")
+    cfg.profile = path.stem if path.parent.resolve() == profiles_dir.resolve() else str(path)
+    items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides or []]
+    for key, value in items:
+        apply_override(cfg, key, value)
+    return validate(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig saved with ``to_dict`` (e.g. train_config.json); strict like profiles."""
+    data = dict(data)
+    profile = data.pop("profile", DEFAULT_PROFILE)
+    cfg = _build(RunConfig, data, prefix="")
+    cfg.profile = profile
+    return validate(cfg)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``env.suite=libero_spatial`` -> ("env.suite", "libero_spatial"); values parse as TOML."""
+    text = text.removeprefix("--")
+    if "=" not in text:
+        raise ConfigError("override", text, "KEY=VALUE, e.g. --env.suite=libero_spatial")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings need no quotes on the command line
+    return key.strip(), value
+
+
+def apply_override(cfg: RunConfig, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    target: Any = cfg
+    for depth, part in enumerate(parts[:-1]):
+        sub = getattr(target, part, None) if part in _field_types(type(target)) else None
+        if not dataclasses.is_dataclass(sub):
+            raise ConfigError(dotted, value, f"a known key; valid sections: {sorted(_field_types(RunConfig))}")
+        target = sub
+    leaf = parts[-1]
+    types_ = _field_types(type(target))
+    if leaf not in types_:
+        section = ".".join(parts[:-1])
+        raise ConfigError(dotted, value, f"a known key in [{section or 'top level'}]: {sorted(types_)}")
+    setattr(target, leaf, _coerce(types_[leaf], value, dotted))
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(prefix or "profile", data, "a table")
+    types_ = _field_types(cls)
+    for key in data:
+        if key not in types_:
+            name = f"{prefix}{key}"
+            raise ConfigError(name, data[key], f"a known key in [{prefix.rstrip('.') or 'top level'}]: {sorted(types_)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = types_[key]
+        name = f"{prefix}{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, prefix=f"{name}.")
+        else:
+            kwargs[key] = _coerce(hint, value, name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(name, value, f"one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in get_args(hint):
+            try:
+                return _coerce(option, value, name)
+            except ConfigError:
+                continue
+        raise ConfigError(name, value, f"a value of type {hint}")
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(name, value, f"a list of {item.__name__}")
+        return [_coerce(item, v, name) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(name, value, "true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(name, value, "an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(name, value, "a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(name, value, "a string")
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(name, value, "nothing")
+        return None
+    raise TypeError(f"unsupported config field type {hint!r} for {name}")  # programming error

@@ -1,0 +1,52 @@
+"""The vector-env contract the rollout collector drives.
+
+Why not gymnasium's VectorEnv directly: LeRobot's LIBERO envs auto-reset on termination and
+never truncate, while PI-RL needs explicit episode boundaries, init-state ids (GRPO groups
+episodes that share an initial state) and a success flag. Each env family wraps its simulator
+into this small interface; the collector owns time limits and chunking.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class StepResult:
+    obs: dict[str, Any]  # raw observation batch, consumed by the adapter's prepare_obs
+    reward: np.ndarray  # (n_envs,) float
+    terminated: np.ndarray  # (n_envs,) bool: task ended (success or failure), no bootstrap
+    success: np.ndarray  # (n_envs,) bool: task solved at this step
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class PirlVectorEnv(ABC):
+    """``num_envs`` simulators stepped together. Raw observations are dicts of batched arrays
+    (plus ``task``: list of instruction strings for language-conditioned envs)."""
+
+    num_envs: int
+    action_dim: int  # env action width (7 for LIBERO)
+    max_episode_steps: int
+
+    @abstractmethod
+    def reset(self, init_state_ids: list[int]) -> dict[str, Any]:
+        """Reset env i to initial state ``init_state_ids[i]``; return the raw obs batch."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> StepResult:
+        """action: (num_envs, action_dim). Envs whose episode ended may be stepped; results ignored."""
+
+    @abstractmethod
+    def task_descriptions(self) -> list[str]:
+        """The instruction of each sub-env (empty strings when not language-conditioned)."""
+
+    def num_init_states(self) -> int:
+        """How many distinct initial states exist (ids wrap modulo this)."""
+        return 1 << 30
+
+    def close(self) -> None:
+        """Release simulators (EGL contexts must close before interpreter shutdown)."""

@@ -1,0 +1,1 @@
+"""Policy adapters: one per policy family, all behind :class:`FlowPolicyAdapter`."""

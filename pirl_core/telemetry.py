@@ -1,0 +1,98 @@
+"""Telemetry: one JSON line per record under ``<output_dir>/telemetry/<source>.jsonl``.
+
+Why files and stdout both: the console (and any later tool) tails the JSONL files, while a
+researcher running headless in two terminals reads the stdout lines. Record schema (DESIGN.md):
+``{"ts": unix seconds, "source": "learner"|"actor-N", "kind": "metrics"|"event"|"error",
+"step": int, ...fields}``. Events carry ``"event": name``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+TELEMETRY_DIR = "telemetry"
+
+
+def telemetry_path(output_dir: Path | str, source: str) -> Path:
+    return Path(output_dir) / TELEMETRY_DIR / f"{source}.jsonl"
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf; keep them visible instead of crashing
+    return value
+
+
+def format_fields(fields: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fields.items():
+        value = _jsonable(value)
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class Telemetry:
+    """Append-only writer for one process. Flushes each line so tailers see it at once."""
+
+    def __init__(self, output_dir: Path | str, source: str, stdout: TextIO | None = None) -> None:
+        self.source = source
+        self.path = telemetry_path(output_dir, source)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._stdout = stdout if stdout is not None else sys.stdout
+
+    def _write(self, kind: str, step: int, fields: dict[str, Any]) -> dict[str, Any]:
+        record = {"ts": round(time.time(), 3), "source": self.source, "kind": kind, "step": int(step)}
+        record.update({k: _jsonable(v) for k, v in fields.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        return record
+
+    def metrics(self, step: int, **fields: Any) -> None:
+        self._write("metrics", step, fields)
+        self.say(f"[{self.source}] step {step} {format_fields(fields)}")
+
+    def event(self, name: str, step: int = 0, **fields: Any) -> None:
+        self._write("event", step, {"event": name, **fields})
+        extra = f" {format_fields(fields)}" if fields else ""
+        self.say(f"[{self.source}] {name}{extra}")
+
+    def error(self, message: str, step: int = 0, **fields: Any) -> None:
+        self._write("error", step, {"message": message, **fields})
+
+    def say(self, line: str) -> None:
+        print(line, file=self._stdout, flush=True)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> Telemetry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: Path | str) -> list[dict[str, Any]]:
+    """All complete records of a telemetry file (a partially written last line is skipped)."""
+    records = []
+    p = Path(path)
+    if not p.exists():
+        return records
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

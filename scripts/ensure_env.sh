@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Make sure the project virtualenv exists and matches pyproject.toml; print its path.
+#
+# Why outside the clone: lerobot==0.4.4 pulls torch 2.10 (several GB). CI runs in a
+# fresh clone every time, so the environment lives in a per-machine cache keyed by the
+# Python version, and a stamp holding a hash of the dependency spec decides whether pip
+# has to run again. The clone itself is installed editable (cheap) so `pirl-console`
+# and `python -m pirl_core.*` resolve to the checkout that called us.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python_bin="${PIRL_PYTHON:-python3}"
+pyver="$("$python_bin" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+venv="${PIRL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pirl/venv-py${pyver}}"
+
+spec_hash="$("$python_bin" - "$root/pyproject.toml" <<'PY'
+import hashlib, json, sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+spec = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {})}
+print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16])
+PY
+)"
+
+log() { echo "[ensure_env] $*" >&2; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtualenv at $venv (once per machine)"
+  mkdir -p "$(dirname "$venv")"
+  "$python_bin" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=71,<81" wheel
+fi
+
+stamp="$venv/.pirl-spec-$spec_hash"
+if [ ! -f "$stamp" ]; then
+  log "installing dependencies into $venv (spec $spec_hash; first time takes several minutes)"
+  # Dependencies only; the project itself is installed editable below.
+  "$venv/bin/python" - "$root/pyproject.toml" > "$venv/.pirl-requirements.txt" <<'PY'
+import sys, tomllib
+project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    print(dep)
+PY
+  "$venv/bin/python" -m pip install --progress-bar off -r "$venv/.pirl-requirements.txt" >&2
+  rm -f "$venv"/.pirl-spec-*
+  touch "$stamp"
+fi
+
+installed_root="$("$venv/bin/python" -c 'import pathlib, pirl_core; print(pathlib.Path(pirl_core.__file__).resolve().parents[1])' 2>/dev/null || true)"
+if [ "$installed_root" != "$root" ]; then
+  log "installing pirl (editable) from $root"
+  "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root" >&2
+fi
+
+echo "$venv"
