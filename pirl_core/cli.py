@@ -56,7 +56,7 @@ def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
     known, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
-        if not item.startswith("--") or "=" not in item or "." not in item.split("=", 1)[0] and not _is_top_level(item):
+        if not item.startswith("--") or "=" not in item:
             parser.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
         overrides.append(item[2:])
     config = load_config(known.profile, overrides)
@@ -67,10 +67,6 @@ def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
         resume_from=known.resume_from,
         actor_id=known.actor_id,
     )
-
-
-def _is_top_level(item: str) -> bool:
-    return item[2:].split("=", 1)[0] in {"seed", "output_dir"}
 
 
 def run_main(main: Callable[[], int]) -> None:
