@@ -43,7 +43,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         description="pirl: PI-RL online fine-tuning. Dotted overrides such as --env.suite=libero_spatial "
         "or --learner.updates=5 change any profile field.",
     )
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name under profiles/ or a .toml path")
+    parser.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help="profile name under profiles/ or a .toml path"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
     parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
     parser.add_argument("--actor-id", type=int, default=0, help="actor index (actor only)")

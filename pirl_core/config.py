@@ -181,7 +181,9 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     r = cfg.recipe
     require(r.denoise_steps >= 1, "recipe.denoise_steps", r.denoise_steps, ">= 1")
-    require(0 < r.sigma_min <= r.sigma_max, "recipe.sigma_min", r.sigma_min, f"in (0, sigma_max={r.sigma_max}]")
+    require(
+        0 < r.sigma_min <= r.sigma_max, "recipe.sigma_min", r.sigma_min, f"in (0, sigma_max={r.sigma_max}]"
+    )
     require(r.sde_noise_level > 0, "recipe.sde_noise_level", r.sde_noise_level, "> 0")
     require(0 < r.clip < 1, "recipe.clip", r.clip, "in (0, 1)")
     require(r.value_clip > 0, "recipe.value_clip", r.value_clip, "> 0")
@@ -285,10 +287,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 def apply_override(cfg: RunConfig, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     target: Any = cfg
-    for depth, part in enumerate(parts[:-1]):
+    for part in parts[:-1]:
         sub = getattr(target, part, None) if part in _field_types(type(target)) else None
         if not dataclasses.is_dataclass(sub):
-            raise ConfigError(dotted, value, f"a known key; valid sections: {sorted(_field_types(RunConfig))}")
+            raise ConfigError(
+                dotted, value, f"a known key; valid sections: {sorted(_field_types(RunConfig))}"
+            )
         target = sub
     leaf = parts[-1]
     types_ = _field_types(type(target))
@@ -310,7 +314,9 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for key in data:
         if key not in types_:
             name = f"{prefix}{key}"
-            raise ConfigError(name, data[key], f"a known key in [{prefix.rstrip('.') or 'top level'}]: {sorted(types_)}")
+            raise ConfigError(
+                name, data[key], f"a known key in [{prefix.rstrip('.') or 'top level'}]: {sorted(types_)}"
+            )
     kwargs = {}
     for key, value in data.items():
         hint = types_[key]

@@ -62,10 +62,11 @@ class Telemetry:
         self._write("metrics", step, fields)
         self.say(f"[{self.source}] step {step} {format_fields(fields)}")
 
-    def event(self, name: str, step: int = 0, **fields: Any) -> None:
+    def event(self, name: str, step: int = 0, *, echo: bool = True, **fields: Any) -> None:
         self._write("event", step, {"event": name, **fields})
-        extra = f" {format_fields(fields)}" if fields else ""
-        self.say(f"[{self.source}] {name}{extra}")
+        if echo:
+            extra = f" {format_fields(fields)}" if fields else ""
+            self.say(f"[{self.source}] {name}{extra}")
 
     def error(self, message: str, step: int = 0, **fields: Any) -> None:
         self._write("error", step, {"message": message, **fields})

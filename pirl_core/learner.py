@@ -1,0 +1,212 @@
+"""``python -m pirl_core.learner``: the gRPC server that owns the optimiser and checkpoints.
+
+The loop is deliberately plain: publish parameters (version v) -> gather the episodes that
+version produced -> one PPO/GRPO update -> v+1 -> checkpoint on cadence. Batches from older
+versions are dropped and counted unless ``learner.max_staleness`` allows them; that keeps the
+update on-policy, which the ratio-equals-one check then verifies every update.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pirl_core import checkpoints
+from pirl_core.cli import parse_args, run_main
+from pirl_core.config import RunConfig
+from pirl_core.errors import ExitCode
+from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
+from pirl_core.telemetry import Telemetry
+
+WAITING_NOTICE_S = 30.0
+
+
+@dataclass
+class Progress:
+    """Counters that survive a resume (saved in training_step.json)."""
+
+    step: int = 0
+    version: int = 0
+    samples: int = 0
+    episodes: int = 0
+    dropped_stale: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "step": self.step,
+            "version": self.version,
+            "samples": self.samples,
+            "episodes": self.episodes,
+            "dropped_stale": self.dropped_stale,
+        }
+
+
+def build_trainer(cfg: RunConfig):
+    """Adapter -> actor-critic -> trainer, exactly as the actor builds its policy."""
+    from pirl_core.envs.factory import task_descriptions
+    from pirl_core.policies.factory import make_adapter
+    from pirl_core.recipe.actor_critic import build_actor_critic
+    from pirl_core.recipe.trainer import PolicyTrainer
+
+    adapter = make_adapter(cfg, task_descriptions(cfg))
+    actor_critic = build_actor_critic(adapter, cfg.recipe)
+    return PolicyTrainer(actor_critic, cfg.recipe)
+
+
+class Learner:
+    def __init__(self, cfg: RunConfig, telemetry: Telemetry, progress: Progress, trainer, server) -> None:
+        self.cfg = cfg
+        self.telemetry = telemetry
+        self.progress = progress
+        self.trainer = trainer
+        self.server = server
+        self.last_checkpoint: Path | None = None
+        self.saved_step = progress.step if progress.step > 0 else -1
+
+    def publish(self) -> dict[str, float]:
+        tensors = parameters_to_tensors(self.trainer.actor_critic)
+        header = {"version": self.progress.version, "step": self.progress.step, "profile": self.cfg.profile}
+        return self.server.publish_parameters(self.progress.version, tensors, header)
+
+    def gather(self):
+        """Block until this version's episodes are in; drop (and count) stale batches."""
+        from pirl_core.rollout import RolloutBatch, concat
+
+        wanted = self.cfg.learner.episodes_per_update
+        batches: list[RolloutBatch] = []
+        episodes = 0
+        waited_since = time.monotonic()
+        while episodes < wanted:
+            item = self.server.get_rollout(timeout=1.0)
+            if item is None:
+                if time.monotonic() - waited_since > WAITING_NOTICE_S:
+                    self.telemetry.event(
+                        "waiting",
+                        self.progress.step,
+                        version=self.progress.version,
+                        episodes=episodes,
+                        wanted=wanted,
+                        actors=len(self.server.connected_actors()),
+                    )
+                    waited_since = time.monotonic()
+                continue
+            header, tensors = item
+            lag = self.progress.version - int(header["version"])
+            if lag < 0 or lag > self.cfg.learner.max_staleness:
+                self.progress.dropped_stale += 1
+                continue
+            batches.append(RolloutBatch.from_tensors(tensors))
+            episodes += int(header["episodes"])
+        return concat(batches), episodes
+
+    def episode_stats(self) -> dict[str, float]:
+        stats = self.server.get_interactions()
+        if not stats:
+            return {}
+        successes = [float(s.get("success", 0.0)) for s in stats]
+        returns = [float(s.get("return", 0.0)) for s in stats]
+        return {
+            "success_rate": sum(successes) / len(successes),
+            "return_mean": sum(returns) / len(returns),
+        }
+
+    def save(self) -> None:
+        if self.saved_step == self.progress.step:
+            return
+        self.last_checkpoint = checkpoints.save(
+            self.cfg, self.progress.step, self.trainer, self.progress.counters()
+        )
+        self.saved_step = self.progress.step
+        self.telemetry.event("checkpoint", self.progress.step, path=str(self.last_checkpoint))
+
+    def run(self) -> None:
+        cfg = self.cfg
+        while self.progress.step < cfg.learner.updates:
+            push = self.publish()
+            batch, episodes = self.gather()
+            metrics = self.trainer.update(batch)
+            self.progress.step += 1
+            self.progress.version += 1
+            self.progress.samples += len(batch)
+            self.progress.episodes += episodes
+            if self.progress.step % cfg.telemetry.log_every == 0 or self.progress.step == cfg.learner.updates:
+                self.telemetry.metrics(
+                    self.progress.step,
+                    update=self.progress.step,
+                    updates_total=cfg.learner.updates,
+                    version=self.progress.version,
+                    samples=self.progress.samples,
+                    episodes=self.progress.episodes,
+                    dropped_stale=self.progress.dropped_stale,
+                    **metrics,
+                    **self.episode_stats(),
+                    push_mb=push.get("push_mb", 0.0),
+                    push_s=push.get("push_s", 0.0),
+                )
+            if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
+                self.save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args("python -m pirl_core.learner", argv)
+    cfg = args.config
+    plan = checkpoints.prepare_run(cfg, args.resume, args.resume_from)  # exits 2/3/4 before any write
+    limit_threads()
+    seed_everything(cfg.seed)
+    trainer = build_trainer(cfg)
+    progress = Progress()
+    if plan is not None:
+        restored = checkpoints.restore(plan, trainer)
+        progress = Progress(
+            step=restored.step,
+            version=restored.version,
+            samples=int(restored.counters.get("samples", 0)),
+            episodes=int(restored.counters.get("episodes", 0)),
+            dropped_stale=int(restored.counters.get("dropped_stale", 0)),
+        )
+
+    from pirl_core.transport.server import LearnerServer
+
+    started = time.monotonic()
+    server = LearnerServer(cfg.learner.host, cfg.learner.port)
+    server.start()
+    telemetry = Telemetry(cfg.output_dir, "learner")
+    learner = Learner(cfg, telemetry, progress, trainer, server)
+    if plan is not None:
+        telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
+    telemetry.event(
+        "ready", progress.step, host=cfg.learner.host, port=cfg.learner.port, version=progress.version
+    )
+    try:
+        learner.run()
+    except KeyboardInterrupt:
+        # A clean interrupt keeps the work done so far: checkpoint (atomically), then 130.
+        learner.save()
+        server.finish("interrupted")
+        server.stop(grace=1.0)
+        telemetry.event("interrupted", progress.step, checkpoint=str(learner.last_checkpoint))
+        telemetry.close()
+        raise
+    server.finish("done")
+    server.stop(grace=2.0)
+    wall = time.monotonic() - started
+    telemetry.event(
+        "done",
+        progress.step,
+        echo=False,
+        updates=progress.step,
+        samples=progress.samples,
+        wall_s=round(wall, 1),
+    )
+    telemetry.say(
+        f"[learner] done updates={progress.step} samples={progress.samples} wall_s={wall:.1f} "
+        f"checkpoint={learner.last_checkpoint or checkpoints.last_pointer(cfg.output_dir)}"
+    )
+    telemetry.close()
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    run_main(main)
