@@ -45,7 +45,7 @@ PY
   touch "$stamp"
 fi
 
-installed_root="$("$venv/bin/python" -c 'import pathlib, pirl_core; print(pathlib.Path(pirl_core.__file__).resolve().parents[1])' 2>/dev/null || true)"
+installed_root="$(cd / && "$venv/bin/python" -I -c 'import pathlib, pirl_core; print(pathlib.Path(pirl_core.__file__).resolve().parents[1])' 2>/dev/null || true)"
 if [ "$installed_root" != "$root" ]; then
   log "installing pirl (editable) from $root"
   "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root" >&2
