@@ -1,0 +1,79 @@
+"""End to end: the real learner and actor processes, over gRPC, on the shipped profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pirl_core.telemetry import read_records
+from tests.e2e_helpers import free_port, run_pair
+
+
+def _metrics(path: Path) -> list[dict]:
+    return [r for r in read_records(path) if r["kind"] == "metrics"]
+
+
+def _assert_checkpoint_tree(out: Path, updates: int) -> Path:
+    ckpts = out / "checkpoints"
+    last = ckpts / "last"
+    assert last.is_symlink(), sorted(p.name for p in ckpts.iterdir())
+    assert os.readlink(last) == f"{updates:06d}"
+    final = last.resolve()
+    for name in ("config.json", "model.safetensors", "train_config.json"):
+        assert (final / "pretrained_model" / name).is_file(), name
+    assert (final / "training_state" / "training_step.json").is_file()
+    steps = sorted(p.name for p in ckpts.iterdir() if p.name != "last")
+    assert steps == [f"{s:06d}" for s in range(1, updates + 1)]
+    return final
+
+
+@pytest.mark.slow
+def test_smoke_profile_on_libero_10_learner_first(tmp_path: Path) -> None:
+    out = tmp_path / "smoke"
+    args = ["--profile", "smoke", f"--output_dir={out}", f"--learner.port={free_port()}"]
+    codes, learner_log, actor_log = run_pair(args, out, timeout=900)
+    assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
+
+    final = _assert_checkpoint_tree(out, updates=2)
+    train_config = json.loads((final / "pretrained_model" / "train_config.json").read_text())
+    assert train_config["env"]["suite"] == "libero_10"
+
+    from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+    policy = XVLAPolicy.from_pretrained(str(final / "pretrained_model"))
+    assert policy.config.chunk_size == 8
+
+    learner = _metrics(out / "telemetry" / "learner.jsonl")
+    assert [r["update"] for r in learner] == [1, 2]
+    for record in learner:
+        for key in ("version", "policy_loss", "value_loss", "approx_kl", "clip_frac", "ratio_check"):
+            assert key in record, key
+        assert record["ratio_check"] < 1e-4
+    actor = _metrics(out / "telemetry" / "actor-0.jsonl")
+    assert len(actor) == 2
+    for record in actor:
+        for key in ("episodes", "success_rate", "env_steps_per_s", "inference_ms"):
+            assert key in record, key
+    assert learner_log.strip().splitlines()[-1].startswith("[learner] done updates=2")
+
+
+@pytest.mark.slow
+def test_toy_run_actor_started_first(tmp_path: Path) -> None:
+    out = tmp_path / "toy"
+    args = [
+        "--profile",
+        "toy",
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        "--learner.updates=3",
+        "--checkpoint.every=2",
+    ]
+    codes, learner_log, actor_log = run_pair(args, out, timeout=300, actor_first=True)
+    assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["000002", "000003", "last"]
+    assert os.readlink(ckpts / "last") == "000003"
+    assert [r["update"] for r in _metrics(out / "telemetry" / "learner.jsonl")] == [1, 2, 3]
