@@ -1,0 +1,107 @@
+"""gRPC plumbing shared by server and client: chunking, reassembly, channel options, metadata.
+
+Chunking reuses LeRobot's ``send_bytes_in_chunks`` (2 MiB chunks, BEGIN/MIDDLE/END states) so
+pirl speaks LeRobot's ``LearnerService`` wire protocol. Reassembly is pirl's own because
+LeRobot's ``receive_bytes_in_chunks`` accepts protocol violations silently (a MIDDLE without a
+BEGIN, a stream that ends mid-payload) and would hand a truncated blob to the decoder.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from lerobot.transport import services_pb2
+from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks
+
+from pirl_core.errors import TransportError
+
+TransferState = services_pb2.TransferState  # type: ignore[attr-defined]
+
+# Chunks are CHUNK_SIZE (2 MiB) plus a few bytes of protobuf framing; 8 MiB leaves headroom
+# and still bounds what a misbehaving peer can make us buffer per message.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+ACTOR_ID_METADATA = "pirl-actor-id"
+
+# Keepalive: a peer that vanishes without closing its socket (network drop, suspended VM) is
+# noticed within ~KEEPALIVE_TIME + KEEPALIVE_TIMEOUT instead of never. The server must accept
+# pings at this rate, or it answers GOAWAY "too_many_pings".
+KEEPALIVE_TIME_MS = 20_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+
+def _common_options() -> list[tuple[str, Any]]:
+    # LeRobot's helper sets message limits and a retry policy; pirl retries explicitly (with
+    # deadlines and an actionable error), so the channel-level retry policy is turned off.
+    opts = grpc_channel_options(
+        max_receive_message_length=MAX_MESSAGE_BYTES,
+        max_send_message_length=MAX_MESSAGE_BYTES,
+        enable_retries=False,
+    )
+    return [o for o in opts if o[0] != "grpc.service_config"]
+
+
+def server_options() -> list[tuple[str, Any]]:
+    return _common_options() + [
+        # gRPC sets SO_REUSEPORT by default on Linux: a second learner would then bind the same
+        # port silently and steal half the actors. Off, so "port in use" is an error.
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+        ("grpc.http2.max_ping_strikes", 0),
+    ]
+
+
+def client_options() -> list[tuple[str, Any]]:
+    return _common_options() + [
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # gRPC's default reconnect backoff grows to 120 s: an actor started long before its
+        # learner would then sit out up to two minutes after the learner is up. Cap it.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+
+
+def iter_chunks(payload: bytes, message_class: type) -> Iterator[Any]:
+    """Split one payload into LeRobot transfer messages (``Parameters``, ``Transition``, ...)."""
+    if not payload:
+        raise TransportError("refusing to send an empty payload (encode_payload never produces one)")
+    yield from send_bytes_in_chunks(payload, message_class, silent=True)
+
+
+def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytes]:
+    """Yield each complete payload from a stream of transfer messages; strict about states.
+
+    A payload is BEGIN, MIDDLE*, END, or a lone END (LeRobot sends a payload that fits in one
+    chunk as a single END). A stream that ends mid-payload raises TransportError.
+    """
+    buf: io.BytesIO | None = None
+    for msg in messages:
+        state = msg.transfer_state
+        if state == TransferState.TRANSFER_BEGIN:
+            if buf is not None:
+                raise TransportError(f"{what}: new payload began before the previous one ended")
+            buf = io.BytesIO()
+            buf.write(msg.data)
+        elif state == TransferState.TRANSFER_MIDDLE:
+            if buf is None:
+                raise TransportError(f"{what}: chunk arrived without a BEGIN (stream joined mid-payload)")
+            buf.write(msg.data)
+        elif state == TransferState.TRANSFER_END:
+            if buf is None:
+                yield bytes(msg.data)
+            else:
+                buf.write(msg.data)
+                yield buf.getvalue()
+                buf = None
+        else:
+            raise TransportError(f"{what}: unknown transfer state {state!r}")
+    if buf is not None:
+        raise TransportError(f"{what}: stream ended in the middle of a payload ({buf.tell()} bytes received)")
