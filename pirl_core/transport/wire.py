@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lerobot.transport import services_pb2
-from lerobot.transport.utils import CHUNK_SIZE, grpc_channel_options, send_bytes_in_chunks
+from lerobot.transport.utils import grpc_channel_options, send_bytes_in_chunks
 
 from pirl_core.errors import TransportError
 
