@@ -212,12 +212,20 @@ class LearnerServer:
 
     # ------------------------------------------------------------------ parameters
     def publish_parameters(
-        self, version: int, tensors: dict[str, torch.Tensor], header: dict[str, Any] | None = None
+        self,
+        version: int,
+        tensors: dict[str, torch.Tensor],
+        header: dict[str, Any] | None = None,
+        *,
+        wait_s: float = 10.0,
     ) -> dict[str, Any]:
         """Make ``tensors`` the latest parameters; every connected (and later) actor gets them.
 
-        Returns ``{"version", "push_mb", "encode_s", "actors"}`` (``actors``: streams connected
-        at publish time). Sending happens in the stream handlers; see :meth:`wait_for_delivery`.
+        Then waits up to ``wait_s`` until every connected stream has sent them (0 = don't wait),
+        so ``push_s`` measures the real push; in an on-policy loop the learner would wait for
+        the resulting rollouts anyway, so the wait costs nothing. Returns ``{"version",
+        "push_mb", "encode_s", "push_s" (publish call to last stream sent, incl. encode),
+        "actors" (streams connected at publish time), "delivered" (all of them sent)}``.
         """
         if self._finished:
             raise RuntimeError("publish_parameters() after finish()")
@@ -229,11 +237,14 @@ class LearnerServer:
             self._latest = _Published(next(self._seq), int(version), payload, done=False)
             actors = len(self._streams)
             self._cond.notify_all()
+        delivered = self.wait_for_delivery(wait_s) if wait_s > 0 else actors == 0
         return {
             "version": int(version),
             "push_mb": len(payload) / 1e6,
             "encode_s": encode_s,
+            "push_s": time.perf_counter() - t0,
             "actors": actors,
+            "delivered": delivered,
         }
 
     def _encode(self, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> bytes:

@@ -8,7 +8,6 @@ BEGIN, a stream that ends mid-payload) and would hand a truncated blob to the de
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -82,26 +81,26 @@ def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytes]:
     A payload is BEGIN, MIDDLE*, END, or a lone END (LeRobot sends a payload that fits in one
     chunk as a single END). A stream that ends mid-payload raises TransportError.
     """
-    buf: io.BytesIO | None = None
+    parts: list[bytes] | None = None  # chunks of the payload in progress; joined once at END
     for msg in messages:
         state = msg.transfer_state
         if state == TransferState.TRANSFER_BEGIN:
-            if buf is not None:
+            if parts is not None:
                 raise TransportError(f"{what}: new payload began before the previous one ended")
-            buf = io.BytesIO()
-            buf.write(msg.data)
+            parts = [msg.data]
         elif state == TransferState.TRANSFER_MIDDLE:
-            if buf is None:
+            if parts is None:
                 raise TransportError(f"{what}: chunk arrived without a BEGIN (stream joined mid-payload)")
-            buf.write(msg.data)
+            parts.append(msg.data)
         elif state == TransferState.TRANSFER_END:
-            if buf is None:
+            if parts is None:
                 yield bytes(msg.data)
             else:
-                buf.write(msg.data)
-                yield buf.getvalue()
-                buf = None
+                parts.append(msg.data)
+                yield b"".join(parts)
+                parts = None
         else:
             raise TransportError(f"{what}: unknown transfer state {state!r}")
-    if buf is not None:
-        raise TransportError(f"{what}: stream ended in the middle of a payload ({buf.tell()} bytes received)")
+    if parts is not None:
+        received = sum(len(p) for p in parts)
+        raise TransportError(f"{what}: stream ended in the middle of a payload ({received} bytes received)")
