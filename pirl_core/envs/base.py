@@ -44,6 +44,10 @@ class PirlVectorEnv(ABC):
     def task_descriptions(self) -> list[str]:
         """The instruction of each sub-env (empty strings when not language-conditioned)."""
 
+    def task_ids(self) -> list[int]:
+        """Suite task id of each sub-env (per-task stats; GRPO groups share task and init state)."""
+        return [0] * self.num_envs
+
     def num_init_states(self) -> int:
         """How many distinct initial states exist (ids wrap modulo this)."""
         return 1 << 30
