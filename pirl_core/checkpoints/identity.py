@@ -1,0 +1,287 @@
+"""Resume validator: the checkpoint's run identity against the current run, field by field.
+
+Every RunConfig field is classified here, explicitly (tests/test_checkpoint_identity.py fails when a
+field is added to the config without a class):
+
+* ``fatal`` — the checkpoint's tensors or their meaning depend on it (architecture sizes, what an
+  action or an observation is, which recipe produced the optimizer state). Resuming with a different
+  value would either crash hours later on a shape mismatch or silently train something else, so the
+  resume is refused (exit 3) before anything is written.
+* ``changed`` — tunables (learning rates, loss coefficients, cadence, counts, addresses). Allowed;
+  listed so that nobody changes one by accident.
+
+The adapter's own ``identity()`` (sizes derived from the model, action mode, observation shapes,
+tokenizer) is compared too, once the model is built; all of its keys are fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pirl_core.config import RunConfig
+from pirl_core.errors import ResumeMismatchError
+
+Severity = Literal["fatal", "changed"]
+FATAL: Severity = "fatal"
+CHANGED: Severity = "changed"
+
+NEW_DIR = "start a new output dir"
+
+FIELD_CLASSES: dict[str, Severity] = {
+    # run
+    "profile": CHANGED,  # a name; what it resolved to is compared field by field below
+    "seed": CHANGED,  # RNG state comes from the checkpoint; the seed only derives future streams
+    "output_dir": CHANGED,  # --resume-from may fork a checkpoint into a new output dir
+    # env: what the task and the observation/action spaces are
+    "env.type": FATAL,
+    "env.suite": FATAL,
+    "env.task_ids": FATAL,
+    "env.episode_length": CHANGED,  # horizon; no tensor depends on it
+    "env.camera_size": FATAL,  # observation shapes
+    "env.n_envs": CHANGED,  # throughput only
+    "env.control_mode": FATAL,  # absolute vs relative: what an action means
+    # policy: architecture and the spaces it maps between
+    "policy.type": FATAL,
+    "policy.size": FATAL,
+    "policy.pretrained_path": FATAL,  # the base model the weights descend from
+    "policy.tokenizer": FATAL,  # token ids must mean the same words
+    "policy.chunk_size": FATAL,
+    "policy.action_steps": FATAL,  # executed and scored steps: the MDP's action and the log-prob
+    "policy.hidden_dim": FATAL,
+    "policy.device": CHANGED,  # a CPU checkpoint resumes on a GPU and back
+    # recipe: structure (fatal) vs loss/optimiser coefficients (tunable)
+    "recipe.method": FATAL,  # flow_noise has a noise head and its optimizer, flow_sde does not
+    "recipe.algorithm": FATAL,  # ppo has a critic and its optimizer, grpo does not
+    "recipe.denoise_steps": FATAL,  # the chain is the action: its length defines the policy
+    "recipe.sigma_min": CHANGED,
+    "recipe.sigma_max": CHANGED,
+    "recipe.sde_noise_level": CHANGED,
+    "recipe.include_prior": CHANGED,
+    "recipe.logprob_action_reduction": CHANGED,
+    "recipe.logprob_step_reduction": CHANGED,
+    "recipe.clip": CHANGED,
+    "recipe.value_clip": CHANGED,
+    "recipe.gamma": CHANGED,
+    "recipe.lam": CHANGED,
+    "recipe.update_epochs": CHANGED,
+    "recipe.minibatches": CHANGED,
+    "recipe.entropy_coef": CHANGED,
+    "recipe.grad_clip": CHANGED,
+    "recipe.normalize_advantages": CHANGED,
+    "recipe.lr": CHANGED,
+    "recipe.value_lr": CHANGED,
+    "recipe.noise_lr": CHANGED,
+    "recipe.critic": FATAL,  # value-head input width and meaning
+    "recipe.critic_detach": FATAL,  # which parameters the critic's gradients reach
+    "recipe.grpo_group_size": CHANGED,
+    "recipe.grpo_filter": CHANGED,
+    # learner / actor / checkpoint / telemetry: cadence, counts and addresses
+    "learner.host": CHANGED,
+    "learner.port": CHANGED,
+    "learner.updates": CHANGED,
+    "learner.episodes_per_update": CHANGED,
+    "learner.max_staleness": CHANGED,
+    "actor.n_actors": CHANGED,
+    "actor.connect_timeout_s": CHANGED,
+    "checkpoint.every": CHANGED,
+    "checkpoint.keep_last": CHANGED,
+    "telemetry.log_every": CHANGED,
+}
+
+ABSENT = "(absent)"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_fields(cfg: RunConfig | None = None) -> list[str]:
+    """Dotted names of every RunConfig field (the set FIELD_CLASSES must cover)."""
+    return list(flatten((cfg or RunConfig()).to_dict()))
+
+
+def _normal(value: Any) -> Any:
+    """JSON round trip: tuples become lists, so saved (JSON) and live values compare equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
+_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:-]*$")
+
+
+def value_text(value: Any) -> str:
+    """A value as it is typed in a dotted override (TOML-like)."""
+    if value is ABSENT:
+        return ABSENT
+    if isinstance(value, str):
+        return value if _BARE.match(value) else json.dumps(value)
+    return json.dumps(value, separators=(",", ":"))
+
+
+def flag(name: str, value: Any) -> str:
+    """The command-line flag that sets ``name`` back to ``value``, shell-quoted where needed."""
+    if name == "profile":
+        return f"--profile {shlex.quote(str(value))}"
+    return shlex.quote(f"--{name}={value_text(value)}")
+
+
+@dataclass
+class Row:
+    field: str
+    checkpoint: Any  # the saved (expected) value
+    current: Any
+    severity: Severity
+    fix: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "checkpoint": self.checkpoint,
+            "current": self.current,
+            "severity": self.severity,
+            "fix": self.fix,
+        }
+
+
+def _fix(name: str, saved: Any, severity: Severity, configurable: bool) -> str:
+    if severity == FATAL:
+        if configurable and saved is not ABSENT:
+            return f"{flag(name, saved)} (or {NEW_DIR})"
+        return NEW_DIR
+    if configurable and saved is not ABSENT:
+        return f"allowed; {flag(name, saved)} keeps the checkpoint's value"
+    return "allowed"
+
+
+def compare_configs(saved: dict[str, Any], current: RunConfig | dict[str, Any]) -> list[Row]:
+    """Rows for every config field whose value differs (unclassified fields count as fatal)."""
+    saved_flat = flatten(_normal(saved))
+    current_flat = flatten(_normal(current.to_dict() if isinstance(current, RunConfig) else current))
+    rows = []
+    for name in sorted(set(saved_flat) | set(current_flat), key=_field_order):
+        old = saved_flat.get(name, ABSENT)
+        new = current_flat.get(name, ABSENT)
+        if old == new:
+            continue
+        severity = FIELD_CLASSES.get(name, FATAL)
+        rows.append(
+            Row(name, old, new, severity, _fix(name, old, severity, configurable=name in current_flat))
+        )
+    return rows
+
+
+def compare_adapter(saved: dict[str, Any], current: dict[str, Any]) -> list[Row]:
+    """Rows for the model's own identity (``FlowPolicyAdapter.identity()``): all fatal."""
+    saved_n, current_n = _normal(saved), _normal(current)
+    rows = []
+    for key in sorted(set(saved_n) | set(current_n)):
+        old, new = saved_n.get(key, ABSENT), current_n.get(key, ABSENT)
+        if old != new:
+            rows.append(Row(f"adapter.{key}", old, new, FATAL, NEW_DIR))
+    return rows
+
+
+_ORDER = {name: i for i, name in enumerate(FIELD_CLASSES)}
+
+
+def _field_order(name: str) -> tuple[int, str]:
+    return (_ORDER.get(name, len(_ORDER)), name)
+
+
+@dataclass
+class IdentityReport:
+    """Outcome of a validation: the checkpoint it was run against and the differing rows."""
+
+    checkpoint: str
+    step: int
+    rows: list[Row] = dataclasses.field(default_factory=list)
+
+    @property
+    def fatal(self) -> list[Row]:
+        return [r for r in self.rows if r.severity == FATAL]
+
+    @property
+    def changed(self) -> list[Row]:
+        return [r for r in self.rows if r.severity == CHANGED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal
+
+    def extend(self, rows: list[Row]) -> IdentityReport:
+        self.rows.extend(rows)
+        return self
+
+    def summary(self) -> str:
+        if not self.rows:
+            return f"checkpoint {self.checkpoint} (step {self.step}) matches the current run"
+        if self.ok:
+            names = ", ".join(r.field for r in self.changed)
+            return f"checkpoint {self.checkpoint} (step {self.step}) is compatible; changed tunables: {names}"
+        names = ", ".join(r.field for r in self.fatal)
+        return (
+            f"cannot resume from {self.checkpoint} (step {self.step}): {len(self.fatal)} identity "
+            f"field(s) differ ({names}); pass the flags in the table or {NEW_DIR}"
+        )
+
+    def format_table(self) -> str:
+        """Plain-text table for a terminal: fatal rows first, then changed tunables."""
+        header = ("field", "checkpoint (expected)", "current", "severity", "how to fix")
+        body = [
+            (r.field, _cell(r.checkpoint), _cell(r.current), r.severity, r.fix)
+            for r in sorted(self.rows, key=lambda r: r.severity != FATAL)
+        ]
+        if not body:
+            return "no differences"
+        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header) - 1)]
+
+        def fmt(line: tuple[str, ...]) -> str:
+            cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
+            return "  ".join([*cells, line[-1]]).rstrip()
+
+        rule = "  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1])
+        return "\n".join([fmt(header), rule, *(fmt(line) for line in body)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "step": self.step,
+            "ok": self.ok,
+            "summary": self.summary(),
+            "rows": [r.to_dict() for r in self.rows],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+_MAX_CELL = 40
+
+
+def _cell(value: Any) -> str:
+    text = value_text(value)
+    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+
+
+class IdentityMismatch(ResumeMismatchError):
+    """Exit 3, carrying the full report (``.report``) for the console's JSON view."""
+
+    def __init__(self, report: IdentityReport) -> None:
+        super().__init__(report.summary(), detail=report.format_table())
+        self.report = report
+
+
+def raise_if_fatal(report: IdentityReport) -> IdentityReport:
+    if not report.ok:
+        raise IdentityMismatch(report)
+    return report
