@@ -1,0 +1,301 @@
+"""Building LeRobot ``XVLAPolicy`` objects for pirl: a tiny offline one, or the cached pretrained one.
+
+Why a separate module: the adapter (``xvla.py``) should only talk about RL; *which* X-VLA is built
+and the LeRobot traps around building one live here:
+
+* Florence-2's ``image_projection`` is created with ``torch.empty`` and never initialised (values
+  up to 1e22, NaN for some seeds). :func:`init_uninitialised_params` fixes it for every policy
+  built from config.
+* A tiny Florence-2 must satisfy a web of size constraints (see :func:`tiny_florence_config`).
+* Florence-2 enables dropout and drop-path by default. The tiny config zeroes every rate; the
+  adapter additionally runs the policy in eval mode (LeRobot's action transformer hard-codes
+  dropout 0.1), because train-mode noise breaks the PPO ratio.
+* ``policy.size = "pretrained"`` must never download: weights and tokenizer are looked up in the
+  local Hugging Face cache only, and a miss raises :class:`ConfigError` (exit 2) naming the
+  command that fetches them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pirl_core.config import RunConfig
+from pirl_core.errors import ConfigError
+from pirl_core.policies.tokenizer import TOKENIZER_DIR
+
+IMAGE_KEYS: tuple[str, ...] = ("observation.images.image", "observation.images.image2")
+STATE_KEY = "observation.state"
+LIBERO_STATE_DIM = 20  # LeRobot's LiberoProcessorStep: [eef_pos(3), rot6d(6), 0, zeros(10)]
+EE6D_ACTION_DIM = 20  # X-VLA ee6d: two arms x [xyz(3), rot6d(6), gripper logit(1)]
+LIBERO_DOMAIN_ID = 3  # the embodiment id lerobot/xvla-libero was trained with
+
+# Tiny architecture (policy.size = "tiny"). Widths are small on purpose: a chunk runs in a few ms
+# on one CPU core, yet every LeRobot module (DaViT, BART encoder, soft-prompted transformer) is real.
+TINY_VLM_DIM = 32  # Florence-2 projection_dim = text d_model = vision projection_dim
+TINY_DAVIT_DIMS = (16, 16, 32, 32)
+TINY_DAVIT_HEADS = (1, 1, 2, 2)
+TINY_DAVIT_WINDOW = 4
+TINY_TOKENIZER_MAX_LENGTH = 24  # longest LIBERO instruction is 21 tokens incl. <s> </s>
+TINY_DEPTH = 2
+TINY_HEADS = 2
+TINY_SOFT_PROMPTS = 4
+TINY_DIM_TIME = 16
+TINY_MAX_STATE_DIM = 32  # same padding as the released X-VLA
+DAVIT_DOWNSAMPLE = 32  # product of DaViT's patch strides (4, 2, 2, 2)
+
+
+@dataclass
+class BuiltPolicy:
+    """A constructed policy plus what the processors need to know about it."""
+
+    policy: Any  # lerobot.policies.xvla.modeling_xvla.XVLAPolicy
+    tokenizer_path: str
+    domain_id: int
+    source: str  # "tiny(seed=N)" or the pretrained path it came from
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return int(math.ceil(x / multiple) * multiple)
+
+
+def tiny_florence_config(camera_size: int, vocab_size: int) -> dict[str, Any]:
+    """A Florence-2 config dict small enough for CPU RL, respecting Florence-2's constraints:
+
+    * ``vision_config.projection_dim`` = top-level ``projection_dim`` = ``text_config.d_model``;
+    * DaViT has 4 stages; heads and groups divide each stage width;
+    * ``image_pos_embed.max_pos_embeddings`` >= the final feature-map side (camera / 32);
+    * ``text_config.max_position_embeddings`` >= 1 + side^2 image tokens + tokenizer max length;
+    * ``vocab_size`` > the tokenizer's largest id;
+    * every dropout / drop-path rate is 0 (RL forward passes must be deterministic).
+    """
+    side = max(1, camera_size // DAVIT_DOWNSAMPLE)
+    enc_len = 1 + side * side + TINY_TOKENIZER_MAX_LENGTH
+    vocab = _round_up(vocab_size + 1, 64)
+    return {
+        "projection_dim": TINY_VLM_DIM,
+        "vocab_size": vocab,
+        "vision_config": {
+            "model_type": "davit",
+            "drop_path_rate": 0.0,
+            "patch_size": [7, 3, 3, 3],
+            "patch_stride": [4, 2, 2, 2],
+            "patch_padding": [3, 1, 1, 1],
+            "patch_prenorm": [False, True, True, True],
+            "dim_embed": list(TINY_DAVIT_DIMS),
+            "num_heads": list(TINY_DAVIT_HEADS),
+            "num_groups": list(TINY_DAVIT_HEADS),
+            "depths": [1, 1, 1, 1],
+            "window_size": TINY_DAVIT_WINDOW,
+            "projection_dim": TINY_VLM_DIM,
+            "visual_temporal_embedding": {"type": "COSINE", "max_temporal_embeddings": 4},
+            "image_pos_embed": {"type": "learned_abs_2d", "max_pos_embeddings": max(8, side)},
+            "image_feature_source": ["spatial_avg_pool", "temporal_avg_pool"],
+        },
+        "text_config": {
+            "vocab_size": vocab,
+            "d_model": TINY_VLM_DIM,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "decoder_attention_heads": 2,
+            "encoder_ffn_dim": 2 * TINY_VLM_DIM,
+            "decoder_ffn_dim": 2 * TINY_VLM_DIM,
+            "max_position_embeddings": _round_up(enc_len, 16),
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "activation_dropout": 0.0,
+            "encoder_layerdrop": 0.0,
+            "decoder_layerdrop": 0.0,
+        },
+    }
+
+
+def _input_features(camera_size: int) -> tuple[dict, dict]:
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    inputs = {
+        k: PolicyFeature(type=FeatureType.VISUAL, shape=(3, camera_size, camera_size)) for k in IMAGE_KEYS
+    }
+    inputs[STATE_KEY] = PolicyFeature(type=FeatureType.STATE, shape=(LIBERO_STATE_DIM,))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(EE6D_ACTION_DIM,))}
+    return inputs, outputs
+
+
+def tiny_xvla_config(cfg: RunConfig, tokenizer_path: str):
+    """XVLAConfig for ``policy.size = "tiny"``: same action mode (ee6d), views, state layout and
+    processors as ``lerobot/xvla-libero``, only narrower and shallower."""
+    from lerobot.policies.xvla.configuration_xvla import XVLAConfig
+
+    from pirl_core.policies.tokenizer import tokenizer_vocab_size
+
+    camera = cfg.env.camera_size
+    side = max(1, camera // DAVIT_DOWNSAMPLE)
+    tokens_per_view = 1 + side * side
+    num_views = len(IMAGE_KEYS)
+    # transformer sequence: action tokens + VLM encoder tokens + auxiliary-view tokens
+    max_len_seq = cfg.policy.chunk_size + (tokens_per_view + TINY_TOKENIZER_MAX_LENGTH)
+    max_len_seq += (num_views - 1) * tokens_per_view
+    inputs, outputs = _input_features(camera)
+    return XVLAConfig(
+        input_features=inputs,
+        output_features=outputs,
+        device=cfg.policy.device,
+        chunk_size=cfg.policy.chunk_size,
+        n_action_steps=cfg.policy.action_steps,
+        dtype="float32",
+        florence_config=tiny_florence_config(camera, tokenizer_vocab_size(tokenizer_path)),
+        tokenizer_name=tokenizer_path,
+        tokenizer_max_length=TINY_TOKENIZER_MAX_LENGTH,
+        hidden_size=cfg.policy.hidden_dim,
+        depth=TINY_DEPTH,
+        num_heads=TINY_HEADS,
+        mlp_ratio=2.0,
+        num_domains=LIBERO_DOMAIN_ID + 1,
+        len_soft_prompts=TINY_SOFT_PROMPTS,
+        dim_time=TINY_DIM_TIME,
+        max_len_seq=_round_up(max_len_seq, 16),
+        action_mode="ee6d",
+        num_denoising_steps=cfg.recipe.denoise_steps,
+        use_proprio=True,
+        max_state_dim=TINY_MAX_STATE_DIM,
+        max_action_dim=EE6D_ACTION_DIM,
+        num_image_views=num_views,
+    )
+
+
+@torch.no_grad()
+def init_uninitialised_params(policy: torch.nn.Module, std: float = 0.02) -> None:
+    """Initialise what LeRobot leaves as ``torch.empty``: Florence-2's ``image_projection``."""
+    vlm = policy.model.vlm
+    torch.nn.init.normal_(vlm.image_projection, mean=0.0, std=std)
+
+
+def check_finite_params(policy: torch.nn.Module, limit: float = 1e3) -> None:
+    """Fail loudly if any parameter is non-finite or absurdly large (an uninitialised leftover)."""
+    for name, p in policy.named_parameters():
+        if not torch.isfinite(p).all() or p.abs().max().item() > limit:
+            raise RuntimeError(f"parameter {name} is not initialised (max |x| = {p.abs().max().item():.3g})")
+
+
+def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
+    """A randomly initialised tiny X-VLA; deterministic given ``seed`` (default ``cfg.seed``)
+    without disturbing the global torch RNG."""
+    from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+    tokenizer_path = cfg.policy.tokenizer or str(TOKENIZER_DIR)
+    if not Path(tokenizer_path).is_dir():
+        raise ConfigError(
+            "policy.tokenizer",
+            cfg.policy.tokenizer,
+            "'' (pirl's shipped LIBERO tokenizer) or a local tokenizer directory for policy.size = 'tiny'",
+        )
+    config = tiny_xvla_config(cfg, tokenizer_path)
+    seed = cfg.seed if seed is None else seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy = XVLAPolicy(config)
+        init_uninitialised_params(policy)
+    check_finite_params(policy)
+    policy.to(cfg.policy.device)
+    return BuiltPolicy(policy, tokenizer_path, LIBERO_DOMAIN_ID, f"tiny(seed={seed})")
+
+
+# --------------------------------------------------------------------------- pretrained
+
+
+def _fetch_hint(repo: str) -> str:
+    return f"fetch it first with: huggingface-cli download {repo}"
+
+
+def resolve_local_snapshot(repo_or_dir: str, required: tuple[str, ...], field: str) -> Path:
+    """A local directory, or the cached snapshot of a hub repo id. Never downloads."""
+    path = Path(repo_or_dir).expanduser()
+    if path.is_dir():
+        missing = [f for f in required if not (path / f).is_file()]
+        if missing:
+            raise ConfigError(
+                field, repo_or_dir, f"a directory holding {list(required)}", hint=f"missing {missing}"
+            )
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        snap = Path(snapshot_download(repo_or_dir, local_files_only=True, allow_patterns=list(required)))
+    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, OfflineModeIsEnabled...
+        raise ConfigError(
+            field,
+            repo_or_dir,
+            "weights present in the local Hugging Face cache",
+            hint=_fetch_hint(repo_or_dir),
+        ) from exc
+    missing = [f for f in required if not (snap / f).is_file()]
+    if missing:
+        raise ConfigError(
+            field, repo_or_dir, f"a cached snapshot holding {list(required)}", hint=_fetch_hint(repo_or_dir)
+        )
+    return snap
+
+
+def resolve_local_tokenizer(name_or_dir: str) -> str:
+    """A tokenizer directory, or the cached snapshot of a hub tokenizer. Never downloads."""
+    if Path(name_or_dir).expanduser().is_dir():
+        return str(Path(name_or_dir).expanduser())
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(name_or_dir, local_files_only=True)
+    except Exception as exc:
+        raise ConfigError(
+            "policy.tokenizer",
+            name_or_dir,
+            "a tokenizer in the local Hugging Face cache",
+            hint=_fetch_hint(name_or_dir),
+        ) from exc
+    return name_or_dir
+
+
+def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
+    """``policy.size = "pretrained"``: load ``policy.pretrained_path`` (e.g. ``lerobot/xvla-libero``)
+    from the local cache with LeRobot's own ``XVLAPolicy.from_pretrained``."""
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
+
+    snap = resolve_local_snapshot(
+        cfg.policy.pretrained_path, ("config.json", "model.safetensors"), "policy.pretrained_path"
+    )
+    config = PreTrainedConfig.from_pretrained(str(snap), local_files_only=True)
+    if config.type != "xvla":
+        raise ConfigError(
+            "policy.pretrained_path",
+            cfg.policy.pretrained_path,
+            "an X-VLA checkpoint",
+            hint=f"type is {config.type!r}",
+        )
+    if config.chunk_size != cfg.policy.chunk_size:
+        raise ConfigError(
+            "policy.chunk_size",
+            cfg.policy.chunk_size,
+            f"{config.chunk_size} (the chunk size {cfg.policy.pretrained_path} was trained with)",
+        )
+    if config.action_mode.lower() != "ee6d":
+        raise ConfigError(
+            "policy.pretrained_path", cfg.policy.pretrained_path, "an ee6d X-VLA (LIBERO absolute control)"
+        )
+    tokenizer = resolve_local_tokenizer(cfg.policy.tokenizer or config.tokenizer_name)
+    config.tokenizer_name = tokenizer
+    config.n_action_steps = cfg.policy.action_steps
+    config.device = cfg.policy.device
+    policy = XVLAPolicy.from_pretrained(str(snap), config=config, local_files_only=True)
+    check_finite_params(policy, limit=float("inf"))
+    return BuiltPolicy(policy, tokenizer, LIBERO_DOMAIN_ID, str(cfg.policy.pretrained_path))
+
+
+def build_policy(cfg: RunConfig) -> BuiltPolicy:
+    if cfg.policy.size == "tiny":
+        return build_tiny_policy(cfg)
+    return build_pretrained_policy(cfg)

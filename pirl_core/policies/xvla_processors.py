@@ -1,0 +1,161 @@
+"""The LeRobot processor chain between a raw LIBERO observation and X-VLA, and back to a 7-dim action.
+
+The chain (the one LeRobot's own ``lerobot-eval`` runs, minus one trap):
+
+    raw LIBERO obs batch (numpy, HWC uint8, nested robot_state) + "task" strings
+      -> lerobot.envs.utils.preprocess_observation       (CHW float [0, 1], torch)
+      -> env preprocessor   [pirl_resize_images -> LiberoProcessorStep (flip, 20-dim state)
+                             -> ImageNet normalisation -> domain id]
+      -> policy preprocessor [rename -> add batch -> tokenizer -> domain id 3 -> device -> normaliser]
+      -> X-VLA
+      -> policy postprocessor [unnormaliser -> cpu]
+      -> env postprocessor   [rot6d -> axis-angle, gripper sigmoid > 0.5 -> +-1]  -> 7-dim env action
+
+Trap avoided: ``make_xvla_pre_post_processors`` also converts images to float and applies ImageNet
+normalisation, which the X-VLA LIBERO env preprocessor has already done; the doubled chain fails
+("values outside [0, 255]"). The policy preprocessor here is LeRobot's, built from the same step
+classes, without those two image steps.
+
+Camera size: LeRobot's ``LiberoEnv`` renders at its constructor's size (256 by default; the
+``LiberoEnv`` *config* never forwards ``observation_height/width``). pirl renders at 256, exactly
+what ``lerobot/xvla-libero`` sees, and resizes to ``env.camera_size`` in a registered processor
+step (:class:`ResizeImagesProcessorStep`, antialiased bilinear) at the head of the env preprocessor.
+Measured here, rendering at 64 instead of 256 saves almost nothing (physics dominates a step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from lerobot.processor import (
+    AddBatchDimensionProcessorStep,
+    DeviceProcessorStep,
+    NormalizerProcessorStep,
+    ObservationProcessorStep,
+    PolicyProcessorPipeline,
+    ProcessorStepRegistry,
+    RenameObservationsProcessorStep,
+    TokenizerProcessorStep,
+    UnnormalizerProcessorStep,
+)
+from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+from lerobot.utils.constants import (
+    OBS_IMAGES,
+    POLICY_POSTPROCESSOR_DEFAULT_NAME,
+    POLICY_PREPROCESSOR_DEFAULT_NAME,
+)
+
+
+@dataclass
+@ProcessorStepRegistry.register(name="pirl_resize_images")
+class ResizeImagesProcessorStep(ObservationProcessorStep):
+    """Resize every ``observation.images.*`` (B, C, H, W) float image to ``size`` x ``size``.
+
+    Antialiased bilinear (a convex filter: values stay in [0, 1] for the ImageNet step after it).
+    A no-op when the image already has the target size.
+    """
+
+    size: int = 256
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        out = dict(observation)
+        for key, img in observation.items():
+            if not key.startswith(f"{OBS_IMAGES}.") or not isinstance(img, torch.Tensor):
+                continue
+            if img.shape[-2:] == (self.size, self.size):
+                continue
+            squeeze = img.ndim == 3
+            batch = img.unsqueeze(0) if squeeze else img
+            resized = F.interpolate(
+                batch.float(),
+                size=(self.size, self.size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            ).clamp_(0.0, 1.0)
+            out[key] = resized.squeeze(0) if squeeze else resized
+        return out
+
+    def transform_features(self, features):
+        return features
+
+    def get_config(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+
+def make_policy_processors(config, domain_id: int) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
+    """X-VLA's policy pre/post-processors, built from LeRobot's step classes without the image steps
+    the LIBERO env preprocessor already applies (see module docstring)."""
+    from lerobot.policies.xvla.processor_xvla import XVLAAddDomainIdProcessorStep
+
+    features = {**config.input_features, **config.output_features}
+    pre = PolicyProcessorPipeline[dict[str, Any], dict[str, Any]](
+        steps=[
+            RenameObservationsProcessorStep(rename_map={}),
+            AddBatchDimensionProcessorStep(),
+            TokenizerProcessorStep(
+                tokenizer_name=config.tokenizer_name,
+                max_length=config.tokenizer_max_length,
+                padding=config.pad_language_to,
+                padding_side=config.tokenizer_padding_side,
+            ),
+            XVLAAddDomainIdProcessorStep(domain_id=domain_id),
+            DeviceProcessorStep(device=config.device),
+            NormalizerProcessorStep(features=features, norm_map=config.normalization_mapping, stats=None),
+        ],
+        name=POLICY_PREPROCESSOR_DEFAULT_NAME,
+    )
+    post = PolicyProcessorPipeline(
+        steps=[
+            UnnormalizerProcessorStep(
+                features=config.output_features, norm_map=config.normalization_mapping, stats=None
+            ),
+            DeviceProcessorStep(device="cpu"),
+        ],
+        name=POLICY_POSTPROCESSOR_DEFAULT_NAME,
+        to_transition=policy_action_to_transition,
+        to_output=transition_to_policy_action,
+    )
+    return pre, post
+
+
+def make_env_processors(camera_size: int) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
+    """LeRobot's X-VLA LIBERO env processors (``make_xvla_libero_pre_post_processors``), with the
+    camera resize step in front. They assume ``control_mode=absolute`` and ``action_mode=ee6d``."""
+    from lerobot.policies.xvla.processor_xvla import make_xvla_libero_pre_post_processors
+
+    pre, post = make_xvla_libero_pre_post_processors()
+    pre.steps.insert(0, ResizeImagesProcessorStep(size=camera_size))
+    return pre, post
+
+
+@dataclass
+class XVLAProcessors:
+    """The four pipelines, applied in LeRobot's order."""
+
+    env_pre: PolicyProcessorPipeline
+    policy_pre: PolicyProcessorPipeline
+    policy_post: PolicyProcessorPipeline
+    env_post: PolicyProcessorPipeline
+
+    def observation(self, raw_obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Raw LIBERO obs batch (with ``task``: list of instructions) -> X-VLA input tensors."""
+        from lerobot.envs.utils import preprocess_observation
+
+        if "task" not in raw_obs:
+            raise KeyError("raw LIBERO observation needs 'task' (the instructions) for the tokenizer")
+        obs = preprocess_observation({k: v for k, v in raw_obs.items() if k != "task"})
+        obs["task"] = list(raw_obs["task"])
+        obs = self.env_pre(obs)
+        obs = self.policy_pre(obs)
+        return {k: v for k, v in obs.items() if isinstance(v, torch.Tensor)}
+
+    def action(self, actions: torch.Tensor) -> np.ndarray:
+        """(N, 20) ee6d actions with gripper probabilities -> (N, 7) LIBERO absolute actions."""
+        act = self.policy_post(actions)
+        act = self.env_post({"action": act})["action"]
+        return act.detach().cpu().numpy().astype(np.float32)
