@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shlex
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
 
 from pirl_core.config import RunConfig
 from pirl_core.errors import ResumeMismatchError
@@ -116,15 +121,24 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:-]*$")
+def _needs_quotes(text: str) -> bool:
+    """Overrides parse as TOML and fall back to the raw text (config.parse_override): a string
+    may stay bare exactly when TOML would not read it as something else (``4``, ``true``, ``[0]``)."""
+    if text == "" or text != text.strip():
+        return True
+    try:
+        tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
 
 
 def value_text(value: Any) -> str:
-    """A value as it is typed in a dotted override (TOML-like)."""
+    """A value as it is typed in a dotted override (TOML)."""
     if value is ABSENT:
         return ABSENT
     if isinstance(value, str):
-        return value if _BARE.match(value) else json.dumps(value)
+        return json.dumps(value) if _needs_quotes(value) else value
     return json.dumps(value, separators=(",", ":"))
 
 

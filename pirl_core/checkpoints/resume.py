@@ -167,6 +167,8 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
         return None
 
     target = _resolve_target(cfg, resume_from)
+    if target.is_symlink() and target.exists():
+        target = target.resolve()
     owner_dir = layout.checkpoint_output_dir(target) if target.exists() else None
     info = inspect_or_raise(target, owner_dir)
     report = IdentityReport(str(target), info.step, compare_configs(info.train_config, cfg))

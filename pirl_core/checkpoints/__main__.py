@@ -1,0 +1,104 @@
+"""``python -m pirl_core.checkpoints``: list an output dir's checkpoints, or validate one.
+
+::
+
+    python -m pirl_core.checkpoints list OUTPUT_DIR [--json]
+    python -m pirl_core.checkpoints validate CHECKPOINT [--profile NAME] [--section.key=value ...] [--json]
+
+``validate`` runs the learner's own resume check (config identity, field by field) without loading
+tensors. CHECKPOINT is a checkpoint dir, ``.../checkpoints/last``, or an output dir (its ``last``).
+``--profile`` defaults to the profile the checkpoint was trained with. Exit codes: 0 resumable
+(identical, or only tunables changed), 3 a fatal identity mismatch, 4 unreadable, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pirl_core.checkpoints import catalog
+from pirl_core.config import load_config
+from pirl_core.errors import ConfigError, ExitCode, PirlError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.print_usage(sys.stderr)
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pirl_core.checkpoints", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_list = sub.add_parser(
+        "list", help="checkpoints of an output dir: step, time, size, complete?, last, metrics"
+    )
+    p_list.add_argument("output_dir")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_val = sub.add_parser("validate", help="would CHECKPOINT resume under this profile and overrides?")
+    p_val.add_argument("checkpoint")
+    p_val.add_argument("--profile", default=None, help="profile name or .toml (default: the checkpoint's)")
+    p_val.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _emit_json(data: dict[str, Any] | list[Any]) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    output_dir = Path(args.output_dir)
+    if not output_dir.is_dir():
+        raise ConfigError("OUTPUT_DIR", str(output_dir), "an existing directory")
+    entries = catalog.list_checkpoints(output_dir)
+    if args.json:
+        _emit_json({"output_dir": str(output_dir), "checkpoints": [e.to_dict() for e in entries]})
+    else:
+        print(catalog.format_listing(output_dir, entries))
+    return ExitCode.OK
+
+
+def cmd_validate(args: argparse.Namespace, overrides: list[str]) -> int:
+    info = catalog.read_checkpoint(args.checkpoint)
+    profile = args.profile or str(info.train_config.get("profile") or "smoke")
+    cfg = load_config(profile, overrides)
+    report = catalog.validate(info.path, cfg)
+    code = ExitCode.OK if report.ok else ExitCode.RESUME_MISMATCH
+    if args.json:
+        _emit_json({**report.to_dict(), "exit_code": int(code), "profile": profile})
+    else:
+        print(report.summary())
+        if report.rows:
+            print(report.format_table())
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if args.command != "validate" or not item.startswith("--") or "=" not in item:
+            parser.error(
+                f"unrecognised argument {item!r}; overrides look like --section.key=value (validate only)"
+            )
+        overrides.append(item[2:])
+    try:
+        if args.command == "list":
+            return cmd_list(args)
+        return cmd_validate(args, overrides)
+    except PirlError as err:
+        if getattr(args, "json", False):
+            _emit_json({"ok": False, "exit_code": int(err.exit_code), "error": err.message})
+        print(err.line(), file=sys.stderr)
+        if err.detail:
+            print(err.detail, file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(int(main()))
