@@ -110,6 +110,8 @@ class ActorClient:
                 return time.monotonic() - t0
             except grpc.RpcError as exc:
                 code = exc.code()
+                if self._closed.is_set():
+                    break  # close() cancelled the call
                 if code not in _RETRYABLE:
                     raise TransportError(
                         f"{self.target} answered Ready with {code.name}: {exc.details()}; "
@@ -321,9 +323,9 @@ class ActorClient:
             call.cancel()
         with self._cond:
             self._cond.notify_all()
+        self._channel.close()  # also cancels a Ready/send call that is waiting out its deadline
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
-        self._channel.close()
 
     def __enter__(self) -> ActorClient:
         return self

@@ -85,7 +85,6 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
         self._o = owner
 
     def Ready(self, request, context):  # noqa: N802 (gRPC method name)
-        self._o._note_seen(_actor_id(context))
         return services_pb2.Empty()
 
     def StreamParameters(self, request, context):  # noqa: N802
@@ -154,7 +153,6 @@ class LearnerServer:
         self._seq = itertools.count(1)
         self._stream_ids = itertools.count(1)
         self._streams: dict[int, _StreamState] = {}
-        self._seen: dict[str, float] = {}
         self._stopping = False
         self._finished = False
         self._rollouts: queue.Queue[tuple[dict[str, Any], dict[str, torch.Tensor]]] = queue.Queue()
@@ -252,20 +250,26 @@ class LearnerServer:
         return encode_payload(tensors, header)
 
     def wait_for_delivery(self, timeout: float) -> bool:
-        """Block until every connected stream has sent the latest publication (or ``timeout``).
+        """Block until every actor streaming now has been sent the latest publication, or has
+        disconnected; False after ``timeout``.
 
-        "Sent" means the last chunk was handed to gRPC; streams that disconnect stop counting.
+        "Sent" means the last chunk was handed to gRPC. Only the newest stream per actor id
+        counts (see :meth:`_current_streams`); actors connecting later get the latest at once.
         """
+        with self._cond:
+            latest = self._latest
+            targets = self._current_streams()
+        return latest is None or self._wait_sent(targets, latest.seq, timeout)
+
+    def _wait_sent(self, targets: list[_StreamState], seq: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                latest = self._latest
-                if latest is None or all(s.sent_seq >= latest.seq for s in self._streams.values()):
-                    return True
+            while any(s.sent_seq < seq and s.stream_id in self._streams for s in targets):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, _POLL_S))
+            return True
 
     def wait_for_actors(self, n: int, timeout: float) -> bool:
         """Block until ``n`` distinct actor ids hold a parameter stream (or ``timeout``)."""
@@ -282,7 +286,8 @@ class LearnerServer:
         """Tell every actor the run is over (a final ``done`` message) and wait up to ``timeout``.
 
         Actors that connect afterwards (while the server still runs) get the same message at
-        once. Returns ``{"notified": streams that got it, "pending": streams that did not}``.
+        once. Returns ``{"notified": actors sent the message, "pending": still connected but not
+        sent it within ``timeout``, "gone": disconnected before it was sent}``.
         """
         with self._cond:
             version = self._latest.version if self._latest is not None else 0
@@ -291,14 +296,13 @@ class LearnerServer:
             self._finished = True
             pub = _Published(next(self._seq), version, payload, done=True)
             self._latest = pub
-            targets = set(self._streams)
+            targets = self._current_streams()
             self._cond.notify_all()
-        self.wait_for_delivery(timeout)
+        self._wait_sent(targets, pub.seq, timeout)
         with self._cond:
-            pending = [
-                sid for sid in targets if sid in self._streams and self._streams[sid].sent_seq < pub.seq
-            ]
-        return {"notified": len(targets) - len(pending), "pending": len(pending)}
+            notified = sum(s.sent_seq >= pub.seq for s in targets)
+            pending = sum(s.sent_seq < pub.seq and s.stream_id in self._streams for s in targets)
+        return {"notified": notified, "pending": pending, "gone": len(targets) - notified - pending}
 
     # ------------------------------------------------------------------ rollouts / stats
     def get_rollout(
@@ -339,12 +343,24 @@ class LearnerServer:
             ]
 
     # ------------------------------------------------------------------ internals (handlers)
+    def _current_streams(self) -> list[_StreamState]:
+        """Live streams, but only the newest per actor id (caller holds ``_cond``).
+
+        An actor that reconnected after a network drop may leave a half-open old stream behind
+        until keepalive notices (~30 s); that one must not hold up delivery waits or finish().
+        """
+        newest: dict[str, _StreamState] = {}
+        anonymous: list[_StreamState] = []
+        for s in self._streams.values():
+            if s.actor_id == "?":
+                anonymous.append(s)
+            elif s.actor_id not in newest or s.stream_id > newest[s.actor_id].stream_id:
+                newest[s.actor_id] = s
+        return [*newest.values(), *anonymous]
+
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
-
-    def _note_seen(self, actor_id: str) -> None:
-        self._seen[actor_id] = time.time()
 
     def _register_stream(self, actor_id: str, peer: str) -> _StreamState:
         with self._cond:
