@@ -10,8 +10,10 @@ field is added to the config without a class):
 * ``changed`` — tunables (learning rates, loss coefficients, cadence, counts, addresses). Allowed;
   listed so that nobody changes one by accident.
 
-The adapter's own ``identity()`` (sizes derived from the model, action mode, observation shapes,
-tokenizer) is compared too, once the model is built; all of its keys are fatal.
+The built model's ``identity()`` (ActorCritic: the adapter's sizes, action mode, observation shapes,
+tokenizer, plus which heads exist) is compared too, at restore, before any tensor is loaded; every
+key is fatal and reported as ``model.<key>``. The config check runs without building a model, so
+``prepare_run`` and ``python -m pirl_core.checkpoints validate`` refuse in milliseconds.
 """
 
 from __future__ import annotations
@@ -194,14 +196,15 @@ def compare_configs(saved: dict[str, Any], current: RunConfig | dict[str, Any]) 
     return rows
 
 
-def compare_adapter(saved: dict[str, Any], current: dict[str, Any]) -> list[Row]:
-    """Rows for the model's own identity (``FlowPolicyAdapter.identity()``): all fatal."""
+def compare_model(saved: dict[str, Any], current: dict[str, Any]) -> list[Row]:
+    """Rows for the built model's identity (``ActorCritic.identity()``: adapter sizes, action mode,
+    observation shapes, tokenizer, heads): all fatal, named ``model.<key>``."""
     saved_n, current_n = _normal(saved), _normal(current)
     rows = []
     for key in sorted(set(saved_n) | set(current_n)):
         old, new = saved_n.get(key, ABSENT), current_n.get(key, ABSENT)
         if old != new:
-            rows.append(Row(f"adapter.{key}", old, new, FATAL, NEW_DIR))
+            rows.append(Row(f"model.{key}", old, new, FATAL, NEW_DIR))
     return rows
 
 

@@ -30,8 +30,8 @@ from pirl_core.checkpoints import fsutil, layout, store
 from pirl_core.checkpoints.identity import (
     IdentityMismatch,
     IdentityReport,
-    compare_adapter,
     compare_configs,
+    compare_model,
     raise_if_fatal,
 )
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
@@ -203,7 +203,7 @@ def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
     actor_critic = store.actor_critic_of(trainer)
     saved_identity = info.rl_heads_metadata.get("model_identity")
     if saved_identity is not None:
-        rows = compare_adapter(json.loads(saved_identity), store.model_identity(actor_critic))
+        rows = compare_model(json.loads(saved_identity), store.model_identity(actor_critic))
         if rows:
             report = IdentityReport(plan.report.checkpoint, plan.report.step, [*plan.report.rows, *rows])
             raise IdentityMismatch(report)

@@ -1,0 +1,241 @@
+"""Resume refusal: every identity field is fatal (exit 3, a table row with both values, nothing
+written); every tunable is reported as changed and allowed; no config field is left unclassified."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from pirl_core import checkpoints
+from pirl_core.checkpoints import identity, layout
+from pirl_core.config import RunConfig, parse_override
+from pirl_core.errors import ExitCode, ResumeMismatchError
+from tests.test_checkpoint_support import make_trainer, saved_run, toy_config, tree_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# One changed value per fatal field (plus what config validation needs alongside it).
+FATAL_CHANGES: dict[str, dict[str, Any]] = {
+    "env.type": {"env.type": "libero", "env.suite": "libero_10"},
+    "env.suite": {"env.suite": "point_reach"},
+    "env.task_ids": {"env.task_ids": [0, 1]},
+    "env.camera_size": {"env.camera_size": 32},
+    "env.control_mode": {"env.control_mode": "relative"},
+    "policy.type": {"policy.type": "xvla"},
+    "policy.size": {"policy.size": "pretrained", "policy.pretrained_path": "/models/xvla"},
+    "policy.pretrained_path": {"policy.pretrained_path": "/models/other"},
+    "policy.tokenizer": {"policy.tokenizer": "facebook/bart-large"},
+    "policy.chunk_size": {"policy.chunk_size": 8},
+    "policy.action_steps": {"policy.action_steps": 2},
+    "policy.hidden_dim": {"policy.hidden_dim": 64},
+    "recipe.method": {"recipe.method": "flow_sde"},
+    "recipe.algorithm": {"recipe.algorithm": "grpo", "recipe.grpo_group_size": 2},
+    "recipe.denoise_steps": {"recipe.denoise_steps": 8},
+    "recipe.critic": {"recipe.critic": "action_head"},
+    "recipe.critic_detach": {"recipe.critic_detach": True},
+}
+
+TUNABLE_CHANGES: dict[str, Any] = {
+    "profile": "toy-variant",
+    "seed": 7,
+    "output_dir": None,  # filled per test: a fresh dir (a fork)
+    "env.episode_length": 9,
+    "env.n_envs": 2,
+    "policy.device": "cuda",
+    "recipe.sigma_min": 0.05,
+    "recipe.sigma_max": 0.2,
+    "recipe.sde_noise_level": 0.3,
+    "recipe.include_prior": True,
+    "recipe.logprob_action_reduction": "mean",
+    "recipe.logprob_step_reduction": "mean",
+    "recipe.clip": 0.1,
+    "recipe.value_clip": 0.3,
+    "recipe.gamma": 0.9,
+    "recipe.lam": 0.9,
+    "recipe.update_epochs": 3,
+    "recipe.minibatches": 1,
+    "recipe.entropy_coef": 0.01,
+    "recipe.grad_clip": 1.0,
+    "recipe.normalize_advantages": False,
+    "recipe.lr": 1e-4,
+    "recipe.value_lr": 1e-4,
+    "recipe.noise_lr": 1e-4,
+    "recipe.grpo_group_size": 4,
+    "recipe.grpo_filter": True,
+    "learner.host": "0.0.0.0",
+    "learner.port": 50999,
+    "learner.updates": 500,
+    "learner.episodes_per_update": 8,
+    "learner.max_staleness": 1,
+    "actor.n_actors": 2,
+    "actor.connect_timeout_s": 30.0,
+    "checkpoint.every": 5,
+    "checkpoint.keep_last": 3,
+    "telemetry.log_every": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunConfig, Path]:
+    base = tmp_path_factory.mktemp("identity")
+    cfg, _ = saved_run(base, steps=(1,))
+    return cfg, layout.step_dir(cfg.output_dir, 1)
+
+
+def test_every_config_field_is_classified() -> None:
+    fields = set(identity.config_fields())
+    unclassified = fields - set(identity.FIELD_CLASSES)
+    assert not unclassified, (
+        f"classify these RunConfig fields in checkpoints/identity.py: {sorted(unclassified)}"
+    )
+    assert not set(identity.FIELD_CLASSES) - fields, "stale entries in FIELD_CLASSES"
+    fatal = {f for f, s in identity.FIELD_CLASSES.items() if s == identity.FATAL}
+    assert set(FATAL_CHANGES) == fatal, "give each fatal field a changed value in FATAL_CHANGES"
+    assert set(TUNABLE_CHANGES) == fields - fatal, "give each tunable a changed value in TUNABLE_CHANGES"
+
+
+def test_fix_flags_round_trip_through_the_override_parser() -> None:
+    values = {**{k: v for change in FATAL_CHANGES.values() for k, v in change.items()}, **TUNABLE_CHANGES}
+    values.update({"output_dir": "/data/run 1", "policy.tokenizer": "", "learner.host": "true"})
+    for name, value in values.items():
+        if name == "profile":
+            continue
+        (arg,) = shlex.split(identity.flag(name, value))
+        assert parse_override(arg) == (name, value), arg
+
+
+@pytest.mark.parametrize("field", sorted(FATAL_CHANGES))
+def test_fatal_field_refuses_with_its_row_and_writes_nothing(run, field: str) -> None:
+    cfg, ckpt = run
+    current = toy_config(cfg.output_path, **FATAL_CHANGES[field])
+    saved_value = identity.flatten(cfg.to_dict())[field]
+    new_value = identity.flatten(current.to_dict())[field]
+    digest = tree_digest(cfg.output_path)
+    with pytest.raises(ResumeMismatchError) as info:
+        checkpoints.prepare_run(current, resume=True)
+    err = info.value
+    assert err.exit_code == ExitCode.RESUME_MISMATCH == 3
+    assert tree_digest(cfg.output_path) == digest
+    rows = {r.field: r for r in err.report.rows}
+    row = rows[field]
+    assert (row.severity, row.checkpoint, row.current) == ("fatal", saved_value, new_value)
+    assert row.fix.startswith(identity.flag(field, saved_value))
+    table = err.detail
+    line = next(ln for ln in table.splitlines() if ln.startswith(field + " "))
+    assert identity.value_text(saved_value) in line and identity.value_text(new_value) in line
+    assert field in err.line() and str(ckpt) in err.line()
+
+
+def test_tunables_are_reported_as_changed_not_fatal(run, tmp_path: Path) -> None:
+    cfg, ckpt = run
+    changes = dict(TUNABLE_CHANGES, output_dir=str(tmp_path / "fork"))
+    profile = changes.pop("profile")
+    current = toy_config(Path(changes.pop("output_dir")), **changes)
+    current.profile = profile
+    plan = checkpoints.prepare_run(current, resume=True, resume_from=str(ckpt))
+    assert plan is not None and plan.report.ok
+    assert {r.field for r in plan.report.rows} == set(TUNABLE_CHANGES)
+    assert all(r.severity == "changed" and r.fix.startswith("allowed") for r in plan.report.rows)
+
+
+def test_table_and_json_for_the_console(run) -> None:
+    cfg, ckpt = run
+    current = toy_config(
+        cfg.output_path, **{"recipe.denoise_steps": 8, "policy.chunk_size": 8, "recipe.lr": 1e-4}
+    )
+    with pytest.raises(ResumeMismatchError) as info:
+        checkpoints.prepare_run(current, resume=True)
+    report = info.value.report
+    lines = report.format_table().splitlines()
+    assert lines[0].split() == [
+        "field",
+        "checkpoint",
+        "(expected)",
+        "current",
+        "severity",
+        "how",
+        "to",
+        "fix",
+    ]
+    assert [ln.split()[0] for ln in lines[2:]] == ["policy.chunk_size", "recipe.denoise_steps", "recipe.lr"]
+    data = json.loads(report.to_json())
+    assert data["ok"] is False and data["step"] == 1 and data["checkpoint"] == str(ckpt)
+    by_field = {r["field"]: r for r in data["rows"]}
+    assert by_field["recipe.denoise_steps"] == {
+        "field": "recipe.denoise_steps",
+        "checkpoint": 4,
+        "current": 8,
+        "severity": "fatal",
+        "fix": "--recipe.denoise_steps=4 (or start a new output dir)",
+    }
+    assert by_field["recipe.lr"]["severity"] == "changed"
+
+
+def test_model_identity_mismatch_is_refused_at_restore_before_loading(tmp_path: Path) -> None:
+    """The built model's identity (ActorCritic.identity()) is saved in rl_heads.safetensors; a model
+    whose identity differs (e.g. code changed an architecture size) is refused with exit 3."""
+    cfg, trainer = saved_run(tmp_path, steps=(1,))
+    ckpt = layout.step_dir(cfg.output_dir, 1)
+    heads = ckpt / "pretrained_model" / "rl_heads.safetensors"
+    from pirl_core.checkpoints.verify import safetensors_header
+
+    meta = dict(safetensors_header(heads, "x")["__metadata__"])
+    ident = json.loads(meta["model_identity"])
+    ident["feature_dim"] = ident["feature_dim"] * 2
+    meta["model_identity"] = json.dumps(ident)
+    save_file(load_file(heads), heads, metadata=meta)
+    record_path = ckpt / "training_state" / "training_step.json"
+    record = json.loads(record_path.read_text())
+    record["files"]["pretrained_model/rl_heads.safetensors"] = heads.stat().st_size
+    record_path.write_text(json.dumps(record))
+
+    plan = checkpoints.prepare_run(cfg, resume=True)
+    fresh = make_trainer(cfg)
+    before = {k: v.clone() for k, v in fresh.actor_critic.state_dict().items()}
+    with pytest.raises(ResumeMismatchError) as info:
+        checkpoints.restore(plan, fresh)
+    (row,) = info.value.report.fatal
+    assert row.field == "model.feature_dim" and row.checkpoint == ident["feature_dim"]
+    after = fresh.actor_critic.state_dict()
+    assert all((before[k] == after[k]).all() for k in before), "nothing loaded before the refusal"
+
+
+def test_learner_process_exits_3_with_the_table_and_writes_nothing(run) -> None:
+    cfg, _ = run
+    digest = tree_digest(cfg.output_path)
+    flags = [f"--{k}={identity.value_text(v)}" for k, v in _small_overrides(cfg).items()]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pirl_core.learner",
+            "--profile",
+            "toy",
+            *flags,
+            "--resume",
+            "--recipe.denoise_steps=8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("error: cannot resume from") and "recipe.denoise_steps" in first
+    assert "--recipe.denoise_steps=4 (or start a new output dir)" in proc.stderr
+    assert tree_digest(cfg.output_path) == digest
+
+
+def _small_overrides(cfg: RunConfig) -> dict[str, Any]:
+    from tests.test_checkpoint_support import SMALL_TOY
+
+    return {**SMALL_TOY, "output_dir": cfg.output_dir}
