@@ -1,0 +1,122 @@
+"""The pirl console application: screens, shared services, and a quit that stops children.
+
+Services are injected (command builder, checkpoint source, settings) so the same app runs
+the real learner/actor in production and stand-in scripts in tests and screenshots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from pirl_console.checkpoint_source import CheckpointSource, CoreCheckpointSource
+from pirl_console.commands import CommandBuilder, HeadlessCommands
+from pirl_console.run_request import RunRequest
+from pirl_console.screens.confirm import ConfirmScreen
+from pirl_console.screens.menu import MenuScreen
+from pirl_console.screens.run import RunScreen
+from pirl_console.settings import ConsoleSettings
+from pirl_core.config import PROFILES_DIR, RunConfig
+from pirl_core.errors import ConfigError
+
+
+class PirlConsole(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "pirl console"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+
+    def __init__(
+        self,
+        *,
+        request: RunRequest | None = None,
+        skip_menu: bool = False,
+        autostart: bool = True,
+        profiles_dir: Path = PROFILES_DIR,
+        commands: CommandBuilder | None = None,
+        checkpoint_source: CheckpointSource | None = None,
+        settings: ConsoleSettings | None = None,
+    ) -> None:
+        super().__init__()
+        self.initial_request = request
+        self.skip_menu = skip_menu and request is not None
+        self.autostart = autostart
+        self.profiles_dir = Path(profiles_dir)
+        self.commands: CommandBuilder = commands or HeadlessCommands()
+        self.checkpoint_source: CheckpointSource = checkpoint_source or CoreCheckpointSource()
+        self.settings = settings or ConsoleSettings()
+        self._quitting = False
+
+    def on_mount(self) -> None:
+        self.push_screen(MenuScreen(self.profiles_dir, self.initial_request))
+        if self.skip_menu and self.initial_request is not None:
+            try:
+                config = self.initial_request.config()
+            except ConfigError as err:  # __main__ validated already; stay on the menu
+                self.notify(err.message, severity="error")
+                return
+            self.start_run(self.initial_request, config, autostart=self.autostart)
+
+    # ------------------------------------------------------------------ runs
+    def run_screen(self) -> RunScreen | None:
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, RunScreen):
+                return screen
+        return None
+
+    def start_run(self, request: RunRequest, config: RunConfig, autostart: bool = True) -> RunScreen:
+        screen = RunScreen(
+            request,
+            config,
+            commands=self.commands,
+            checkpoints=self.checkpoint_source,
+            settings=self.settings,
+            autostart=autostart,
+        )
+        self.push_screen(screen)
+        return screen
+
+    def replace_run(self, old: RunScreen, request: RunRequest) -> None:
+        """Run ``request`` instead of ``old``'s (after a resume choice or applied saved values)."""
+        try:
+            config = request.config()
+        except ConfigError as err:
+            self.notify(f"cannot start: {err.message}", severity="error", timeout=10)
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, MenuScreen):
+                screen.apply_request(request)
+        while self.screen is not old and len(self.screen_stack) > 1:
+            self.pop_screen()
+        if old.apply_request(request, config):
+            old.action_start_all()
+            return
+        self.pop_screen()
+        self.start_run(request, config)
+
+    # ------------------------------------------------------------------ quit
+    async def action_quit(self) -> None:
+        run = self.run_screen()
+        if run is None or not run.any_alive():
+            self.exit(0)
+            return
+        if self._quitting:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._quitting = True
+                self.notify("stopping the run before quitting…", timeout=5)
+                self.run_worker(self._stop_and_exit(run), group="quit", exit_on_error=False)
+
+        self.push_screen(
+            ConfirmScreen("The run is still going. Stop the learner and actors, then quit?", "Stop & quit"),
+            answered,
+        )
+
+    async def _stop_and_exit(self, run: RunScreen) -> None:
+        try:
+            await run.stop_all()
+        finally:
+            self.exit(0)

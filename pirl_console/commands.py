@@ -1,0 +1,91 @@
+"""The child processes the console starts: exactly the headless entry points.
+
+Why injectable: the run screen only needs "a command line, an environment and a name" per
+child. Production uses :class:`HeadlessCommands` (``python -m pirl_core.learner`` /
+``python -m pirl_core.actor`` with the request's flags); tests and screenshots pass a builder
+that returns small stand-in scripts instead, and everything else (supervision, readiness,
+stop escalation, telemetry) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pirl_console.run_request import RunRequest
+from pirl_core.config import RunConfig
+
+Role = Literal["learner", "actor"]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LEARNER_READY_MARKER = "[learner] ready"
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One child: its pane name, argv, environment and working directory."""
+
+    name: str
+    role: Role
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = "."
+    # A stdout substring that means "ready" (the learner's gRPC server is up).
+    ready_marker: str | None = None
+
+    def display(self) -> str:
+        """The command as a user would type it (what the pane shows)."""
+        return shlex.join(self.argv)
+
+
+class CommandBuilder(Protocol):
+    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec: ...
+
+    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec: ...
+
+
+def child_env(
+    base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Unbuffered Python (children think they write to a pipe and would buffer otherwise),
+    software EGL unless the user chose a backend, and the checkout importable."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("MUJOCO_GL", "egl")
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(PROJECT_ROOT) not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class HeadlessCommands:
+    """``<python> -m pirl_core.learner|actor`` with the request's flags, run from ``cwd``."""
+
+    python: str = sys.executable
+    cwd: str = field(default_factory=os.getcwd)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
+        return ChildSpec(
+            name="learner",
+            role="learner",
+            argv=(self.python, "-m", "pirl_core.learner", *request.learner_args()),
+            env=child_env(extra=self.extra_env),
+            cwd=self.cwd,
+            ready_marker=LEARNER_READY_MARKER,
+        )
+
+    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
+        return ChildSpec(
+            name=f"actor-{actor_id}",
+            role="actor",
+            argv=(self.python, "-m", "pirl_core.actor", *request.actor_args(actor_id)),
+            env=child_env(extra=self.extra_env),
+            cwd=self.cwd,
+        )

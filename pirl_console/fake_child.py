@@ -1,0 +1,207 @@
+"""A stand-in learner or actor for the console's tests and screenshots.
+
+Why it exists: supervising, readiness gating, stop escalation, log files and the telemetry
+panel must be exercised against real child processes, but a real smoke run takes minutes
+and its numbers are random. This script behaves like the real entry points where the
+console can tell the difference — the ``[learner] ready`` line and ``ready`` event, telemetry
+records in the real schema (written with ``pirl_core.telemetry``), the ``[learner] done``
+line, exit codes, clean exit 130 on SIGINT — with deterministic numbers and chosen timing.
+
+    python -m pirl_console.fake_child --role learner --output-dir out --updates 5 --interval 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pirl_console.commands import LEARNER_READY_MARKER, ChildSpec, child_env
+from pirl_console.run_request import RunRequest
+from pirl_core.config import RunConfig
+from pirl_core.telemetry import Telemetry
+
+
+def learner_metrics(update: int, total: int) -> dict[str, float]:
+    """Plausible, deterministic learner metrics for update ``update``."""
+    x = update / max(1, total)
+    return {
+        "update": update,
+        "updates_total": total,
+        "version": update,
+        "samples": update * 512,
+        "policy_loss": round(0.05 * math.exp(-2 * x) * math.cos(update) - 0.01, 5),
+        "value_loss": round(0.8 * math.exp(-3 * x) + 0.05, 5),
+        "entropy": round(1.2 - 0.4 * x, 4),
+        "approx_kl": round(0.004 + 0.003 * abs(math.sin(update)), 5),
+        "clip_frac": round(0.05 + 0.04 * abs(math.sin(0.7 * update)), 4),
+        "ratio_check": round(3e-6 * (1 + abs(math.cos(update))), 9),
+        "explained_variance": round(min(0.95, 0.1 + 0.9 * x), 4),
+        "grad_norm": round(0.9 + 0.5 * abs(math.sin(1.3 * update)), 4),
+        "lr_policy": 5e-6,
+        "update_s": round(1.8 + 0.2 * math.sin(update), 3),
+        "samples_per_s": round(260 + 30 * math.sin(update), 1),
+        "push_mb": 3.2,
+        "push_s": 0.041,
+        "success_rate": round(min(1.0, 0.15 + 0.7 * x + 0.05 * math.sin(3 * update)), 4),
+        "return_mean": round(0.3 + 1.6 * x + 0.1 * math.sin(2 * update), 4),
+    }
+
+
+def actor_metrics(actor_id: int, version: int) -> dict[str, float]:
+    return {
+        "version": version,
+        "episodes": (version + 1) * 8,
+        "success_rate": round(min(1.0, 0.12 + 0.02 * version + 0.03 * actor_id), 4),
+        "return_mean": round(0.25 + 0.05 * version, 4),
+        "env_steps": (version + 1) * 4160,
+        "env_steps_per_s": round(410 + 25 * math.sin(version + actor_id), 1),
+        "inference_ms": round(38 + 4 * math.cos(version), 2),
+        "version_lag": 0,
+    }
+
+
+def _flood(count: int) -> None:
+    """Print ``count`` lines (0 = forever) as fast as the pipe takes them."""
+    i = 0
+    out = sys.stdout
+    while count == 0 or i < count:
+        out.write(f"flood line {i} \x1b[32mgreen\x1b[0m payload {'x' * 40}\n")
+        i += 1
+        if i % 256 == 0:
+            out.flush()
+    out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ignore_sigint:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.grandchild:
+        subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)  # stays in our process group
+    name = "learner" if args.role == "learner" else f"actor-{args.actor_id}"
+    tel = Telemetry(args.output_dir, name)
+    print(f"[{name}] fake {args.role} pid {os.getpid()} starting", flush=True)
+    if args.flood_before_ready:
+        _flood(args.flood_before_ready)
+    time.sleep(args.ready_after)
+    if args.role == "learner":
+        if args.exit_code not in (0, 130) and args.fail_early:
+            print(
+                f"error: fake learner refuses to start (exit {args.exit_code})", file=sys.stderr, flush=True
+            )
+            return args.exit_code
+        tel.event("ready", 0, host="127.0.0.1", port=args.port, version=0)
+        if args.flood is not None:
+            _flood(args.flood)
+        for update in range(1, args.updates + 1):
+            time.sleep(args.interval)
+            tel.metrics(update, **learner_metrics(update, args.total or args.updates))
+        if args.hold:
+            print(f"[{name}] holding (waiting to be stopped)", flush=True)
+            while True:
+                time.sleep(3600)
+        tel.event("done", args.updates, updates=args.updates, samples=args.updates * 512, wall_s=1.0)
+        print(
+            f"[learner] done updates={args.updates} samples={args.updates * 512} wall_s=1.0 "
+            f"checkpoint={args.output_dir}/checkpoints/last",
+            flush=True,
+        )
+    else:
+        tel.event("connecting", host="127.0.0.1", port=args.port)
+        tel.event("connected", host="127.0.0.1", port=args.port)
+        if args.flood is not None:
+            _flood(args.flood)
+        for version in range(args.updates):
+            time.sleep(args.interval)
+            tel.metrics(version, **actor_metrics(args.actor_id, version))
+        if args.hold:
+            while True:
+                time.sleep(3600)
+        tel.event("learner_done", args.updates, reason="done")
+    if args.exit_code:
+        print(f"error: fake {args.role} exits {args.exit_code} as asked", file=sys.stderr, flush=True)
+    tel.close()
+    return args.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pirl_console.fake_child")
+    parser.add_argument("--role", choices=["learner", "actor"], required=True)
+    parser.add_argument("--actor-id", type=int, default=0)
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--total", type=int, default=0, help="updates_total reported (default: --updates)")
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--ready-after", type=float, default=0.0)
+    parser.add_argument("--exit-code", type=int, default=0)
+    parser.add_argument("--fail-early", action="store_true", help="exit before ready (like exit 2/3)")
+    parser.add_argument("--hold", action="store_true", help="after the updates, wait to be stopped")
+    parser.add_argument("--flood", type=int, default=-1, help="lines to print flat out (0 = forever)")
+    parser.add_argument("--flood-before-ready", type=int, default=0)
+    parser.add_argument("--ignore-sigint", action="store_true")
+    parser.add_argument("--grandchild", action="store_true", help="leave a `sleep 600` in the group")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.flood < 0:
+        args.flood = None
+    try:
+        code = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)
+        code = 130
+    sys.stdout.flush()
+    raise SystemExit(code)
+
+
+@dataclass
+class FakeCommands:
+    """A :class:`~pirl_console.commands.CommandBuilder` that starts this script instead of the
+    real entry points; extra flags per role choose timing, output volume and exit codes."""
+
+    learner_flags: list[str] = field(default_factory=list)
+    actor_flags: list[str] = field(default_factory=list)
+    python: str = sys.executable
+    cwd: str = field(default_factory=os.getcwd)
+
+    def _argv(self, config: RunConfig, role: str, flags: list[str], actor_id: int = 0) -> tuple[str, ...]:
+        return (
+            self.python,
+            "-m",
+            "pirl_console.fake_child",
+            "--role",
+            role,
+            "--actor-id",
+            str(actor_id),
+            "--output-dir",
+            config.output_dir,
+            *flags,
+        )
+
+    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
+        return ChildSpec(
+            name="learner",
+            role="learner",
+            argv=self._argv(config, "learner", self.learner_flags),
+            env=child_env(),
+            cwd=self.cwd,
+            ready_marker=LEARNER_READY_MARKER,
+        )
+
+    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
+        return ChildSpec(
+            name=f"actor-{actor_id}",
+            role="actor",
+            argv=self._argv(config, "actor", self.actor_flags, actor_id),
+            env=child_env(),
+            cwd=self.cwd,
+        )
+
+
+if __name__ == "__main__":
+    main()

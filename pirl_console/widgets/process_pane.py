@@ -1,0 +1,140 @@
+"""One supervised child on screen: header, the exact command, output, and a find bar.
+
+Why the pane pulls rather than being pushed to: the child parks lines in a bounded deque and
+the run screen calls :meth:`flush` on a timer (fast for visible panes, slow for hidden ones),
+so the cost of a noisy child is one append and one repaint per tick however fast it prints.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Static
+
+from pirl_console.procstats import TreeStats
+from pirl_console.supervisor import ChildProcess
+from pirl_console.widgets.output_log import OutputLog
+from pirl_console.widgets.pane_header import PaneHeader
+
+
+class ProcessPane(Vertical):
+    """A learner or actor pane. ``name`` is the child's name (``learner``, ``actor-0``)."""
+
+    BINDINGS = [Binding("escape", "close_find", "Close find", show=False)]
+
+    class FindClosed(Message):
+        def __init__(self, pane: ProcessPane) -> None:
+            super().__init__()
+            self.pane = pane
+
+    def __init__(
+        self, name: str, command: str, *, index: int, scrollback: int, id: str | None = None
+    ) -> None:
+        super().__init__(id=id, classes="process-pane")
+        self.child_name = name
+        self.command = command
+        self.index = index
+        self.scrollback = scrollback
+        self.child: ChildProcess | None = None
+        self.stats: TreeStats | None = None
+
+    def compose(self) -> ComposeResult:
+        yield PaneHeader(classes="pane-header")
+        yield Static(f"$ {self.command}", classes="pane-command", markup=False)
+        yield OutputLog(self.scrollback, classes="pane-log")
+        yield Input(
+            placeholder="find: type to search, enter: next match, esc: close",
+            classes="pane-find",
+            compact=True,
+        )
+
+    def on_mount(self) -> None:
+        self.border_title = self.child_name
+        self.refresh_header()
+
+    @property
+    def log_view(self) -> OutputLog:
+        return self.query_one(OutputLog)
+
+    @property
+    def find_input(self) -> Input:
+        return self.query_one(".pane-find", Input)
+
+    # ------------------------------------------------------------------ data
+    def bind(self, child: ChildProcess) -> None:
+        self.child = child
+        self.command = child.spec.display()
+        self.query_one(".pane-command", Static).update(f"$ {self.command}")
+        self.refresh_header()
+
+    def flush(self) -> int:
+        """Move pending lines from the child into the view; returns how many."""
+        if self.child is None:
+            return 0
+        lines = self.child.drain()
+        if lines:
+            self.log_view.append(lines)
+        return len(lines)
+
+    def refresh_header(self) -> None:
+        log = self.log_view
+        find = ""
+        if log.search:
+            pos, total = log.match_position()
+            find = f"find {log.search!r} {pos}/{total}"
+        self.query_one(PaneHeader).show(
+            self.child_name, self.child, self.stats, follow=log.follow, find=find, index=self.index
+        )
+
+    # ------------------------------------------------------------------ follow / find
+    def toggle_follow(self) -> bool:
+        log = self.log_view
+        log.follow = not log.follow
+        return log.follow
+
+    def open_find(self) -> None:
+        self.add_class("finding")
+        self.find_input.focus()
+
+    def close_find(self) -> None:
+        self.remove_class("finding")
+        self.log_view.set_search("")
+        self.log_view.focus()
+        self.refresh_header()
+
+    def find_next(self, forward: bool = True) -> None:
+        log = self.log_view
+        if not log.search and self.find_input.value:
+            log.set_search(self.find_input.value)
+        log.find_next(forward)
+        self.refresh_header()
+
+    @on(Input.Changed, ".pane-find")
+    def _search_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.log_view.set_search(event.value)
+        if event.value:
+            self.log_view.find_next(True)
+        self.refresh_header()
+
+    @on(Input.Submitted, ".pane-find")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.find_next(True)
+
+    @on(OutputLog.FollowChanged)
+    def _follow_changed(self, event: OutputLog.FollowChanged) -> None:
+        event.stop()
+        self.refresh_header()
+
+    def action_close_find(self) -> None:
+        self.close_find()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Escape belongs to the find bar only while it is open; otherwise the screen gets it.
+        if action == "close_find":
+            return self.has_class("finding")
+        return True
