@@ -24,6 +24,13 @@ What this adds on top of LeRobot's wrapper, and why:
   the policy adapter's LeRobot processors turn them into tensors and resize to ``env.camera_size``.
 * **Reward** is +1 on a success step, else 0 (LIBERO's sparse reward); ``terminated`` = success or
   the simulator's own done.
+* **No hidden resets.** LeRobot's wrapper resets itself inside ``step`` when an episode terminates
+  (gym vector-env style; a LIBERO reset reloads the model, ~4 s here). pirl resets explicitly, so
+  :class:`_ExplicitResetLiberoEnv` skips that in-step reset, and a sub-env whose episode is over
+  (terminated, or ``episode_length`` steps taken) is not stepped again until the next
+  :meth:`~LiberoVectorEnv.reset`: it repeats its last observation with reward 0. (The collector
+  keeps stepping the batch while other sub-envs run; in absolute control a filler action would
+  otherwise yank a finished arm around.)
 * **Teardown.** :meth:`close` closes every wrapper (its EGL context) and is registered with
   ``atexit`` so contexts never outlive the interpreter (LeRobot #2731 prints ``EGLError`` then).
 """
@@ -31,6 +38,7 @@ What this adds on top of LeRobot's wrapper, and why:
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import weakref
 from typing import Any
@@ -90,9 +98,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         if env_cfg.type != "libero":
             raise ConfigError("env.type", env_cfg.type, "'libero' for LiberoVectorEnv")
         install_init_state_shim()
-        from lerobot.envs.libero import LiberoEnv
-
-        self._env_cls = LiberoEnv
+        self._env_cls = _explicit_reset_env_cls()
         self.cfg = env_cfg
         self.suite_name = env_cfg.suite
         self.suite = load_suite(env_cfg.suite)
@@ -100,16 +106,19 @@ class LiberoVectorEnv(PirlVectorEnv):
         for tid in env_cfg.task_ids:
             if not 0 <= tid < n_suite_tasks:
                 raise ConfigError("env.task_ids", env_cfg.task_ids, f"task ids in [0, {n_suite_tasks - 1}]")
-        self.task_ids = list(env_cfg.task_ids)
+        self._task_ids = list(env_cfg.task_ids)
         self.num_envs = int(env_cfg.n_envs)
         self.max_episode_steps = int(env_cfg.episode_length)
-        self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self.task_ids)
+        self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
         self._envs: list[Any] = []
+        self._over = np.ones(self.num_envs, dtype=bool)  # episode over: do not step until reset
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._last_obs: list[dict[str, Any]] = []
         self._closed = False
         atexit.register(_close_ref, weakref.ref(self))
         try:
             for slot in range(self.num_envs):
-                self._envs.append(self._make(self.task_ids[slot % len(self.task_ids)]))
+                self._envs.append(self._make(self._task_ids[slot % len(self._task_ids)]))
         except BaseException:
             self.close()
             raise
@@ -132,12 +141,15 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     def locate(self, init_state_id: int) -> tuple[int, int]:
         """Global init-state id -> (LIBERO task id, init-state index within that task)."""
-        n_tasks = len(self.task_ids)
+        n_tasks = len(self._task_ids)
         g = int(init_state_id) % self.num_init_states()
-        return self.task_ids[g % n_tasks], (g // n_tasks) % self._n_init
+        return self._task_ids[g % n_tasks], (g // n_tasks) % self._n_init
 
     def num_init_states(self) -> int:
-        return len(self.task_ids) * self._n_init
+        return len(self._task_ids) * self._n_init
+
+    def task_ids(self) -> list[int]:
+        return [int(env.task_id) for env in self._envs]
 
     def task_descriptions(self) -> list[str]:
         return [env.task_description for env in self._envs]
@@ -162,23 +174,30 @@ class LiberoVectorEnv(PirlVectorEnv):
             env.init_state_id = init_idx  # LeRobot's wrapper reads this in reset()
             obs, _info = env.reset()
             obs_list.append(obs)
+        self._last_obs = obs_list
+        self._over[:] = False
+        self._steps[:] = 0
         return self._raw(obs_list)
 
     def step(self, action: np.ndarray) -> StepResult:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {action.shape}")
-        obs_list, success, terminated = [], [], []
-        for env, act in zip(self._envs, action, strict=True):
-            obs, _reward, term, _trunc, info = env.step(act)
-            obs_list.append(obs)
-            success.append(bool(info.get("is_success", False)))
-            terminated.append(bool(term))
-        succ = np.asarray(success, dtype=bool)
+        succ = np.zeros(self.num_envs, dtype=bool)
+        term = np.zeros(self.num_envs, dtype=bool)
+        for slot, (env, act) in enumerate(zip(self._envs, action, strict=True)):
+            if self._over[slot]:
+                continue  # finished episode: last obs repeated, reward 0 (see module docstring)
+            obs, _reward, done, _trunc, info = env.step(act)
+            self._last_obs[slot] = obs
+            self._steps[slot] += 1
+            succ[slot] = bool(info.get("is_success", False))
+            term[slot] = bool(done)
+            self._over[slot] = term[slot] or self._steps[slot] >= self.max_episode_steps
         return StepResult(
-            obs=self._raw(obs_list),
+            obs=self._raw(self._last_obs),
             reward=succ.astype(np.float32),
-            terminated=np.asarray(terminated, dtype=bool),
+            terminated=term,
             success=succ,
         )
 
@@ -192,6 +211,29 @@ class LiberoVectorEnv(PirlVectorEnv):
             except Exception as exc:  # a half-built env must not keep the others open
                 print(f"warning: closing a LIBERO env failed: {exc}")
         self._envs = []
+
+
+@functools.cache
+def _explicit_reset_env_cls() -> type:
+    """LeRobot's ``LiberoEnv`` without its in-step auto-reset (pirl resets explicitly)."""
+    from lerobot.envs.libero import LiberoEnv
+
+    class _ExplicitResetLiberoEnv(LiberoEnv):
+        _pirl_in_step = False
+
+        def step(self, action: np.ndarray):
+            self._pirl_in_step = True
+            try:
+                return super().step(action)
+            finally:
+                self._pirl_in_step = False
+
+        def reset(self, seed: int | None = None, **kwargs: Any):
+            if self._pirl_in_step:  # LeRobot's auto-reset on termination: skipped
+                return None, {}
+            return super().reset(seed=seed, **kwargs)
+
+    return _ExplicitResetLiberoEnv
 
 
 def _close_ref(ref: weakref.ref) -> None:
