@@ -16,9 +16,13 @@ import time
 from pathlib import Path
 
 PAUSE_ENV = "PIRL_CKPT_PAUSE_S"
-"""Crash-test hook: seconds to sleep after each checkpoint-writing event. When set, each event is
-also announced on stderr as ``pirl-ckpt-event <step> <name>`` so a test can SIGKILL the writer at a
-known point. Unset (the default) costs nothing."""
+"""Crash-test hook: seconds to sleep at each checkpoint-writing event (after each file, after the
+fsync, the rename, the ``last`` switch and each retention step). When set, every event is also
+announced on stderr as ``pirl-ckpt-event <step> <name>`` so a test can SIGKILL the writer at a known
+point. Unset (the default) costs nothing."""
+PAUSE_AT_ENV = "PIRL_CKPT_PAUSE_AT"
+"""Optional, with PIRL_CKPT_PAUSE_S: comma-separated event names; sleep only at those (every event
+is still announced). Lets a test park the writer at exactly one point without slowing the rest."""
 
 
 def pause_point(step: int, name: str) -> None:
@@ -26,6 +30,9 @@ def pause_point(step: int, name: str) -> None:
     if not raw:
         return
     print(f"pirl-ckpt-event {step} {name}", file=sys.stderr, flush=True)
+    only = os.environ.get(PAUSE_AT_ENV)
+    if only and name not in only.split(","):
+        return
     time.sleep(float(raw))
 
 
@@ -65,21 +72,22 @@ def switch_symlink(link: Path, target_name: str, tmp_name: str) -> None:
     fsync_path(link.parent)
 
 
-def remove_tree(path: Path, graveyard_name: str | None = None) -> None:
-    """Delete a directory so that no half-deleted copy is ever visible under its real name:
-    rename it to a hidden name first (atomic), then remove it. A kill mid-way leaves only hidden
-    debris, which the next start cleans."""
+def remove_tree(path: Path) -> None:
+    """Remove a file, link or directory tree if present."""
     if path.is_symlink() or path.is_file():
         path.unlink()
-        return
-    if not path.exists():
-        return
-    victim = path
-    if graveyard_name is not None:
-        victim = path.parent / graveyard_name
-        os.rename(path, victim)
-        fsync_path(path.parent)
-    shutil.rmtree(victim, ignore_errors=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def retire(path: Path, hidden_name: str) -> Path:
+    """First half of deleting a checkpoint: rename it to a hidden name (atomic), so that no
+    half-deleted copy is ever visible under its real name. A kill before the removal leaves only
+    hidden debris, which the next start cleans."""
+    hidden = path.parent / hidden_name
+    os.rename(path, hidden)
+    fsync_path(path.parent)
+    return hidden
 
 
 def other_process_alive(pid: int) -> bool:

@@ -255,7 +255,9 @@ def apply_retention(output_dir: Path, keep_last: int) -> list[Path]:
     for step, path in finished:
         if path.resolve() in keep:
             continue
-        fsutil.remove_tree(path, graveyard_name=f"{layout.DELETE_PREFIX}{path.name}-{os.getpid()}")
-        fsutil.pause_point(step, f"retention:{path.name}")
+        hidden = fsutil.retire(path, f"{layout.DELETE_PREFIX}{path.name}-{os.getpid()}")
+        fsutil.pause_point(step, f"retire:{path.name}")
+        fsutil.remove_tree(hidden)
+        fsutil.pause_point(step, f"removed:{path.name}")
         removed.append(path)
     return removed
