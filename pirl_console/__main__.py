@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pirl_console.run_request import RunRequest, validate_request
+from pirl_console.run_request import RunRequest, validate_request, with_run_dir
 from pirl_core.config import DEFAULT_PROFILE, parse_override
 from pirl_core.errors import ConfigError, ExitCode
 
@@ -76,6 +76,7 @@ def parse(argv: Sequence[str]) -> Launch:
     )
     if known.profile is None:
         return Launch(request, skip_menu=False, autostart=False)
+    request = with_run_dir(request)
     validation = validate_request(request)
     if not validation.ok:
         raise UsageError("; ".join(validation.errors.values()))

@@ -9,7 +9,6 @@ with these two methods. Both calls do file I/O and run in worker threads.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,9 +22,9 @@ CHANGED = "changed"
 
 @dataclass(frozen=True)
 class CheckpointEntry:
-    """One row of the browser."""
+    """One row of the browser (a finished checkpoint, or the leftover of a killed writer)."""
 
-    step: int
+    step: int | None
     path: Path
     mtime: float
     size_bytes: int
@@ -36,6 +35,7 @@ class CheckpointEntry:
     identity: dict[str, Any] = field(default_factory=dict)
     fatal_fields: frozenset[str] = frozenset()
     counters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # learner metrics logged at this step
     problem: str | None = None  # why it cannot be used, when it cannot
 
 
@@ -48,6 +48,9 @@ class MismatchRow:
     current: Any
     severity: str
     fix: str
+    # The saved value as override text (``--field=<saved_text>`` puts it back); None when no
+    # flag can (model identity, absent keys).
+    saved_text: str | None = None
 
     @property
     def fatal(self) -> bool:
@@ -77,75 +80,66 @@ class CheckpointSource(Protocol):
     def validate(self, checkpoint: Path, request: RunRequest) -> ValidationResult: ...
 
 
-def tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
-            except OSError:
-                continue
-    return total
-
-
 class CoreCheckpointSource:
-    """Reads ``<output_dir>/checkpoints`` with ``pirl_core.checkpoints`` (no tensors loaded)."""
+    """``pirl_core.checkpoints``' catalog (listing, completeness, identity check; no tensors)."""
 
     def list(self, output_dir: Path) -> list[CheckpointEntry]:
+        from pirl_core.checkpoints import catalog, verify
         from pirl_core.checkpoints import identity as ident
-        from pirl_core.checkpoints import layout, verify
 
-        last = layout.last_pointer(output_dir)
         entries = []
-        for step, path in layout.step_dirs(output_dir):
-            is_last = last is not None and path.resolve() == last
-            try:
-                mtime = path.stat().st_mtime
-            except OSError:
-                mtime = 0.0
-            try:
-                info = verify.inspect(path)
-            except verify.Problem as problem:
-                entries.append(
-                    CheckpointEntry(step, path, mtime, tree_size(path), is_last, problem=str(problem))
-                )
-                continue
-            identity = ident.flatten(info.train_config)
-            fatal = {k for k in identity if ident.FIELD_CLASSES.get(k, FATAL) == FATAL}
-            for key, value in sorted(info.rl_heads_metadata.items()):
-                identity[f"model.{key}"] = value
+        for item in catalog.list_checkpoints(output_dir):
+            path = Path(item.path)
+            saved, fatal = {}, set()
+            if item.complete:
+                try:
+                    info = verify.inspect(path)
+                except verify.Problem:
+                    info = None
+                if info is not None:
+                    saved = ident.flatten(info.train_config)
+                    fatal = {k for k in saved if ident.FIELD_CLASSES.get(k, ident.FATAL) == ident.FATAL}
             entries.append(
                 CheckpointEntry(
-                    step=info.step,
+                    step=item.step,
                     path=path,
-                    mtime=mtime,
-                    size_bytes=tree_size(path),
-                    is_last=is_last,
-                    version=info.version,
-                    identity=identity,
+                    mtime=item.saved_at or 0.0,
+                    size_bytes=item.size_bytes,
+                    is_last=item.last,
+                    version=item.version,
+                    identity=saved,
                     fatal_fields=frozenset(fatal),
-                    counters=info.counters,
+                    counters=dict(item.counters),
+                    metrics=dict(item.metrics),
+                    problem=item.problem,
                 )
             )
         return entries
 
     def validate(self, checkpoint: Path, request: RunRequest) -> ValidationResult:
-        """The learner's own resume check, field by field (config identity)."""
-        from pirl_core.checkpoints import identity, verify
+        """The learner's own config-identity check for this request (exit 3 rows)."""
+        from pirl_core.checkpoints import catalog
+        from pirl_core.checkpoints import identity as ident
 
         try:
             config = request.config()
         except ConfigError as err:
-            return ValidationResult(checkpoint, None, [], summary=err.line(), unreadable=None)
+            return ValidationResult(Path(checkpoint), None, [], summary=err.line(), unreadable=err.message)
         try:
-            info = verify.inspect(Path(checkpoint))
-        except verify.Problem as problem:
-            reason = f"checkpoint {checkpoint} is unreadable: {problem}"
-            return ValidationResult(checkpoint, None, [], summary=reason, unreadable=reason)
-        except PirlError as err:  # pragma: no cover - defensive: API raising its own errors
-            return ValidationResult(checkpoint, None, [], summary=err.message, unreadable=err.message)
-        report = identity.IdentityReport(
-            str(checkpoint), info.step, identity.compare_configs(info.train_config, config)
-        )
-        rows = [MismatchRow(r.field, r.checkpoint, r.current, r.severity, r.fix) for r in report.rows]
-        return ValidationResult(Path(checkpoint), info.step, rows, summary=report.summary())
+            report = catalog.validate(checkpoint, config)
+        except PirlError as err:  # CheckpointUnreadableError: exit 4's message, with the way out
+            return ValidationResult(Path(checkpoint), None, [], summary=err.message, unreadable=err.message)
+        rows = [
+            MismatchRow(
+                r.field,
+                r.checkpoint,
+                r.current,
+                r.severity,
+                r.fix,
+                saved_text=None
+                if r.checkpoint == ident.ABSENT or r.field.startswith("model.")
+                else ident.value_text(r.checkpoint),
+            )
+            for r in report.rows
+        ]
+        return ValidationResult(Path(report.checkpoint), report.step, rows, summary=report.summary())

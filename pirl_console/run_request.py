@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,15 @@ def validate_request(request: RunRequest) -> Validation:
         config = request.config()
     except ConfigError as err:
         return Validation(None, {_owner(err, request): err.message})
+    if not request.resume and has_checkpoints(config.output_path):
+        # The learner refuses this (exit 2): say so before anything starts.
+        return Validation(
+            None,
+            {
+                "output_dir": f"{config.output_dir} already holds checkpoints: turn resume on to continue "
+                "that run, or choose another output dir"
+            },
+        )
     if request.resume:
         target = request.checkpoint_path(config)
         if not target.exists():
@@ -174,3 +184,51 @@ def normalise_list_text(text: str) -> str:
         return stripped
     parts = [p for p in stripped.replace(",", " ").split() if p]
     return "[" + ", ".join(parts) + "]"
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def has_checkpoints(output_dir: Path) -> bool:
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return False
+    return (root / "last").is_symlink() or any(p.name.isdigit() and p.is_dir() for p in root.iterdir())
+
+
+def newest_run_dir(base: Path) -> Path | None:
+    """The most recently checkpointed run: ``base`` itself or one of its ``<timestamp>`` subdirs."""
+    base = Path(base)
+    candidates = [base] + (sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else [])
+    best: tuple[float, Path] | None = None
+    for candidate in candidates:
+        if not has_checkpoints(candidate):
+            continue
+        root = candidate / "checkpoints"
+        stamp = max((p.lstat().st_mtime for p in root.iterdir()), default=0.0)
+        if best is None or stamp >= best[0]:
+            best = (stamp, candidate)
+    return None if best is None else best[1]
+
+
+def with_run_dir(request: RunRequest, now: float | None = None) -> RunRequest:
+    """Where the run writes when the researcher did not say (``output_dir`` not overridden).
+
+    A new run gets its own ``<profile output_dir>/<YYYYmmdd-HHMMSS>`` (as ``make smoke`` does),
+    so starting twice never collides with earlier checkpoints (the learner refuses a new run in
+    a dir that has some). A resume continues the most recently checkpointed run under the
+    profile's output dir. An explicit ``output_dir`` is always used as given.
+    """
+    if request.override("output_dir") is not None or request.resume_from:
+        return request
+    try:
+        base = Path(request.config().output_dir)
+    except ConfigError:
+        return request  # validation reports it
+    if request.resume:
+        found = newest_run_dir(base)
+        if found is None or found == base:
+            return request
+        return request.with_override("output_dir", toml_literal(str(found)))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return request.with_override("output_dir", toml_literal(str(base / stamp)))

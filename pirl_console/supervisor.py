@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from pirl_console.commands import ChildSpec
 
 READ_CHUNK = 1 << 16
@@ -61,6 +63,23 @@ def exit_meaning(code: int | None) -> str:
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
     return EXIT_MEANINGS.get(code, "error")
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids in process group ``pgid`` that are not zombies. (``killpg(pgid, 0)`` is not enough:
+    an orphan that already died stays a zombie until init reaps it, and still counts there.)"""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return []
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.info["pid"]) == pgid:
+                members.append(proc.info["pid"])
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
 
 
 class ChildState(str, enum.Enum):
@@ -102,6 +121,7 @@ class ChildProcess:
         self.exit_code: int | None = None
         self.error: str | None = None  # why a spawn failed
         self.started_at: float | None = None
+        self.ready_at: float | None = None
         self.ended_at: float | None = None
         self.restarts = 0
         self.starts = 0
@@ -140,6 +160,7 @@ class ChildProcess:
         self.stop_requested = False
         self._partial = b""
         self.ended_at = None
+        self.ready_at = None
         self.pid = None
         self.last_lines.clear()
         self.starts += 1
@@ -210,6 +231,7 @@ class ChildProcess:
     # ------------------------------------------------------------------ readiness
     def mark_ready(self) -> None:
         if self.state is ChildState.STARTING:
+            self.ready_at = self.clock()
             self._set_state(ChildState.READY)
 
     def mark_running(self) -> None:
@@ -298,13 +320,7 @@ class ChildProcess:
             os.killpg(self.pid, sig)
 
     def _group_exists(self) -> bool:
-        if self.pid is None:
-            return False
-        try:
-            os.killpg(self.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        return self.pid is not None and bool(live_group_members(self.pid))
 
     async def _sweep_group(self) -> None:
         """Whatever the leader left behind in its group gets SIGTERM, then SIGKILL."""

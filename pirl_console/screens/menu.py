@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 from pirl_console.checkpoint_source import ValidationResult
 from pirl_console.commands import CommandBuilder
 from pirl_console.profiles import profile_rows
-from pirl_console.run_request import RunRequest, Validation, validate_request
+from pirl_console.run_request import RunRequest, Validation, newest_run_dir, validate_request, with_run_dir
 from pirl_console.screens.checkpoints import CheckpointScreen, ResumeChoice
 from pirl_console.screens.mismatch import MismatchScreen
 from pirl_console.widgets.overrides_form import FIELDS, FormValues, OverridesForm
@@ -127,7 +127,9 @@ class MenuScreen(Screen[None]):
         self.action_start()
 
     def _revalidate(self, values: FormValues) -> None:
-        self.request, self._extra_keys = request_from_form(self.profile, self.profiles_dir, values)
+        typed, self._extra_keys = request_from_form(self.profile, self.profiles_dir, values)
+        self.request = with_run_dir(typed)
+        self._show_auto_output_dir(typed, self.request)
         validation = validate_request(self.request)
         errors = dict(validation.errors)
         if values.extra_error:
@@ -136,6 +138,21 @@ class MenuScreen(Screen[None]):
         self.validation = validation
         self.query_one(OverridesForm).show_errors(errors, self._extra_keys)
         self._show_preview()
+
+    def _show_auto_output_dir(self, typed: RunRequest, request: RunRequest) -> None:
+        """Blank output dir: say which directory the run will use (a new one, or the resumed one)."""
+        if typed.override("output_dir") is not None:
+            return
+        box = self.query_one(f"#{FIELDS['output_dir'][0]}", Input)
+        auto = request.override("output_dir")
+        row = self.query_one(ProfileTable).rows_by_name.get(self.profile)
+        base = row.config.output_dir if row is not None and row.config is not None else ""
+        if auto is None:
+            box.placeholder = f"{base}  (profile)"
+        elif request.resume:
+            box.placeholder = f"{auto.strip(chr(34))}  (newest run with checkpoints)"
+        else:
+            box.placeholder = f"{auto.strip(chr(34))}  (new run dir under the profile's {base})"
 
     def _show_preview(self) -> None:
         status = Text()
@@ -163,6 +180,7 @@ class MenuScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
     def action_start(self) -> None:
+        self._revalidate(self.query_one(OverridesForm).values())  # fresh run-dir timestamp
         if not self.validation.ok or self.validation.config is None:
             problems = "; ".join(self.validation.errors.values())
             self.notify(f"cannot start: {problems}", severity="error", timeout=6)
@@ -177,13 +195,13 @@ class MenuScreen(Screen[None]):
                 return
 
     def _output_dir(self) -> Path:
-        if self.validation.config is not None:
-            return self.validation.config.output_path
+        """What to browse: the typed output dir, else the newest checkpointed run of the profile."""
+        typed = self.query_one(OverridesForm).values().fields.get("output_dir")
+        if typed:
+            return Path(typed.strip('"'))
         row = self.query_one(ProfileTable).rows_by_name.get(self.profile)
-        override = self.request.override("output_dir")
-        if override:
-            return Path(override.strip('"'))
-        return Path(row.config.output_dir) if row is not None and row.config is not None else Path("outputs")
+        base = Path(row.config.output_dir) if row is not None and row.config is not None else Path("outputs")
+        return newest_run_dir(base) or base
 
     def action_checkpoints(self) -> None:
         screen = CheckpointScreen(self._output_dir(), self.request, self.app.checkpoint_source)  # type: ignore[attr-defined]

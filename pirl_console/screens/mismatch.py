@@ -32,10 +32,13 @@ def apply_rows(request: RunRequest, rows: list[MismatchRow]) -> tuple[RunRequest
     for row in rows:
         if row.field in NOT_APPLIED:
             continue
-        if row.saved == ABSENT or row.field.startswith(("adapter.", "model.")):
+        text = row.saved_text
+        if text is None and row.saved != ABSENT and not row.field.startswith("model."):
+            text = toml_literal(row.saved)
+        if text is None:
             skipped.append(row.field)
             continue
-        request = request.with_override(row.field, toml_literal(row.saved))
+        request = request.with_override(row.field, text)
     return request, skipped
 
 

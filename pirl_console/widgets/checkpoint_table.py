@@ -49,7 +49,7 @@ class CheckpointTable(DataTable):
             )
             self.add_row(
                 Text("last ▸", style="bold #e0b000") if entry.is_last else "",
-                Text(str(entry.step), style="bold"),
+                Text("-" if entry.step is None else str(entry.step), style="bold"),
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.mtime)) if entry.mtime else "-",
                 format_duration(now - entry.mtime) if entry.mtime else "-",
                 format_bytes(entry.size_bytes),
