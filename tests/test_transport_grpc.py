@@ -342,3 +342,21 @@ def test_receive_timeout_and_vanished_learner_raise(clients) -> None:
     assert time.monotonic() - t0 < 5.0
     with pytest.raises(TransportError, match="could not send rollout"):
         client.send_rollout({"r": torch.ones(1)}, {"version": 1})
+
+
+CRASHING_LEARNER = """
+import sys, torch
+from pirl_core.transport.client import ActorClient
+from pirl_core.transport.server import LearnerServer
+server = LearnerServer("127.0.0.1", 0).start()
+client = ActorClient("127.0.0.1", server.port, 0, connect_timeout_s=5)
+server.publish_parameters(1, {"w": torch.ones(2)})
+client.receive_parameters(1, timeout=5)
+raise SystemExit(7)  # the learner loop died: neither finish() nor stop() is called
+"""
+
+
+def test_learner_that_crashes_without_stop_still_exits() -> None:
+    """A live parameter stream must not keep a crashed learner process alive at exit."""
+    proc = subprocess.run([sys.executable, "-c", CRASHING_LEARNER], cwd=REPO, timeout=30, capture_output=True)
+    assert proc.returncode == 7, proc.stderr.decode()[-2000:]

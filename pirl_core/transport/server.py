@@ -22,6 +22,7 @@ restarted learner from an old one) and ``published_at`` (unix seconds).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import itertools
 import logging
@@ -29,6 +30,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +132,32 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
         return services_pb2.Empty()
 
 
+def _stop_at_interpreter_exit(server: LearnerServer) -> None:
+    """Release parameter streams when the interpreter exits without ``stop()``.
+
+    gRPC runs handlers on a ``ThreadPoolExecutor`` whose (non-daemon) workers the interpreter
+    joins at exit; a parameter stream waits for the next publication indefinitely, so a learner
+    that crashed before calling ``stop()`` would hang instead of exiting. ``threading``'s exit
+    hooks run in reverse registration order, so this one (registered after
+    ``concurrent.futures`` was imported) runs before the executor joins its workers.
+    """
+    ref = weakref.ref(server)
+
+    def hook() -> None:
+        live = ref()
+        if live is not None:
+            live.stop(grace=0)
+
+    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9; what futures uses
+    try:
+        if register is not None:
+            register(hook)
+        else:  # pragma: no cover - other interpreters
+            atexit.register(hook)
+    except RuntimeError:  # already shutting down
+        pass
+
+
 class LearnerServer:
     """Learner-side transport. Thread-safe; the learner loop calls it from one thread.
 
@@ -190,6 +218,7 @@ class LearnerServer:
         self.port = bound
         server.start()
         self._server = server
+        _stop_at_interpreter_exit(self)
         log.info("learner transport listening on %s:%d (epoch %s)", self.host, self.port, self.epoch)
         return self
 
