@@ -132,19 +132,20 @@ class Learner:
             self.progress.samples += len(batch)
             self.progress.episodes += episodes
             if self.progress.step % cfg.telemetry.log_every == 0 or self.progress.step == cfg.learner.updates:
-                self.telemetry.metrics(
-                    self.progress.step,
+                # one dict: the trainer's metrics also carry "samples" (this batch) and
+                # "return_mean"; the run counters and episode stats below take precedence
+                fields = {**metrics, **self.episode_stats()}
+                fields.update(
                     update=self.progress.step,
                     updates_total=cfg.learner.updates,
                     version=self.progress.version,
                     samples=self.progress.samples,
                     episodes=self.progress.episodes,
                     dropped_stale=self.progress.dropped_stale,
-                    **metrics,
-                    **self.episode_stats(),
                     push_mb=push.get("push_mb", 0.0),
                     push_s=push.get("push_s", 0.0),
                 )
+                self.telemetry.metrics(self.progress.step, **fields)
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
 
