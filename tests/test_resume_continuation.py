@@ -31,7 +31,13 @@ FLAGS = [
 
 
 def _run(out: Path, updates: int, *extra: str) -> str:
-    args = [*FLAGS, f"--output_dir={out}", f"--learner.port={free_port()}", f"--learner.updates={updates}", *extra]
+    args = [
+        *FLAGS,
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        f"--learner.updates={updates}",
+        *extra,
+    ]
     codes, learner_log, actor_log = run_pair(args, out, timeout=240)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
     return learner_log
