@@ -67,15 +67,21 @@ def actor_metrics(actor_id: int, version: int) -> dict[str, float]:
     }
 
 
-def _flood(count: int) -> None:
-    """Print ``count`` lines (0 = forever) as fast as the pipe takes them."""
+def _flood(count: int, rate: float = 0.0) -> None:
+    """Print ``count`` lines (0 = forever), ``rate`` lines/s (0 = as fast as the pipe takes them)."""
     i = 0
     out = sys.stdout
+    burst = 100
+    started = time.monotonic()
     while count == 0 or i < count:
         out.write(f"flood line {i} \x1b[32mgreen\x1b[0m payload {'x' * 40}\n")
         i += 1
-        if i % 256 == 0:
+        if i % burst == 0:
             out.flush()
+            if rate > 0:
+                ahead = i / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
     out.flush()
 
 
@@ -98,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             return args.exit_code
         tel.event("ready", 0, host="127.0.0.1", port=args.port, version=0)
         if args.flood is not None:
-            _flood(args.flood)
+            _flood(args.flood, args.flood_rate)
         for update in range(1, args.updates + 1):
             time.sleep(args.interval)
             tel.metrics(update, **learner_metrics(update, args.total or args.updates))
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         tel.event("connecting", host="127.0.0.1", port=args.port)
         tel.event("connected", host="127.0.0.1", port=args.port)
         if args.flood is not None:
-            _flood(args.flood)
+            _flood(args.flood, args.flood_rate)
         for version in range(args.updates):
             time.sleep(args.interval)
             tel.metrics(version, **actor_metrics(args.actor_id, version))
@@ -143,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fail-early", action="store_true", help="exit before ready (like exit 2/3)")
     parser.add_argument("--hold", action="store_true", help="after the updates, wait to be stopped")
     parser.add_argument("--flood", type=int, default=-1, help="lines to print flat out (0 = forever)")
+    parser.add_argument("--flood-rate", type=float, default=0.0, help="lines/s while flooding (0 = flat out)")
     parser.add_argument("--flood-before-ready", type=int, default=0)
     parser.add_argument("--ignore-sigint", action="store_true")
     parser.add_argument("--grandchild", action="store_true", help="leave a `sleep 600` in the group")
