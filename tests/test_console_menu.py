@@ -13,6 +13,7 @@ from pirl_console.app import PirlConsole
 from pirl_console.fake_child import FakeCommands
 from pirl_console.screens.menu import MenuScreen
 from pirl_console.screens.run import RunScreen
+from pirl_console.widgets.overrides_form import OverridesForm
 from pirl_console.widgets.profile_table import ProfileTable
 from tests.test_console_support import ROOT, SIZE, descendants, fast_settings, wait_for
 
@@ -36,7 +37,14 @@ async def type_into(pilot, app: PirlConsole, wid: str, text: str, keys: bool = F
         await pilot.press(*text)
     else:
         box.value = text
-    await pilot.pause(0.05)
+    form = app.screen.query_one(OverridesForm)
+    await wait_for(pilot, lambda: app.screen.last_values == form.values(), what="the form revalidated")
+
+
+async def set_switch(pilot, app: PirlConsole, value: bool) -> None:
+    app.screen.query_one("#ov-resume", Switch).value = value
+    form = app.screen.query_one(OverridesForm)
+    await wait_for(pilot, lambda: app.screen.last_values == form.values(), what="the form revalidated")
 
 
 async def test_smoke_preselected_and_enter_starts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,13 +130,12 @@ async def test_cross_field_and_resume_errors(tmp_path: Path) -> None:
         await type_into(pilot, app, "ov-extra", "")
         # resume with nothing to resume
         await type_into(pilot, app, "ov-output-dir", str(tmp_path / "empty"))
-        menu.query_one("#ov-resume", Switch).value = True
-        await pilot.pause(0.05)
+        await set_switch(pilot, app, True)
         assert "no checkpoint at" in error_text(app, "ov-resume")
         # a new run into a dir that holds checkpoints is refused by the learner: said up front
         used = tmp_path / "used"
         (used / "checkpoints" / "000001").mkdir(parents=True)
-        menu.query_one("#ov-resume", Switch).value = False
+        await set_switch(pilot, app, False)
         await type_into(pilot, app, "ov-output-dir", str(used))
         assert "already holds checkpoints" in error_text(app, "ov-output-dir")
         assert not menu.validation.ok

@@ -66,6 +66,7 @@ class MenuScreen(Screen[None]):
         self.request = initial or RunRequest(profile=self.profile, profiles_dir=profiles_dir)
         self.validation = Validation(None, {"*": "not validated yet"})
         self._extra_keys: set[str] = set()
+        self.last_values: FormValues | None = None  # what the shown verdict was computed from
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,6 +128,7 @@ class MenuScreen(Screen[None]):
         self.action_start()
 
     def _revalidate(self, values: FormValues) -> None:
+        self.last_values = values
         typed, self._extra_keys = request_from_form(self.profile, self.profiles_dir, values)
         self.request = with_run_dir(typed)
         self._show_auto_output_dir(typed, self.request)
