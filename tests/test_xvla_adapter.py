@@ -282,11 +282,23 @@ def test_identity_names_architecture(adapter: XVLAAdapter) -> None:
 # ------------------------------------------------------------------ bench profile
 
 
-def test_bench_profile_without_cache_fails_fast_with_fetch_command(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def empty_hf_cache(tmp_path: Path, monkeypatch) -> Path:
+    """Point huggingface_hub and transformers at an empty cache, offline (whatever this machine holds)."""
     import huggingface_hub.constants as hub_constants
+    import transformers.utils.hub as transformers_hub
 
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(transformers_hub, "TRANSFORMERS_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+@pytest.mark.usefixtures("empty_hf_cache")
+def test_bench_profile_without_cache_fails_fast_with_fetch_command() -> None:
     cfg = load_config("bench", ["policy.device=cpu"])
     with pytest.raises(ConfigError) as info:
         build_xvla_adapter(cfg, [TASK])
@@ -294,6 +306,37 @@ def test_bench_profile_without_cache_fails_fast_with_fetch_command(tmp_path: Pat
     assert err.exit_code == ExitCode.USAGE
     assert "huggingface-cli download lerobot/xvla-libero" in err.line()
     assert err.field == "policy.pretrained_path"
+
+
+def test_pretrained_size_loads_a_local_lerobot_checkpoint(
+    adapter: XVLAAdapter, obs: dict, tmp_path: Path
+) -> None:
+    """policy.size = "pretrained" with a local directory: LeRobot's from_pretrained, same outputs."""
+    adapter.save_pretrained(tmp_path / "ckpt")
+    cfg = smoke_cfg("policy.size=pretrained", f"policy.pretrained_path={tmp_path / 'ckpt'}")
+    loaded = build_xvla_adapter(cfg, [TASK])
+    assert loaded.source == str(tmp_path / "ckpt") and loaded.identity()["policy_size"] == "pretrained"
+    x1 = torch.randn(2, adapter.chunk_size, adapter.action_dim)
+    with torch.no_grad():
+        assert torch.equal(ode_chunk(adapter, obs, x1), ode_chunk(loaded, obs, x1))
+    with pytest.raises(ConfigError, match="policy.chunk_size"):
+        build_xvla_adapter(smoke_cfg(*_pretrained(tmp_path), "policy.chunk_size=16"), [TASK])
+
+
+def _pretrained(tmp_path: Path) -> tuple[str, str]:
+    return ("policy.size=pretrained", f"policy.pretrained_path={tmp_path / 'ckpt'}")
+
+
+@pytest.mark.usefixtures("empty_hf_cache")
+def test_missing_pretrained_tokenizer_fails_fast_with_fetch_command(
+    adapter: XVLAAdapter, tmp_path: Path
+) -> None:
+    adapter.save_pretrained(tmp_path / "ckpt")
+    cfg = smoke_cfg(*_pretrained(tmp_path), "policy.tokenizer=facebook/bart-large")
+    with pytest.raises(ConfigError) as info:
+        build_xvla_adapter(cfg, [TASK])
+    assert "huggingface-cli download facebook/bart-large" in info.value.line()
+    assert info.value.field == "policy.tokenizer"
 
 
 def test_unknown_instruction_words_are_refused() -> None:

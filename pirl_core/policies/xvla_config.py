@@ -18,6 +18,8 @@ and the LeRobot traps around building one live here:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,20 @@ class BuiltPolicy:
     tokenizer_path: str
     domain_id: int
     source: str  # "tiny(seed=N)" or the pretrained path it came from
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Florence-2's classes trigger a transformers warning about ``GenerationMixin`` on every
+    construction (irrelevant here: pirl never calls ``generate``). Silence it, only while building."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _round_up(x: int, multiple: int) -> int:
@@ -196,7 +212,7 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
         )
     config = tiny_xvla_config(cfg, tokenizer_path)
     seed = cfg.seed if seed is None else seed
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
         policy = XVLAPolicy(config)
         init_uninitialised_params(policy)
@@ -290,7 +306,8 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
     config.tokenizer_name = tokenizer
     config.n_action_steps = cfg.policy.action_steps
     config.device = cfg.policy.device
-    policy = XVLAPolicy.from_pretrained(str(snap), config=config, local_files_only=True)
+    with quiet_transformers():
+        policy = XVLAPolicy.from_pretrained(str(snap), config=config, local_files_only=True)
     check_finite_params(policy, limit=float("inf"))
     return BuiltPolicy(policy, tokenizer, LIBERO_DOMAIN_ID, str(cfg.policy.pretrained_path))
 
