@@ -21,8 +21,9 @@ fsync, the rename, the ``last`` switch and each retention step). When set, every
 announced on stderr as ``pirl-ckpt-event <step> <name>`` so a test can SIGKILL the writer at a known
 point. Unset (the default) costs nothing."""
 PAUSE_AT_ENV = "PIRL_CKPT_PAUSE_AT"
-"""Optional, with PIRL_CKPT_PAUSE_S: comma-separated event names; sleep only at those (every event
-is still announced). Lets a test park the writer at exactly one point without slowing the rest."""
+"""Optional, with PIRL_CKPT_PAUSE_S: comma-separated events, ``name`` or ``step:name`` (e.g.
+``3:training_step``); sleep only at those (every event is still announced). Lets a test park the
+writer at exactly one point without slowing the rest."""
 
 
 def pause_point(step: int, name: str) -> None:
@@ -31,7 +32,7 @@ def pause_point(step: int, name: str) -> None:
         return
     print(f"pirl-ckpt-event {step} {name}", file=sys.stderr, flush=True)
     only = os.environ.get(PAUSE_AT_ENV)
-    if only and name not in only.split(","):
+    if only and not {name, f"{step}:{name}"} & set(only.split(",")):
         return
     time.sleep(float(raw))
 
