@@ -35,7 +35,9 @@ from pirl_core.transport.wire import ACTOR_ID_METADATA, client_options, iter_chu
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# CANCELLED too: a learner shutting down sends GOAWAY, which cancels calls in flight; for a
+# restarting learner that is a reason to retry, not proof that something else listens there.
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 def backoff_delays(initial: float = 0.1, factor: float = 2.0, cap: float = 2.0) -> Iterator[float]:

@@ -41,7 +41,13 @@ from lerobot.transport import services_pb2, services_pb2_grpc
 
 from pirl_core.errors import TransportError
 from pirl_core.transport.payload import decode_payload, encode_payload
-from pirl_core.transport.wire import ACTOR_ID_METADATA, iter_chunks, reassemble, server_options
+from pirl_core.transport.wire import (
+    ACTOR_ID_METADATA,
+    TransferState,
+    iter_chunks,
+    reassemble,
+    server_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +117,17 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
                 for msg in iter_chunks(pub.payload, services_pb2.Parameters):
                     if not context.is_active():
                         return
+                    if msg.transfer_state == TransferState.TRANSFER_END:
+                        # Book it before handing over the last chunk: once the client has it,
+                        # it may hang up (it does after `done`) and gRPC then never resumes
+                        # this generator.
+                        with o._cond:
+                            stream.sent_seq = pub.seq
+                            stream.version_sent = pub.version
+                            stream.last_send_s = time.perf_counter() - t0
+                            stream.last_send_mb = len(pub.payload) / 1e6
+                            o._cond.notify_all()
                     yield msg
-                with o._cond:
-                    stream.sent_seq = pub.seq
-                    stream.version_sent = pub.version
-                    stream.last_send_s = time.perf_counter() - t0
-                    stream.last_send_mb = len(pub.payload) / 1e6
-                    o._cond.notify_all()
                 if pub.done:
                     return
         finally:
