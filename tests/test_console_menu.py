@@ -19,7 +19,9 @@ from tests.test_console_support import ROOT, SIZE, descendants, fast_settings, w
 
 
 def menu_app(**kwargs) -> PirlConsole:
-    commands = FakeCommands(learner_flags=["--updates", "1", "--hold"], actor_flags=["--updates", "1", "--hold"], cwd=str(ROOT))
+    commands = FakeCommands(
+        learner_flags=["--updates", "1", "--hold"], actor_flags=["--updates", "1", "--hold"], cwd=str(ROOT)
+    )
     return PirlConsole(commands=commands, settings=fast_settings(), **kwargs)
 
 
@@ -116,7 +118,12 @@ async def test_invalid_values_are_shown_inline_and_nothing_starts(tmp_path: Path
         assert menu.validation.ok, menu.validation.errors
         assert menu.request.override("env.task_ids") == "[1, 2]"
         args = menu.request.learner_args()
-        for flag in ("--env.suite=libero_spatial", "--env.task_ids=[1, 2]", "--learner.updates=3", "--recipe.clip=0.1"):
+        for flag in (
+            "--env.suite=libero_spatial",
+            "--env.task_ids=[1, 2]",
+            "--learner.updates=3",
+            "--recipe.clip=0.1",
+        ):
             assert flag in args
         assert not menu.query_one("#menu-start", Button).disabled
 
@@ -126,7 +133,9 @@ async def test_cross_field_and_resume_errors(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         menu = app.screen
         await type_into(pilot, app, "ov-extra", "policy.chunk_size=2")
-        assert "policy.chunk_size" in error_text(app, "ov-extra") or "action_steps" in error_text(app, "ov-extra")
+        assert "policy.chunk_size" in error_text(app, "ov-extra") or "action_steps" in error_text(
+            app, "ov-extra"
+        )
         await type_into(pilot, app, "ov-extra", "")
         # resume with nothing to resume
         await type_into(pilot, app, "ov-output-dir", str(tmp_path / "empty"))

@@ -3,7 +3,6 @@ exit codes, logs, telemetry, find, high-rate output, quit leaving nothing behind
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -7,6 +7,7 @@ exit with chosen codes), except where a test says it runs the real learner.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,7 +63,9 @@ def fake_app(
     )
 
 
-async def wait_for(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+async def wait_for(
+    pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = ""
+) -> None:
     """Bounded pause loop: the UI keeps running while we wait."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -92,3 +95,12 @@ def descendants() -> list[psutil.Process]:
 def group_alive(pgid: int) -> bool:
     """Any live (non-zombie) process left in the group."""
     return bool(live_group_members(pgid))
+
+
+def as_text(renderable: object, width: int = 120) -> str:
+    """Plain text of a Rich renderable, as a terminal of ``width`` columns would show it."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()

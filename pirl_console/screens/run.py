@@ -108,7 +108,7 @@ class RunScreen(Screen[None]):
         self.last_mismatch: MismatchFound | None = None
         self._polling_stats = False
         self._polling_telemetry = False
-        self._running_seen: set[str] = set()
+        self._generation = 0  # bumped by every stop; pending actor starts of older ones are dropped
 
     # ------------------------------------------------------------------ building
     def _specs(self) -> list[ChildSpec]:
@@ -356,10 +356,12 @@ class RunScreen(Screen[None]):
             await learner.start()
 
     def _start_actors(self) -> None:
-        self.run_worker(self._start_actor_processes(), group="control", exit_on_error=False)
+        self.run_worker(self._start_actor_processes(self._generation), group="control", exit_on_error=False)
 
-    async def _start_actor_processes(self) -> None:
+    async def _start_actor_processes(self, generation: int) -> None:
         for actor in self.actors:
+            if generation != self._generation:
+                return  # a stop came in between: do not start what it just stopped
             if not actor.alive:
                 await actor.start()
 
@@ -372,7 +374,9 @@ class RunScreen(Screen[None]):
 
     async def stop_all(self) -> None:
         self.actors_pending = False
-        await asyncio.gather(*(c.stop() for c in self.children_by_name.values() if c.alive))
+        self._generation += 1
+        while alive := [c for c in self.children_by_name.values() if c.alive]:
+            await asyncio.gather(*(c.stop() for c in alive))
 
     def _focused_pane(self) -> ProcessPane:
         node = self.focused

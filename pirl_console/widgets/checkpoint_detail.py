@@ -23,6 +23,8 @@ def _cell(value: Any) -> str:
 
 
 class CheckpointDetail(Static):
+    shown: Any = None  # the last renderable (tests read it as text)
+
     def show(self, entry: CheckpointEntry | None, validation: ValidationResult | None = None) -> None:
         if entry is None:
             self.update(Text("no checkpoint selected", style="dim"))
@@ -62,7 +64,8 @@ class CheckpointDetail(Static):
                 )
             parts.append(Text("\n● must match to resume", style="dim"))
             parts.append(table)
-        self.update(Group(*parts))
+        self.shown = Group(*parts)
+        self.update(self.shown)
 
     @staticmethod
     def _verdict(validation: ValidationResult) -> Text:
