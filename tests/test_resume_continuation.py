@@ -154,3 +154,25 @@ def test_learner_killed_while_writing_a_checkpoint_resumes_exactly(straight: Pat
     assert "resumed" in log
     assert sorted(p.name for p in root.iterdir()) == [*(f"{s:06d}" for s in range(1, N + 1)), "last"]
     _assert_same_final_state(straight / "checkpoints" / f"{N:06d}", root / f"{N:06d}")
+
+
+def test_smoke_profile_on_libero_resume_continues_numbering(tmp_path: Path) -> None:
+    """The real X-VLA + LIBERO path: one update, stop, --resume to two; numbering and the next
+    checkpoint continue where the first process stopped."""
+    out = tmp_path / "smoke"
+    base = ["--profile", "smoke", f"--output_dir={out}"]
+    for updates, extra in ((1, []), (2, ["--resume"])):
+        args = [*base, f"--learner.port={free_port()}", f"--learner.updates={updates}", *extra]
+        codes, learner_log, actor_log = run_pair(args, out, timeout=600)
+        assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
+    root = out / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["000001", "000002", "last"]
+    assert os.readlink(root / "last") == "000002"
+    record = json.loads((root / "000002" / "training_state" / "training_step.json").read_text())
+    assert (record["step"], record["policy_version"]) == (2, 2)
+    assert record["counters"]["episodes"] == 2 * 2  # smoke: 2 episodes per update, both processes
+    rows = [(r["update"], r["version"], r["episodes"]) for r in _metrics(out)]
+    assert rows == [(1, 1, 2), (2, 2, 4)]
+    resumed = [r for r in read_records(out / "telemetry" / "learner.jsonl") if r.get("event") == "resumed"]
+    assert [(r["step"], r["version"]) for r in resumed] == [(1, 1)]
+    assert learner_log.strip().splitlines()[-1].startswith("[learner] done updates=2")
