@@ -196,3 +196,16 @@ def test_changed_learning_rate_takes_effect_on_resume(tmp_path: Path) -> None:
     # moments still come from the checkpoint
     saved = trainer.optimizers["policy"].state_dict()["state"][0]["exp_avg"]
     assert torch.equal(fresh.optimizers["policy"].state_dict()["state"][0]["exp_avg"], saved)
+
+
+def test_saving_again_after_an_interrupted_last_switch_finishes_the_switch(tmp_path: Path) -> None:
+    """Ctrl-C between the rename and the ``last`` switch: the learner's interrupt handler saves the
+    same step again, which must not rewrite it but must point ``last`` at it."""
+    cfg, trainer = saved_run(tmp_path, steps=(1, 2))
+    link = layout.last_link(cfg.output_dir)
+    link.unlink()
+    link.symlink_to("000001")
+    before = tree_digest(layout.step_dir(cfg.output_dir, 2))
+    checkpoints.save(cfg, 2, trainer, counters(2))
+    assert os.readlink(link) == "000002"
+    assert tree_digest(layout.step_dir(cfg.output_dir, 2)) == before

@@ -137,7 +137,14 @@ def write_checkpoint(
     name = layout.step_name(step, total_steps)
     final = root / name
     if final.exists():
-        return final  # immutable: the learner saved this step already (e.g. interrupt right after a save)
+        # Immutable: this step was saved already (e.g. Ctrl-C right after a save, or during the
+        # ``last`` switch). Only finish the switch if that is what was interrupted.
+        finished = layout.step_dirs(output_dir)
+        if finished and finished[-1][1] == final and layout.last_pointer(output_dir) != final.resolve():
+            fsutil.switch_symlink(
+                layout.last_link(output_dir), name, f"{layout.LAST_TMP_PREFIX}{os.getpid()}"
+            )
+        return final
     root.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     tmp = root / f"{layout.TMP_PREFIX}{name}-{pid}"

@@ -171,19 +171,24 @@ def newest_complete(output_dir: Path, skip: Path | None = None) -> CheckpointInf
     return None
 
 
-def unreadable(path: Path, reason: str, output_dir: Path | None) -> CheckpointUnreadableError:
-    """The exit-4 error: path, what is wrong, and the newest checkpoint that would work."""
-    suggestion = "no complete checkpoint to fall back on: start a new output dir"
-    if output_dir is not None:
-        good = newest_complete(output_dir, skip=path)
-        if good is not None:
-            suggestion = (
-                f"the newest complete checkpoint is {good.path}: resume with --resume-from {good.path}"
-            )
-    err = CheckpointUnreadableError(f"checkpoint {path} is unreadable: {reason}; {suggestion}")
-    err.path = path  # type: ignore[attr-defined]
-    err.reason = reason  # type: ignore[attr-defined]
-    return err
+class UnreadableCheckpoint(CheckpointUnreadableError):
+    """Exit 4: which checkpoint, what is wrong with it, and the newest one that would work."""
+
+    def __init__(self, path: Path, reason: str, fallback: Path | None) -> None:
+        if fallback is not None:
+            suggestion = f"the newest complete checkpoint is {fallback}: resume with --resume-from {fallback}"
+        else:
+            suggestion = "no complete checkpoint to fall back on: start a new output dir"
+        super().__init__(f"checkpoint {path} is unreadable: {reason}; {suggestion}")
+        self.path = path
+        self.reason = reason
+        self.fallback = fallback
+
+
+def unreadable(path: Path, reason: str, output_dir: Path | None) -> UnreadableCheckpoint:
+    """Build the exit-4 error, looking up the newest complete checkpoint in ``output_dir``."""
+    good = newest_complete(output_dir, skip=path) if output_dir is not None else None
+    return UnreadableCheckpoint(path, reason, good.path if good is not None else None)
 
 
 def inspect_or_raise(path: Path, output_dir: Path | None = None) -> CheckpointInfo:
