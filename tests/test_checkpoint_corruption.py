@@ -188,3 +188,12 @@ def test_learner_process_exits_4_with_one_actionable_line(tmp_path: Path) -> Non
     assert first.startswith("error: checkpoint ") and "model.safetensors has" in first
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in first
     assert tree_digest(tmp_path) == digest
+
+
+def test_explicit_dangling_last_names_the_fallback(tmp_path: Path) -> None:
+    cfg, _ = saved_run(tmp_path, steps=(1, 2))
+    shutil.rmtree(layout.step_dir(cfg.output_dir, 2))
+    with pytest.raises(CheckpointUnreadableError) as info:
+        checkpoints.prepare_run(cfg, resume=True, resume_from=str(layout.last_link(cfg.output_dir)))
+    assert "dangling link" in info.value.line()
+    assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in info.value.line()

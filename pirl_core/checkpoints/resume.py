@@ -169,7 +169,8 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
     target = _resolve_target(cfg, resume_from)
     if target.is_symlink() and target.exists():
         target = target.resolve()
-    owner_dir = layout.checkpoint_output_dir(target) if target.exists() else None
+    in_layout = target.parent.name == layout.CHECKPOINTS_DIR
+    owner_dir = layout.checkpoint_output_dir(target) if in_layout else None  # where to look for a fallback
     info = inspect_or_raise(target, owner_dir)
     report = IdentityReport(str(target), info.step, compare_configs(info.train_config, cfg))
     raise_if_fatal(report)
