@@ -76,7 +76,9 @@ class PointReachEnv(PirlVectorEnv):
         return self._obs()
 
     def step(self, action: np.ndarray) -> StepResult:
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(self.num_envs, ACTION_DIM), -1.0, 1.0)
+        action = np.asarray(action, dtype=np.float64).reshape(self.num_envs, ACTION_DIM)
+        norm = np.linalg.norm(action, axis=1, keepdims=True)
+        action = action / np.maximum(norm, 1.0)  # clip to the unit disk: speed <= STEP
         before = np.linalg.norm(self.goal - self.pos, axis=1)
         self.pos = self.pos + STEP * action
         after = np.linalg.norm(self.goal - self.pos, axis=1)

@@ -78,6 +78,10 @@ class MLPFlowAdapter(FlowPolicyAdapter):
             nn.GELU(),
         )
         self.head = nn.Linear(hidden_dim, flat)
+        # Linear path from x_t to the output, starting at zero: lets the policy learn quickly how
+        # much of the initial noise to carry into the action (a random MLP carries most of it).
+        self.skip = nn.Linear(flat, flat, bias=False)
+        nn.init.zeros_(self.skip.weight)
         self.features = nn.Linear(hidden_dim, chunk_size * feature_dim)
         mask = torch.zeros(chunk_size, self.action_dim, dtype=torch.bool)
         mask[:action_steps, :env_action_dim] = True
@@ -98,7 +102,7 @@ class MLPFlowAdapter(FlowPolicyAdapter):
     def predict(self, x_t: Tensor, t: Tensor, ctx: Context) -> Prediction:
         z = self._trunk(x_t, t, ctx)
         b = x_t.shape[0]
-        value = self.head(z).view(b, self.chunk_size, self.action_dim)
+        value = (self.head(z) + self.skip(x_t.flatten(1))).view(b, self.chunk_size, self.action_dim)
         features = torch.tanh(self.features(z)).view(b, self.chunk_size, self.feature_dim)
         return Prediction(value=value, features=features)
 
