@@ -51,6 +51,18 @@ def test_round_trip_dtypes_and_header() -> None:
     assert_same(tensors, out)
 
 
+def test_decoded_tensors_are_writable_and_independent_of_input_bytes() -> None:
+    tensors = mixed_tensors()
+    data = encode_payload(tensors, {})
+    for blob in (data, bytearray(data)):  # bytes are copied once; a bytearray is viewed in place
+        _, out = decode_payload(blob)
+        out["obs.state"].add_(1.0)
+        out["done"][0] = False
+        assert torch.equal(out["obs.state"], tensors["obs.state"] + 1.0)
+    _, again = decode_payload(data)
+    assert_same(tensors, again)  # the bytes input was not modified
+
+
 def test_round_trip_empty_dict() -> None:
     header, out = decode_payload(encode_payload({}, {"kind": "interactions", "items": [{"return": 1.0}]}))
     assert out == {}

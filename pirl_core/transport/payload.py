@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
 from pirl_core.errors import TransportError
@@ -56,6 +55,30 @@ _DTYPE_SIZES: dict[str, int] = {
     "U64": 8,
     "F64": 8,
     "C64": 8,
+}
+
+
+_TORCH_DTYPES: dict[str, torch.dtype] = {
+    name: dtype
+    for name, dtype in {
+        "BOOL": torch.bool,
+        "U8": torch.uint8,
+        "I8": torch.int8,
+        "F8_E4M3": getattr(torch, "float8_e4m3fn", None),
+        "F8_E5M2": getattr(torch, "float8_e5m2", None),
+        "I16": torch.int16,
+        "U16": getattr(torch, "uint16", None),
+        "F16": torch.float16,
+        "BF16": torch.bfloat16,
+        "I32": torch.int32,
+        "U32": getattr(torch, "uint32", None),
+        "F32": torch.float32,
+        "I64": torch.int64,
+        "U64": getattr(torch, "uint64", None),
+        "F64": torch.float64,
+        "C64": torch.complex64,
+    }.items()
+    if dtype is not None
 }
 
 
@@ -222,10 +245,19 @@ def peek_payload(data: bytes | bytearray | memoryview) -> PayloadInfo:
     return PayloadInfo(header=meta["header"], tensors=specs, nbytes=total)
 
 
-def decode_payload(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Inverse of :func:`encode_payload`: ``(header, tensors)``; TransportError on any defect."""
+def decode_payload(
+    data: bytes | bytearray | memoryview,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Inverse of :func:`encode_payload`: ``(header, tensors)``; TransportError on any defect.
+
+    Given a ``bytearray`` (what :func:`pirl_core.transport.wire.reassemble` yields), the
+    tensors are zero-copy views into it (``torch.frombuffer``), which saves one full copy of a
+    multi-GB push; the caller must not reuse that buffer. Other inputs are copied once.
+    The layout was validated by :func:`_parse` (sizes, offsets, dtypes) before any view is made.
+    """
     meta, entries, data_start, _ = _parse(data)
-    view = memoryview(data)
+    buf = data if isinstance(data, bytearray) else bytearray(data)
+    view = memoryview(buf)
     crc = 0
     for name in sorted(entries):
         start, stop = entries[name]["data_offsets"]
@@ -235,9 +267,18 @@ def decode_payload(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any]
             f"payload garbled: tensor checksum {crc:#010x} does not match the sender's "
             f"{meta.get('crc32')!r} (data corrupted in transit or reassembled wrongly)"
         )
-    raw = data if isinstance(data, bytes) else bytes(data)
-    try:
-        tensors = _st_load(raw)
-    except Exception as exc:  # safetensors raises its own error type; name it for the user
-        raise TransportError(f"payload garbled: safetensors could not load it ({exc})") from exc
+    tensors: dict[str, torch.Tensor] = {}
+    for name, entry in entries.items():
+        dtype = _TORCH_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise TransportError(
+                f"payload tensor {name!r}: dtype {entry['dtype']} has no torch equivalent here"
+            )
+        shape = [int(d) for d in entry["shape"]]
+        numel = math.prod(shape)
+        if numel == 0:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        start = data_start + entry["data_offsets"][0]
+        tensors[name] = torch.frombuffer(buf, dtype=dtype, count=numel, offset=start).reshape(shape)
     return meta["header"], tensors

@@ -75,7 +75,7 @@ def iter_chunks(payload: bytes, message_class: type) -> Iterator[Any]:
     yield from send_bytes_in_chunks(payload, message_class, silent=True)
 
 
-def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytes]:
+def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytearray]:
     """Yield each complete payload from a stream of transfer messages; strict about states.
 
     A payload is BEGIN, MIDDLE*, END, or a lone END (LeRobot sends a payload that fits in one
@@ -93,11 +93,12 @@ def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytes]:
                 raise TransportError(f"{what}: chunk arrived without a BEGIN (stream joined mid-payload)")
             parts.append(msg.data)
         elif state == TransferState.TRANSFER_END:
+            # A bytearray, so decode_payload can hand out zero-copy tensor views of it.
             if parts is None:
-                yield bytes(msg.data)
+                yield bytearray(msg.data)
             else:
                 parts.append(msg.data)
-                yield b"".join(parts)
+                yield bytearray().join(parts)
                 parts = None
         else:
             raise TransportError(f"{what}: unknown transfer state {state!r}")
