@@ -185,6 +185,7 @@ async def test_high_rate_output_stays_capped_and_keys_answer(tmp_path: Path) -> 
         assert learner.total_lines > before + 1000, "children kept printing during the key presses"
         await wait_for(pilot, lambda: min(learner.total_lines, actor.total_lines) > 10000, timeout=60)
         await pilot.pause(0.4)  # a hidden-pane tick
+        assert screen.pane("learner").log_view.is_vertical_scroll_end, "following shows the newest lines"
         for name in ("learner", "actor-0"):
             view = screen.pane(name).log_view
             assert 0 < view.line_count <= 300

@@ -84,6 +84,7 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
 
     def on_mount(self) -> None:
         self.sub_title = f"checkpoints · {self.output_dir}"
+        self.query_one("#ckpt-detail-box").border_title = "selected checkpoint"
         self.query_one(CheckpointTable).focus()
         self.action_reload()
 

@@ -86,6 +86,8 @@ class MenuScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "profiles"
+        self.query_one("#menu-form-box").border_title = "overrides (blank: the profile's value)"
+        self.query_one("#menu-preview-box").border_title = "run"
         table = self.query_one(ProfileTable)
         rows = profile_rows(self.profiles_dir)
         names = [r.name for r in rows]

@@ -80,7 +80,8 @@ class OutputLog(ScrollView, can_focus=True):
         self._width = max(self._width, width)
         self.virtual_size = Size(self._width, len(self.lines))
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # Deferred to after the refresh: the new virtual size must be laid out first.
+            self.scroll_end(animate=False, x_axis=False)
         elif dropped:
             # Keep the paused view on the same text while old lines leave the buffer.
             self.scroll_to(y=max(0, self.scroll_y - dropped), animate=False, immediate=True)
@@ -103,7 +104,7 @@ class OutputLog(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ follow
     def watch_follow(self, follow: bool) -> None:
         if follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.scroll_end(animate=False, x_axis=False)
         self.post_message(self.FollowChanged(self, follow))
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:

@@ -1,0 +1,164 @@
+"""``python -m pirl_console.screenshots DIR`` (``make screenshots``): regenerate the console SVGs.
+
+Each screenshot is the real app driven headless with Textual's Pilot at a fixed terminal size:
+
+* ``menu.svg`` — the profile menu, smoke preselected;
+* ``run.svg`` — the run screen mid-training. The children are ``pirl_console.fake_child``
+  (same readiness line, telemetry schema and exit codes as the real entry points, with
+  deterministic numbers), so the picture does not depend on how fast this machine trains;
+* ``checkpoints.svg`` — the checkpoint browser over a real checkpoint tree (written with
+  ``pirl_core.checkpoints`` from a freshly built toy trainer, plus learner telemetry);
+* ``mismatch.svg`` — the resume-mismatch table from validating that checkpoint against a
+  profile that changed identity fields.
+
+Everything happens in a temporary directory; only the SVGs are written to DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZE = (150, 44)
+RUN_DIR = "outputs/toy-demo"
+# Small toy settings so building the trainer for the checkpoint tree takes seconds.
+TOY_OVERRIDES = {
+    "env.suite": "point_reach_shaped",
+    "env.n_envs": 4,
+    "env.episode_length": 6,
+    "learner.episodes_per_update": 4,
+    "learner.updates": 120,
+    "checkpoint.every": 40,
+    "policy.hidden_dim": 32,
+}
+
+
+async def _wait(pilot, predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("screenshot scene did not reach its state in time")
+        await pilot.pause(0.05)
+
+
+def _write_checkpoint_tree() -> None:
+    """Checkpoints at steps 40, 80 and 120 of a toy run, and the learner metrics of a run."""
+    from pirl_console.fake_child import learner_metrics
+    from pirl_core import checkpoints
+    from pirl_core.config import load_config
+    from pirl_core.learner import build_trainer
+    from pirl_core.telemetry import Telemetry
+
+    cfg = load_config("toy", {**TOY_OVERRIDES, "output_dir": RUN_DIR})
+    checkpoints.prepare_run(cfg, resume=False)
+    trainer = build_trainer(cfg)
+    with open(os.devnull, "w") as quiet, Telemetry(cfg.output_dir, "learner", stdout=quiet) as tel:
+        for step in range(1, 121):
+            tel.metrics(step, **learner_metrics(step, 120))
+            if step % 40 == 0:
+                counters = {"step": step, "version": step, "samples": 512 * step, "episodes": 4 * step}
+                checkpoints.save(cfg, step, trainer, counters)
+
+
+def _request(**extra: object):
+    from pirl_console.run_request import RunRequest
+    from pirl_core.checkpoints.identity import value_text
+
+    values = {**TOY_OVERRIDES, "output_dir": RUN_DIR, **extra}
+    return RunRequest("toy", overrides=tuple((k, value_text(v)) for k, v in values.items()))
+
+
+async def _menu(out: Path) -> None:
+    from pirl_console.app import PirlConsole
+
+    app = PirlConsole()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        app.save_screenshot("menu.svg", str(out))
+
+
+async def _run(out: Path) -> None:
+    from pirl_console.app import PirlConsole
+    from pirl_console.fake_child import FakeCommands
+    from pirl_console.run_request import RunRequest
+    from pirl_console.supervisor import ChildState
+
+    commands = FakeCommands(
+        learner_flags=["--updates", "7", "--total", "12", "--interval", "0.6", "--hold"],
+        actor_flags=["--updates", "7", "--interval", "0.6", "--hold"],
+    )
+    request = RunRequest("smoke", overrides=(("output_dir", "outputs/smoke/demo"),))
+    app = PirlConsole(request=request, skip_menu=True, commands=commands)
+    async with app.run_test(size=SIZE) as pilot:
+        run = app.run_screen()
+        assert run is not None
+        await _wait(
+            pilot, lambda: run.telemetry.progress()[0] == 7 and run.actors[0].state is ChildState.RUNNING
+        )
+        await _wait(
+            pilot,
+            lambda: len(run.telemetry.actors) == 1 and run.telemetry.actors[0].metrics.get("version") == 6,
+        )
+        await pilot.pause(1.2)  # a stats sample and a header tick
+        app.save_screenshot("run.svg", str(out))
+        await run.stop_all()
+
+
+async def _checkpoints(out: Path) -> None:
+    from pirl_console.app import PirlConsole
+    from pirl_console.screens.checkpoints import CheckpointScreen
+    from pirl_console.screens.mismatch import MismatchScreen
+    from pirl_console.widgets.checkpoint_table import CheckpointTable
+
+    # The current profile changed two identity fields and one tunable since the run.
+    request = _request(**{"recipe.denoise_steps": 8, "policy.chunk_size": 8, "recipe.lr": 1e-3})
+    app = PirlConsole(request=request)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#profile-table").focus()
+        await pilot.press("c")
+        browser = app.screen
+        assert isinstance(browser, CheckpointScreen)
+        table = browser.query_one(CheckpointTable)
+        await _wait(pilot, lambda: table.row_count == 3)
+        await pilot.pause(0.2)
+        app.save_screenshot("checkpoints.svg", str(out))
+        await pilot.press("v")
+        await _wait(pilot, lambda: isinstance(app.screen, MismatchScreen))
+        await pilot.pause(0.2)
+        app.save_screenshot("mismatch.svg", str(out))
+
+
+async def generate(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    with tempfile.TemporaryDirectory(prefix="pirl-screenshots-") as tmp:
+        previous = Path.cwd()
+        os.chdir(tmp)  # relative output dirs keep the pictures free of temp paths
+        try:
+            await _menu(out)
+            await _run(out)
+            _write_checkpoint_tree()
+            await _checkpoints(out)
+        finally:
+            os.chdir(previous)
+    return [out / name for name in ("menu.svg", "run.svg", "checkpoints.svg", "mismatch.svg")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0] if args else "screenshots")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    with contextlib.suppress(KeyError):
+        del os.environ["TEXTUAL"]  # no devtools in headless runs
+    for path in asyncio.run(generate(out)):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
