@@ -71,6 +71,91 @@ def test_rejects_bad_task_ids() -> None:
         LiberoVectorEnv(EnvConfig(suite="libero_10", task_ids=[10]))
 
 
+class FakeLiberoEnv:
+    """Stands in for LeRobot's LiberoEnv (same constructor keywords and attributes) to test the
+    vector env's bookkeeping without a simulator. Succeeds at step 2 of init state 5."""
+
+    built: list[int] = []
+    closed: list[int] = []
+
+    def __init__(self, *, task_suite, task_id, task_suite_name, **kwargs) -> None:
+        self.task_id = task_id
+        self.task_description = task_suite.get_task(task_id).language
+        self.init_state_id = -1
+        self.kwargs = kwargs
+        self._env = type("Ctl", (), {"env": type("Robosuite", (), {"hard_reset": True})()})()
+        self.t = 0
+        FakeLiberoEnv.built.append(task_id)
+
+    def _obs(self) -> dict:
+        v = float(100 * self.task_id + 10 * self.init_state_id + self.t)
+        return {
+            "pixels": {"image": np.full((4, 4, 3), self.t, np.uint8)},
+            "robot_state": {"eef": {"pos": np.full(3, v)}},
+        }
+
+    def reset(self, seed=None, **kwargs):
+        self.t = 0
+        return self._obs(), {"is_success": False}
+
+    def step(self, action):
+        self.t += 1
+        success = self.init_state_id == 5 and self.t == 2
+        return self._obs(), float(success), success, False, {"is_success": success}
+
+    def close(self) -> None:
+        FakeLiberoEnv.closed.append(self.task_id)
+
+
+@pytest.fixture
+def fake_env(monkeypatch):
+    import pirl_core.envs.libero as libero_mod
+
+    FakeLiberoEnv.built, FakeLiberoEnv.closed = [], []
+    monkeypatch.setattr(libero_mod, "_explicit_reset_env_cls", lambda: FakeLiberoEnv)
+    env = LiberoVectorEnv(
+        EnvConfig(suite="libero_10", task_ids=[0, 4], n_envs=2, episode_length=3), hard_reset=False
+    )
+    yield env
+    env.close()
+
+
+def test_reset_maps_ids_and_rebuilds_only_on_task_change(fake_env: LiberoVectorEnv) -> None:
+    env = fake_env
+    assert FakeLiberoEnv.built == [0, 4] and env.task_ids() == [0, 4]
+    assert env._envs[0].kwargs["control_mode"] == "absolute" and env._envs[0]._env.env.hard_reset is False
+    raw = env.reset([10, 11])  # -> (task 0, init 5), (task 4, init 5): no rebuild
+    assert FakeLiberoEnv.built == [0, 4]
+    assert [e.init_state_id for e in env._envs] == [5, 5]
+    np.testing.assert_array_equal(raw["robot_state"]["eef"]["pos"][:, 0], [50.0, 450.0])
+    assert raw["pixels"]["image"].shape == (2, 4, 4, 3)
+    suite = load_suite("libero_10")
+    assert raw["task"] == [suite.get_task(0).language, suite.get_task(4).language]
+    raw = env.reset([3, 3])  # both -> (task 4, init 1): slot 0 rebuilt for task 4
+    assert FakeLiberoEnv.built == [0, 4, 4] and FakeLiberoEnv.closed == [0]
+    assert env.task_ids() == [4, 4] and raw["task"] == [suite.get_task(4).language] * 2
+    with pytest.raises(ValueError):
+        env.reset([0])
+
+
+def test_step_rewards_success_and_freezes_finished_sub_envs(fake_env: LiberoVectorEnv) -> None:
+    env = fake_env
+    env.reset([10, 1])  # slot 0 succeeds at its 2nd step; slot 1 runs into episode_length = 3
+    act = np.zeros((2, 7))
+    r1, r2, r3, r4 = (env.step(act) for _ in range(4))
+    assert r1.reward.tolist() == [0.0, 0.0] and not r1.terminated.any()
+    assert r2.reward.tolist() == [1.0, 0.0] and r2.success.tolist() == [True, False]
+    assert r2.terminated.tolist() == [True, False]
+    # slot 0 is not stepped after success, slot 1 not after its 3rd step: obs repeat, reward 0
+    assert [e.t for e in env._envs] == [2, 3]
+    assert r3.reward.tolist() == [0.0, 0.0] and not r3.terminated.any()
+    np.testing.assert_array_equal(r4.obs["robot_state"]["eef"]["pos"], r3.obs["robot_state"]["eef"]["pos"])
+    env.reset([10, 1])
+    assert env.step(act).reward.tolist() == [0.0, 0.0] and [e.t for e in env._envs] == [1, 1]
+    with pytest.raises(ValueError):
+        env.step(np.zeros((2, 6)))
+
+
 # ------------------------------------------------------------------ real simulator
 
 
@@ -131,11 +216,7 @@ def test_init_states_are_reproducible_and_distinct(env: LiberoVectorEnv) -> None
     assert env.task_ids() == [0, 1]
 
 
-def test_close_is_idempotent_and_tears_down() -> None:
-    env = LiberoVectorEnv.__new__(LiberoVectorEnv)
-    closed = []
-    env._envs = [type("E", (), {"close": lambda self: closed.append(1)})() for _ in range(2)]
-    env._closed = False
-    env.close()
-    env.close()
-    assert closed == [1, 1] and env._envs == []
+def test_close_is_idempotent_and_tears_down(fake_env: LiberoVectorEnv) -> None:
+    fake_env.close()
+    fake_env.close()
+    assert sorted(FakeLiberoEnv.closed) == [0, 4] and fake_env._envs == []
