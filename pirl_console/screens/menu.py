@@ -156,7 +156,7 @@ class MenuScreen(Screen[None]):
         elif request.resume:
             box.placeholder = f"{auto.strip(chr(34))}  (newest run with checkpoints)"
         else:
-            box.placeholder = f"{auto.strip(chr(34))}  (new run dir under the profile's {base})"
+            box.placeholder = f"{auto.strip(chr(34))}  (new run dir)"
 
     def _show_preview(self) -> None:
         status = Text()

@@ -53,8 +53,8 @@ class CheckpointDetail(Static):
                 padding=(0, 1),
                 expand=True,
             )
-            table.add_column(no_wrap=True)
-            table.add_column(overflow="fold")
+            table.add_column(no_wrap=True, overflow="ellipsis", ratio=3)
+            table.add_column(overflow="fold", ratio=2, min_width=14)
             keys = sorted(entry.identity, key=lambda k: (k not in entry.fatal_fields, k))
             for key in keys:
                 fatal = key in entry.fatal_fields

@@ -50,7 +50,7 @@ class CheckpointTable(DataTable):
             self.add_row(
                 Text("last ▸", style="bold #e0b000") if entry.is_last else "",
                 Text("-" if entry.step is None else str(entry.step), style="bold"),
-                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.mtime)) if entry.mtime else "-",
+                time.strftime("%m-%d %H:%M:%S", time.localtime(entry.mtime)) if entry.mtime else "-",
                 format_duration(now - entry.mtime) if entry.mtime else "-",
                 format_bytes(entry.size_bytes),
                 format_value(_num(m.get("success_rate"))),
