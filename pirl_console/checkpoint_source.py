@@ -143,3 +143,48 @@ class CoreCheckpointSource:
             for r in report.rows
         ]
         return ValidationResult(Path(report.checkpoint), report.step, rows, summary=report.summary())
+
+
+TABLE_HEADER = ("field", "checkpoint (expected)", "current", "severity", "how to fix")
+
+
+def parse_mismatch_table(lines: list[str]) -> list[MismatchRow]:
+    """Rows of the table a learner prints when it refuses a resume (exit 3).
+
+    Why: the config identity can be re-checked from files, but the model identity is compared
+    only once the learner has built the model; when that is what failed, the learner's own
+    table (``IdentityReport.format_table``: header, a rule of dashes, one row per field) is the
+    only source. Column bounds come from the rule line.
+    """
+    for i, line in enumerate(lines):
+        if not line.startswith(TABLE_HEADER[0]) or TABLE_HEADER[1] not in line or i + 1 >= len(lines):
+            continue
+        rule = lines[i + 1]
+        if not rule.startswith("-"):
+            continue
+        bounds = []
+        start = 0
+        for part in rule.split("  "):
+            if part:
+                bounds.append(start)
+            start += len(part) + 2
+        if len(bounds) != len(TABLE_HEADER):
+            continue
+        rows = []
+        for row_line in lines[i + 2 :]:
+            if not row_line.strip() or len(row_line) <= bounds[3]:
+                break
+            cells = [row_line[a:b].strip() for a, b in zip(bounds, bounds[1:] + [len(row_line)], strict=True)]
+            field_name, saved, current, severity, fix = cells
+            if severity not in (FATAL, CHANGED):
+                break
+            usable = (
+                saved not in ("(absent)", "")
+                and not saved.endswith("…")
+                and not field_name.startswith("model.")
+            )
+            rows.append(
+                MismatchRow(field_name, saved, current, severity, fix, saved_text=saved if usable else None)
+            )
+        return rows
+    return []

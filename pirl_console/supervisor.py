@@ -126,7 +126,7 @@ class ChildProcess:
         self.restarts = 0
         self.starts = 0
         self.stop_requested = False
-        self.last_lines: deque[str] = deque(maxlen=40)  # for "why did it fail" notices
+        self.last_lines: deque[str] = deque(maxlen=200)  # for "why did it fail" notices
         self._proc: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
         self._partial = b""

@@ -216,3 +216,83 @@ async def test_output_log_caps_and_finds() -> None:
         log.follow = True
         await pilot.pause()
         assert log.is_vertical_scroll_end
+
+
+def test_learner_printed_table_is_parsed_when_only_it_knows() -> None:
+    """Model-identity refusals are only in the learner's own table: parse its real format."""
+    from pirl_console.checkpoint_source import parse_mismatch_table
+    from pirl_core.checkpoints.identity import IdentityReport, Row
+
+    report = IdentityReport(
+        "ckpt",
+        3,
+        [
+            Row("model.feature_dim", 32, 64, "fatal", "start a new output dir"),
+            Row("env.task_ids", [0, 1], [2], "fatal", "--env.task_ids=[0,1] (or start a new output dir)"),
+            Row("recipe.lr", 0.001, 0.003, "changed", "allowed"),
+        ],
+    )
+    output = ["[learner] loading", f"error: {report.summary()}", *report.format_table().splitlines(), ""]
+    rows = parse_mismatch_table(output)
+    assert [(r.field, r.severity, r.saved_text) for r in rows] == [
+        ("model.feature_dim", "fatal", None),
+        ("env.task_ids", "fatal", "[0,1]"),
+        ("recipe.lr", "changed", "0.001"),
+    ]
+    applied, skipped = apply_rows(RunRequest("toy"), rows)
+    assert parse_override(f"k={applied.override('env.task_ids')}")[1] == [0, 1] and skipped == [
+        "model.feature_dim"
+    ]
+    assert parse_mismatch_table(["no table here"]) == []
+
+
+class _PanelApp(App[None]):
+    def compose(self) -> ComposeResult:
+        from pirl_console.widgets.telemetry_panel import TelemetryPanel
+
+        yield TelemetryPanel(stale_after_s=30)
+
+
+async def test_telemetry_panel_flags_quiet_sources_and_bad_ratio() -> None:
+    from pirl_console.widgets.telemetry_panel import TelemetryPanel
+    from tests.test_console_support import as_text
+
+    tel = RunTelemetry()
+    tel.apply(
+        [
+            {
+                "source": "learner",
+                "kind": "metrics",
+                "ts": 100.0,
+                "update": 3,
+                "updates_total": 10,
+                "ratio_check": 0.2,
+            },
+            {"source": "actor-0", "kind": "metrics", "ts": 160.0, "env_steps_per_s": 321.0},
+        ]
+    )
+    app = _PanelApp()
+    async with app.run_test(size=(60, 40)):
+        panel = app.query_one(TelemetryPanel)
+        panel.show(tel, now=170.0, alive={"learner": True, "actor-0": True})
+        sources = as_text(panel._sources(tel, 170.0, {"learner": True, "actor-0": True}))
+        assert "learner  no metrics for 1:10" in sources and "actor-0  last record 0:10 ago" in sources
+        # a learner that has exited is not "stale"
+        assert "no metrics" not in as_text(panel._sources(tel, 170.0, {"learner": False, "actor-0": True}))
+        numbers = as_text(panel._numbers(tel))
+        assert "321" in numbers and "0.2" in numbers
+        assert "update 3/10" in as_text(panel._progress(tel))
+
+
+def test_module_entry_point_exits_2_on_a_bad_profile() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pirl_console", "--profile", "smoke", "--env.suite=nowhere"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: env.suite: got 'nowhere', expected one of")

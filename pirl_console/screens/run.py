@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from pirl_console.checkpoint_source import CheckpointSource, ValidationResult
+from pirl_console.checkpoint_source import CheckpointSource, ValidationResult, parse_mismatch_table
 from pirl_console.commands import ChildSpec, CommandBuilder
 from pirl_console.procstats import TreeSampler, TreeStats
 from pirl_console.run_request import RunRequest
@@ -290,7 +290,7 @@ class RunScreen(Screen[None]):
             self.notify(done or "learner finished (exit 0)", title="run complete", timeout=10)
         elif code == RESUME_MISMATCH and not child.stop_requested:
             self.notify("resume refused (exit 3): checking which fields differ…", severity="error")
-            self._explain_mismatch(_last_error(child))
+            self._explain_mismatch(_last_error(child), list(child.last_lines))
         elif not child.stop_requested:
             self.notify(
                 f"learner exited {code} ({exit_meaning(code)}): {_last_error(child)}",
@@ -299,12 +299,18 @@ class RunScreen(Screen[None]):
             )
 
     @work(thread=True, exclusive=True, group="mismatch", exit_on_error=False)
-    def _explain_mismatch(self, reason: str) -> None:
+    def _explain_mismatch(self, reason: str, output: list[str]) -> None:
         path = self.request.checkpoint_path(self.config)
         try:
             result = self.checkpoints.validate(path, self.request)
         except Exception as exc:  # noqa: BLE001 - reported, not fatal
             result = ValidationResult(path, None, [], unreadable=f"validation failed: {exc}")
+        if not result.fatal:
+            # The config matches: the learner refused on the built model's identity, which
+            # only its own table (in its output) names.
+            printed = parse_mismatch_table(output)
+            if printed:
+                result = ValidationResult(result.checkpoint, result.step, printed, summary=reason)
         self.post_message(MismatchFound(result, reason))
 
     @on(MismatchFound)
