@@ -47,6 +47,10 @@ class EnvConfig:
     camera_size: int = 64
     n_envs: int = 1
     control_mode: Literal["absolute", "relative"] = "absolute"
+    # LIBERO reloads the MuJoCo model on every reset by default (seconds on a CPU). False keeps
+    # the compiled model and only restores the initial state: ~10x faster resets, observations
+    # equal up to a few pixel levels.
+    hard_reset: bool = True
 
 
 @dataclass

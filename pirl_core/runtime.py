@@ -58,9 +58,11 @@ def episode_plan(cfg: RunConfig, actor_id: int, version: int) -> list[int]:
     share = episodes_per_actor(cfg)
     block = version * cfg.actor.n_actors + actor_id
     if cfg.recipe.algorithm == "grpo":
+        # Interleaved (g0, g1, ..., g0, g1, ...) so that env slot k keeps meeting the same
+        # group, hence the same task: switching a LIBERO slot to another task rebuilds its sim.
         size = cfg.recipe.grpo_group_size
         groups = max(1, share // size)
-        return [block * groups + g for g in range(groups) for _ in range(size)]
+        return [block * groups + i % groups for i in range(groups * size)]
     return [block * share + i for i in range(share)]
 
 
@@ -70,11 +72,16 @@ def parameters_to_tensors(module: torch.nn.Module) -> dict[str, Tensor]:
 
 
 def load_parameters(module: torch.nn.Module, tensors: dict[str, Tensor]) -> None:
-    missing, unexpected = module.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        from pirl_core.errors import TransportError
+    from pirl_core.errors import TransportError
 
+    fix = "start learner and actor with the same --profile and overrides"
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise TransportError(f"parameter push does not fit this actor's policy ({first}); {fix}") from exc
+    if missing or unexpected:
         raise TransportError(
             f"parameter push does not match this actor's policy (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}); start learner and actor with the same --profile and overrides"
+            f"unexpected {sorted(unexpected)[:5]}); {fix}"
         )

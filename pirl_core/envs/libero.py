@@ -94,7 +94,7 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     action_dim = 7
 
-    def __init__(self, env_cfg: EnvConfig, hard_reset: bool = True) -> None:
+    def __init__(self, env_cfg: EnvConfig, hard_reset: bool | None = None) -> None:
         """``hard_reset`` (LIBERO's and LeRobot's default) reloads the MuJoCo model on every reset,
         ~4 s of a ~5 s reset here. ``False`` only resets the existing sim before the init state is
         written: measured here, initial observations then differ by a few pixel levels and joint
@@ -113,7 +113,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         self._task_ids = list(env_cfg.task_ids)
         self.num_envs = int(env_cfg.n_envs)
         self.max_episode_steps = int(env_cfg.episode_length)
-        self.hard_reset = bool(hard_reset)
+        self.hard_reset = env_cfg.hard_reset if hard_reset is None else bool(hard_reset)
         self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
         self._envs: list[Any] = []
         self._over = np.ones(self.num_envs, dtype=bool)  # episode over: do not step until reset
