@@ -300,13 +300,13 @@ def check_compatible(info: CheckpointInfo, trainer: Any) -> None:
         )
 
 
-def _optimizer_files(root: Path, name: str) -> tuple[str, str]:
+def _optimizer_files(name: str) -> tuple[str, str]:
     base = f"{layout.TRAINING_STATE_DIR}/{name}"
     return f"{base}/{layout.OPTIMIZER_STATE}", f"{base}/{layout.OPTIMIZER_PARAM_GROUPS}"
 
 
 def _check_optimizer(path: Path, name: str, optimizer: torch.optim.Optimizer) -> None:
-    state_rel, groups_rel = _optimizer_files(path, name)
+    state_rel, groups_rel = _optimizer_files(name)
     saved_groups = json.loads((path / groups_rel).read_text(encoding="utf-8"))
     live_groups = optimizer.param_groups
     if len(saved_groups) != len(live_groups) or any(
@@ -341,7 +341,7 @@ def _load_optimizer(path: Path, name: str, optimizer: torch.optim.Optimizer) -> 
     (so a param-group key added by a newer torch keeps its default), live ``params`` ids."""
     from lerobot.datasets.utils import unflatten_dict
 
-    state_rel, groups_rel = _optimizer_files(path, name)
+    state_rel, groups_rel = _optimizer_files(name)
     flat = load_file(path / state_rel)
     nested = unflatten_dict(flat)
     state = {int(k): v for k, v in nested.get("state", {}).items()}
