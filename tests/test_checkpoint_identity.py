@@ -48,6 +48,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "output_dir": None,  # filled per test: a fresh dir (a fork)
     "env.episode_length": 9,
     "env.n_envs": 2,
+    "env.hard_reset": False,
     "policy.device": "cuda",
     "recipe.sigma_min": 0.05,
     "recipe.sigma_max": 0.2,
