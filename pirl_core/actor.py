@@ -75,6 +75,7 @@ def collect_version(
     n = max(len(stats_all), 1)
     telemetry.metrics(
         version,
+        headline=("episodes", "success_rate", "return_mean", "env_steps_per_s", "inference_ms", "collect_s"),
         version=version,
         episodes=len(stats_all),
         success_rate=sum(float(s.success) for s in stats_all) / n,

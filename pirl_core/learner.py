@@ -20,6 +20,19 @@ from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everyth
 from pirl_core.telemetry import Telemetry
 
 WAITING_NOTICE_S = 30.0
+LEARNER_HEADLINE = (
+    "version",
+    "samples",
+    "policy_loss",
+    "value_loss",
+    "approx_kl",
+    "clip_frac",
+    "ratio_check",
+    "entropy",
+    "grad_norm",
+    "success_rate",
+    "update_s",
+)
 
 
 @dataclass
@@ -145,7 +158,7 @@ class Learner:
                     push_mb=push.get("push_mb", 0.0),
                     push_s=push.get("push_s", 0.0),
                 )
-                self.telemetry.metrics(self.progress.step, **fields)
+                self.telemetry.metrics(self.progress.step, headline=LEARNER_HEADLINE, **fields)
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
 

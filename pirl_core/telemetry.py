@@ -58,9 +58,12 @@ class Telemetry:
         self._file.flush()
         return record
 
-    def metrics(self, step: int, **fields: Any) -> None:
+    def metrics(self, step: int, *, headline: tuple[str, ...] = (), **fields: Any) -> None:
+        """Write all fields; echo only the ``headline`` keys (all when empty) so a terminal
+        line stays readable while the JSONL keeps every figure."""
         self._write("metrics", step, fields)
-        self.say(f"[{self.source}] step {step} {format_fields(fields)}")
+        shown = {k: fields[k] for k in headline if k in fields} if headline else fields
+        self.say(f"[{self.source}] step {step} {format_fields(shown)}")
 
     def event(self, name: str, step: int = 0, *, echo: bool = True, **fields: Any) -> None:
         self._write("event", step, {"event": name, **fields})
