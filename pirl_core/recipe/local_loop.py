@@ -19,6 +19,7 @@ import torch
 from pirl_core.config import RunConfig
 from pirl_core.envs.base import PirlVectorEnv
 from pirl_core.envs.factory import make_env, task_descriptions
+from pirl_core.policies.base import FlowPolicyAdapter
 from pirl_core.policies.factory import make_adapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.trainer import PolicyTrainer
@@ -38,8 +39,10 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_loop(cfg: RunConfig) -> LoopState:
-    adapter = make_adapter(cfg, task_descriptions(cfg))
+def build_loop(cfg: RunConfig, adapter: FlowPolicyAdapter | None = None) -> LoopState:
+    """Env, actor-critic and trainer for ``cfg``; ``adapter`` replaces the factory's policy
+    (benchmarks compare parameterisations with it)."""
+    adapter = adapter if adapter is not None else make_adapter(cfg, task_descriptions(cfg))
     actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
     return LoopState(cfg, make_env(cfg), actor_critic, PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed))
 
@@ -61,15 +64,19 @@ def train_in_process(
     eval_every: int = 1,
     eval_episodes: int = 64,
     stop_at_success: float | None = None,
+    final_eval_episodes: int = 0,
+    adapter: FlowPolicyAdapter | None = None,
     on_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``updates`` collect+update iterations; return one record per evaluation point.
 
     Record 0 is the untrained policy. Each record: update, eval_success, train_success (of the
     stochastic rollouts that fed the update), wall_s (cumulative, excluding evaluation), and the
-    trainer's metrics. ``stop_at_success`` ends early once eval success reaches it.
+    trainer's metrics. ``stop_at_success`` ends early once eval success reaches it;
+    ``final_eval_episodes`` > 0 re-measures the final policy on that many held-out episodes
+    (``final_eval_success`` in the last record), so a lucky small evaluation cannot pass alone.
     """
-    state = build_loop(cfg)
+    state = build_loop(cfg, adapter)
     history = [{"update": 0, "eval_success": evaluate(state, eval_episodes), "wall_s": 0.0}]
     if on_update:
         on_update(history[-1])
@@ -102,5 +109,7 @@ def train_in_process(
                 on_update(record)
             if stop_at_success is not None and record["eval_success"] >= stop_at_success:
                 break
+    if final_eval_episodes > 0:
+        history[-1]["final_eval_success"] = evaluate(state, final_eval_episodes)
     state.history = history
     return history

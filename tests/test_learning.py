@@ -1,0 +1,45 @@
+"""The recipe learns: from a randomly initialised MLP flow policy on the sparse toy task, each
+method/algorithm pair lifts deterministic success from its starting level to >= 0.9.
+
+Runs the in-process loop, i.e. exactly the learner/actor code path minus gRPC (same
+collect_rollouts, PolicyTrainer, episode plans and rollout generators). Fixed seeds, CPU, one
+thread; the profile values that make this work are in profiles/toy.toml. Measured on the dev
+box (2 shared cores): 0.9 is reached after 10-40 updates across seeds 0-5; the budget is 80.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pirl_core.config import load_config
+from pirl_core.recipe.local_loop import train_in_process
+
+BUDGET = 80
+TARGET = 0.9
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("method", "algorithm"), [("flow_noise", "ppo"), ("flow_sde", "ppo"), ("flow_sde", "grpo")]
+)
+def test_toy_success_rises_to_0_9(method: str, algorithm: str) -> None:
+    cfg = load_config("toy", {"recipe.method": method, "recipe.algorithm": algorithm, "seed": 0})
+    assert cfg.env.suite == "point_reach"  # sparse reward: only success is rewarded
+    history = train_in_process(
+        cfg, BUDGET, eval_every=2, eval_episodes=64, stop_at_success=TARGET, final_eval_episodes=256
+    )
+    start, end = history[0]["eval_success"], history[-1]
+    assert start < 0.3, f"the untrained policy should rarely succeed, got {start}"
+    assert end["eval_success"] >= TARGET, [(r["update"], r["eval_success"]) for r in history]
+    # Not a lucky draw of 64 episodes: 256 more held-out initial states agree.
+    assert end["final_eval_success"] >= 0.85
+    # Every update kept the on-policy invariant.
+    assert all(r["ratio_check"] < 1e-4 for r in history[1:])
