@@ -55,7 +55,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.sde_noise_level": 0.3,
     "recipe.include_prior": True,
     "recipe.logprob_action_reduction": "mean",
-    "recipe.logprob_step_reduction": "mean",
+    "recipe.logprob_step_reduction": "sum",  # the toy profile uses "mean"
     "recipe.clip": 0.1,
     "recipe.value_clip": 0.3,
     "recipe.gamma": 0.9,
