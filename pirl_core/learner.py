@@ -8,6 +8,7 @@ update on-policy, which the ratio-equals-one check then verifies every update.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,15 +69,47 @@ def build_trainer(cfg: RunConfig):
     return PolicyTrainer(actor_critic, cfg.recipe)
 
 
+class StopRequest:
+    """First Ctrl-C asks the learner to stop at the next safe point (never inside an update or a
+    checkpoint write, so the state it saves is one the uninterrupted run also passed through);
+    a second Ctrl-C stops at once — the atomic checkpoint writer still protects what is on disk."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("[learner] stopping after the current step (Ctrl-C again to stop now)", flush=True)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class Learner:
-    def __init__(self, cfg: RunConfig, telemetry: Telemetry, progress: Progress, trainer, server) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        telemetry: Telemetry,
+        progress: Progress,
+        trainer,
+        server,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.stop = stop or StopRequest()
         self.telemetry = telemetry
         self.progress = progress
         self.trainer = trainer
         self.server = server
         self.last_checkpoint: Path | None = None
         self.saved_step = progress.step if progress.step > 0 else -1
+        self.mid_update = False  # True while in-memory state is between two consistent steps
 
     def publish(self) -> dict[str, float]:
         tensors = parameters_to_tensors(self.trainer.actor_critic)
@@ -92,6 +125,7 @@ class Learner:
         episodes = 0
         waited_since = time.monotonic()
         while episodes < wanted:
+            self.stop.check()
             item = self.server.get_rollout(timeout=1.0)
             if item is None:
                 if time.monotonic() - waited_since > WAITING_NOTICE_S:
@@ -137,8 +171,10 @@ class Learner:
     def run(self) -> None:
         cfg = self.cfg
         while self.progress.step < cfg.learner.updates:
+            self.stop.check()
             push = self.publish()
             batch, episodes = self.gather()
+            self.mid_update = True
             metrics = self.trainer.update(batch)
             self.progress.step += 1
             self.progress.version += 1
@@ -161,6 +197,7 @@ class Learner:
                 self.telemetry.metrics(self.progress.step, headline=LEARNER_HEADLINE, **fields)
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
+            self.mid_update = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     server = LearnerServer(cfg.learner.host, cfg.learner.port)
     server.start()
     telemetry = Telemetry(cfg.output_dir, "learner")
-    learner = Learner(cfg, telemetry, progress, trainer, server)
+    stop = StopRequest()
+    stop.install()
+    learner = Learner(cfg, telemetry, progress, trainer, server, stop)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
     telemetry.event(
@@ -197,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         learner.run()
     except KeyboardInterrupt:
         # A clean interrupt keeps the work done so far: checkpoint (atomically), then 130.
-        learner.save()
+        # A hard one (second Ctrl-C) inside an update saves nothing: that state is half-applied.
+        if not learner.mid_update:
+            learner.save()
         server.finish("interrupted")
         server.stop(grace=1.0)
         telemetry.event("interrupted", progress.step, checkpoint=str(learner.last_checkpoint))
