@@ -69,7 +69,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.value_lr": 1e-4,
     "recipe.noise_lr": 1e-4,
     "recipe.grpo_group_size": 4,
-    "recipe.grpo_filter": True,
+    "recipe.grpo_filter": False,  # the toy profile uses true
     "learner.host": "0.0.0.0",
     "learner.port": 50999,
     "learner.updates": 500,

@@ -48,9 +48,10 @@ def rollout(state, ids: list[int], seed: int = 0) -> RolloutBatch:
     ("method", "algorithm"), [("flow_noise", "ppo"), ("flow_sde", "ppo"), ("flow_sde", "grpo")]
 )
 def test_update_reports_every_metric_and_ratio_one(method: str, algorithm: str) -> None:
-    state = toy(method, algorithm)
+    state = toy(method, algorithm, **{"recipe.grpo_filter": False})
     ids = [i // 8 for i in range(32)] if algorithm == "grpo" else list(range(32))
     metrics = state.trainer.update(rollout(state, ids))
+    assert metrics["skipped"] == 0.0
     assert set(metrics) >= EXPECTED_METRICS
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["ratio_check"] < 1e-4
