@@ -172,8 +172,9 @@ def collect_rollouts(
             idx_t = torch.as_tensor(idx)
             obs = {k: v[idx_t] for k, v in adapter.prepare_obs(raw).items()}
             t0 = time.perf_counter()
-            out = actor_critic.act(_to(obs, device), generator, deterministic=deterministic)
-            env_actions = adapter.to_env_action(out.x0, _to(obs, device))
+            obs_dev = _to(obs, device)
+            out = actor_critic.act(obs_dev, generator, deterministic=deterministic)
+            env_actions = adapter.to_env_action(out.x0, obs_dev)
             timing["inference_ms"] += (time.perf_counter() - t0) * 1e3
             timing["chunks"] += 1
             n_exec = min(action_steps, env_actions.shape[1])

@@ -59,11 +59,11 @@ def test_value_loss_is_clipped_around_the_rollout_value() -> None:
     # sample 0: unclipped (0.5-1)^2=0.25, clipped (0.2-1)^2=0.64 -> 0.64, no gradient (clipped branch)
     # sample 1: inside the clip range -> (0.1-1)^2 = 0.81
     # sample 2: moved away from the target: unclipped (1.5)^2=2.25 > clipped (1.2)^2 -> 2.25
-    assert float(out.value_loss) == pytest.approx(0.5 * (0.64 + 0.81 + 2.25) / 3, abs=1e-6)
+    assert float(out.value_loss.detach()) == pytest.approx(0.5 * (0.64 + 0.81 + 2.25) / 3, abs=1e-6)
     out.value_loss.backward()
     assert new.grad is not None
     assert new.grad[0] == 0 and new.grad[1] != 0 and new.grad[2] != 0
-    assert float(out.loss) == pytest.approx(VALUE_COEF * float(out.value_loss), abs=1e-6)
+    assert float(out.loss.detach()) == pytest.approx(VALUE_COEF * float(out.value_loss.detach()), abs=1e-6)
 
 
 def test_entropy_bonus_lowers_the_loss() -> None:

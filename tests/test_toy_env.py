@@ -116,3 +116,19 @@ def test_mlp_save_pretrained_round_trip(cls: type[MLPFlowAdapter], tmp_path) -> 
         assert torch.equal(
             loaded.predict(x, t, loaded.encode(obs)).value, adapter.predict(x, t, adapter.encode(obs)).value
         )
+
+
+def test_toy_runs_never_import_the_simulator_or_lerobot() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pirl_core.config import load_config; "
+        "from pirl_core.envs.factory import make_env, task_descriptions; "
+        "from pirl_core.policies.factory import make_adapter; "
+        "cfg = load_config('toy'); make_env(cfg); make_adapter(cfg, task_descriptions(cfg)); "
+        "heavy = [m for m in ('robosuite', 'libero', 'lerobot', 'transformers', 'mujoco') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

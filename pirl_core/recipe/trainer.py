@@ -5,6 +5,12 @@ passes over shuffled minibatches -> per-group gradient clipping -> one AdamW per
 (policy / value / noise, each with its own learning rate). Returns the per-update metrics the
 learner logs, including ``ratio_check`` = max |ratio - 1| on the first minibatch of the first
 epoch: before any step the parameters equal the rollout's, so anything above ~1e-4 is a bug.
+
+Metric conventions: ``return_mean``/``return_std`` are the critic's targets (GAE returns) under
+PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy group's norm
+before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``samples_per_s`` is
+batch transitions per second of update; groups that do not exist report lr 0.0; losses and KL
+are means over all minibatches of all epochs.
 """
 
 from __future__ import annotations
