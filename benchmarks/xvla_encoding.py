@@ -26,33 +26,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import load_config  # noqa: E402
+from pirl_core.envs.libero_synthetic import DEFAULT_TASK, synthetic_raw_obs  # noqa: E402
 from pirl_core.policies.xvla import XVLAAdapter, build_xvla_adapter  # noqa: E402
 from pirl_core.recipe.actor_critic import build_actor_critic  # noqa: E402
-
-TASK = "put both the alphabet soup and the tomato sauce in the basket"
-
-
-def raw_obs(batch: int, size: int = 256, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    mats = np.stack([np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(batch)])
-    return {
-        "pixels": {
-            "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-            "image2": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-        },
-        "robot_state": {
-            "eef": {"pos": rng.normal(size=(batch, 3)), "quat": rng.normal(size=(batch, 4)), "mat": mats},
-            "gripper": {"qpos": rng.normal(size=(batch, 2)), "qvel": rng.normal(size=(batch, 2))},
-            "joints": {"pos": rng.normal(size=(batch, 7)), "vel": rng.normal(size=(batch, 7))},
-        },
-        "task": [TASK] * batch,
-    }
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -87,7 +68,7 @@ def bench_batch(
     """Rows of the table for one batch size."""
     dev = torch.device(cfg.policy.device)
     tag = f"B={batch}"
-    raw = raw_obs(batch)
+    raw = synthetic_raw_obs(batch)
     obs = {k: v.to(dev) for k, v in adapter.prepare_obs(raw).items()}
     x1 = torch.randn(batch, adapter.chunk_size, adapter.action_dim, device=dev)
     t1 = torch.ones(batch, device=dev)
@@ -133,7 +114,7 @@ def main() -> int:
 
     overrides = [f"policy.device={args.device}"] if args.device else []
     cfg = load_config(args.profile, overrides)
-    adapter = build_xvla_adapter(cfg, [TASK])
+    adapter = build_xvla_adapter(cfg, [DEFAULT_TASK])
     ac = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
     dev = torch.device(cfg.policy.device)
     n_params = sum(p.numel() for p in adapter.parameters())

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pirl_core.config import load_config
+from pirl_core.envs.libero_synthetic import synthetic_raw_obs
 from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.policies.xvla import XVLAAdapter, build_xvla_adapter
 from pirl_core.policies.xvla_config import build_tiny_policy
@@ -21,21 +22,7 @@ TASK = "put both the alphabet soup and the tomato sauce in the basket"
 
 
 def raw_obs(batch: int = 2, seed: int = 0, size: int = 256) -> dict:
-    """A raw LIBERO observation batch in LeRobot's wrapper layout (numpy, nested, HWC uint8)."""
-    rng = np.random.default_rng(seed)
-    mats = np.stack([np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(batch)])
-    return {
-        "pixels": {
-            "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-            "image2": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-        },
-        "robot_state": {
-            "eef": {"pos": rng.normal(size=(batch, 3)), "quat": rng.normal(size=(batch, 4)), "mat": mats},
-            "gripper": {"qpos": rng.normal(size=(batch, 2)), "qvel": rng.normal(size=(batch, 2))},
-            "joints": {"pos": rng.normal(size=(batch, 7)), "vel": rng.normal(size=(batch, 7))},
-        },
-        "task": [TASK] * batch,
-    }
+    return synthetic_raw_obs(batch=batch, seed=seed, size=size, task=TASK)
 
 
 def smoke_cfg(*overrides: str):
