@@ -52,5 +52,5 @@ class PirlVectorEnv(ABC):
         """How many distinct initial states exist (ids wrap modulo this)."""
         return 1 << 30
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: envs without resources need not override
         """Release simulators (EGL contexts must close before interpreter shutdown)."""
