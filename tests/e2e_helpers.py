@@ -56,7 +56,9 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
     return codes
 
 
-def run_pair(args: list[str], out: Path, timeout: float, actor_first: bool = False) -> tuple[list[int], str, str]:
+def run_pair(
+    args: list[str], out: Path, timeout: float, actor_first: bool = False
+) -> tuple[list[int], str, str]:
     """Learner and one actor with the same flags; returns exit codes and both logs."""
     learner_log, actor_log = out.parent / f"{out.name}-learner.log", out.parent / f"{out.name}-actor.log"
     if actor_first:

@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parse_args_collects_dotted_overrides() -> None:
-    args = parse_args("t", ["--profile", "smoke", "--env.suite=libero_goal", "--learner.updates=3", "--resume"])
+    args = parse_args(
+        "t", ["--profile", "smoke", "--env.suite=libero_goal", "--learner.updates=3", "--resume"]
+    )
     assert args.config.env.suite == "libero_goal"
     assert args.config.learner.updates == 3
     assert args.resume and args.resume_from is None
@@ -65,7 +67,9 @@ def test_launcher_gives_each_fresh_run_its_own_directory() -> None:
         (["--learner.updates=two"], "learner.updates: got 'two', expected an integer"),
     ],
 )
-def test_entrypoints_exit_2_on_bad_profile_input(tmp_path: Path, module: str, argv: list[str], needle: str) -> None:
+def test_entrypoints_exit_2_on_bad_profile_input(
+    tmp_path: Path, module: str, argv: list[str], needle: str
+) -> None:
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", module, *argv, f"--output_dir={out}"],
