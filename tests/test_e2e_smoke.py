@@ -77,3 +77,24 @@ def test_toy_run_actor_started_first(tmp_path: Path) -> None:
     assert sorted(p.name for p in ckpts.iterdir()) == ["000002", "000003", "last"]
     assert os.readlink(ckpts / "last") == "000003"
     assert [r["update"] for r in _metrics(out / "telemetry" / "learner.jsonl")] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_flow_sde_with_grpo_on_libero(tmp_path: Path) -> None:
+    """Method and algorithm are flags; the other pair (flow_noise + PPO) is the default above."""
+    out = tmp_path / "sde-grpo"
+    args = [
+        "--profile",
+        "smoke",
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        "--recipe.method=flow_sde",
+        "--recipe.algorithm=grpo",
+        "--learner.updates=1",
+    ]
+    codes, learner_log, actor_log = run_pair(args, out, timeout=600)
+    assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
+    _assert_checkpoint_tree(out, updates=1)
+    (record,) = _metrics(out / "telemetry" / "learner.jsonl")
+    assert record["ratio_check"] < 1e-4
+    assert record["lr_value"] == 0.0  # GRPO trains no critic
