@@ -3,9 +3,8 @@
 Each screenshot is the real app driven headless with Textual's Pilot at a fixed terminal size:
 
 * ``menu.svg`` — the profile menu, smoke preselected;
-* ``run.svg`` — the run screen mid-training. The children are ``pirl_console.fake_child``
-  (same readiness line, telemetry schema and exit codes as the real entry points, with
-  deterministic numbers), so the picture does not depend on how fast this machine trains;
+* ``run.svg`` — the run screen mid-training of a real learner and actor on the toy profile
+  (numbers therefore differ from one regeneration to the next);
 * ``checkpoints.svg`` — the checkpoint browser over a real checkpoint tree (written with
   ``pirl_core.checkpoints`` from a freshly built toy trainer, plus learner telemetry);
 * ``mismatch.svg`` — the resume-mismatch table from validating that checkpoint against a
@@ -83,26 +82,24 @@ async def _menu(out: Path) -> None:
 
 
 async def _run(out: Path) -> None:
+    """The real learner and actor on the toy profile (seconds per dozen updates), caught
+    mid-training: real commands, real telemetry, real process stats."""
     from pirl_console.app import PirlConsole
-    from pirl_console.fake_child import FakeCommands
     from pirl_console.run_request import RunRequest
     from pirl_console.supervisor import ChildState
 
-    commands = FakeCommands(
-        learner_flags=["--updates", "7", "--total", "12", "--interval", "0.6", "--hold"],
-        actor_flags=["--updates", "7", "--interval", "0.6", "--hold"],
+    request = RunRequest(
+        "toy",
+        overrides=(("output_dir", "outputs/toy/demo"), ("learner.updates", "400"), ("learner.port", "50197")),
     )
-    request = RunRequest("smoke", overrides=(("output_dir", "outputs/smoke/demo"),))
-    app = PirlConsole(request=request, skip_menu=True, commands=commands)
+    app = PirlConsole(request=request, skip_menu=True)
     async with app.run_test(size=SIZE) as pilot:
         run = app.run_screen()
         assert run is not None
         await _wait(
-            pilot, lambda: run.telemetry.progress()[0] == 7 and run.actors[0].state is ChildState.RUNNING
-        )
-        await _wait(
             pilot,
-            lambda: len(run.telemetry.actors) == 1 and run.telemetry.actors[0].metrics.get("version") == 6,
+            lambda: (run.telemetry.progress()[0] or 0) >= 30 and run.actors[0].state is ChildState.RUNNING,
+            timeout=180,
         )
         await pilot.pause(1.2)  # a stats sample and a header tick
         app.save_screenshot("run.svg", str(out))
