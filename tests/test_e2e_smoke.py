@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from pirl_core.telemetry import read_records
 from tests.e2e_helpers import free_port, run_pair
@@ -45,6 +46,15 @@ def test_smoke_profile_on_libero_10_learner_first(tmp_path: Path) -> None:
 
     policy = XVLAPolicy.from_pretrained(str(final / "pretrained_model"))
     assert policy.config.chunk_size == 8
+
+    # the update is real: the second update moved both the X-VLA weights and the RL heads
+    from safetensors.torch import load_file
+
+    for name in ("model.safetensors", "rl_heads.safetensors"):
+        first = load_file(out / "checkpoints" / "000001" / "pretrained_model" / name)
+        second = load_file(final / "pretrained_model" / name)
+        assert first.keys() == second.keys()
+        assert any(not torch.equal(first[k], second[k]) for k in first), f"{name} did not change"
 
     learner = _metrics(out / "telemetry" / "learner.jsonl")
     assert [r["update"] for r in learner] == [1, 2]
