@@ -3,6 +3,7 @@ that would work; nothing is overwritten."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from pirl_core import checkpoints
 from pirl_core.checkpoints import layout
-from pirl_core.errors import CheckpointUnreadableError, ExitCode
+from pirl_core.errors import CheckpointUnreadableError, ConfigError, ExitCode
 from tests.test_checkpoint_support import SMALL_TOY, make_trainer, saved_run, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,3 +198,21 @@ def test_explicit_dangling_last_names_the_fallback(tmp_path: Path) -> None:
         checkpoints.prepare_run(cfg, resume=True, resume_from=str(layout.last_link(cfg.output_dir)))
     assert "dangling link" in info.value.line()
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in info.value.line()
+
+
+def test_the_fallback_advice_for_a_damaged_newest_checkpoint_works(tmp_path: Path) -> None:
+    """Following the exit-4 line must lead to a run that starts. Resuming the older checkpoint in
+    the same output dir collides with the damaged newer one (exit 2, by design: it would never be
+    overwritten), so the advice is to fork into a new output dir."""
+    cfg, _ = saved_run(tmp_path, steps=(1, 2))
+    newest, older = layout.step_dir(cfg.output_dir, 2), layout.step_dir(cfg.output_dir, 1)
+    _truncate("pretrained_model/model.safetensors", keep_manifest=False)(newest)
+    with pytest.raises(CheckpointUnreadableError) as info:
+        checkpoints.prepare_run(cfg, resume=True)
+    line = info.value.line()
+    assert f"--output_dir=NEW --resume-from {older}" in line, line
+    with pytest.raises(ConfigError):  # the same-dir resume the old advice suggested
+        checkpoints.prepare_run(cfg, resume=True, resume_from=str(older))
+    forked = dataclasses.replace(cfg, output_dir=str(tmp_path / "fork"))
+    plan = checkpoints.prepare_run(forked, resume=True, resume_from=str(older))
+    assert plan is not None and plan.step == 1

@@ -174,8 +174,15 @@ def newest_complete(output_dir: Path, skip: Path | None = None) -> CheckpointInf
 class UnreadableCheckpoint(CheckpointUnreadableError):
     """Exit 4: which checkpoint, what is wrong with it, and the newest one that would work."""
 
-    def __init__(self, path: Path, reason: str, fallback: Path | None) -> None:
-        if fallback is not None:
+    def __init__(self, path: Path, reason: str, fallback: Path | None, *, fork: bool = False) -> None:
+        if fallback is not None and fork:
+            # Newer (unreadable) checkpoints sit next to the fallback: continuing in that output
+            # dir would collide with them (resume refuses, exit 2), so the way out is a fork.
+            suggestion = (
+                f"the newest complete checkpoint is {fallback}: continue from it in a new output dir "
+                f"with --output_dir=NEW --resume-from {fallback}"
+            )
+        elif fallback is not None:
             suggestion = f"the newest complete checkpoint is {fallback}: resume with --resume-from {fallback}"
         else:
             suggestion = "no complete checkpoint to fall back on: start a new output dir"
@@ -188,7 +195,11 @@ class UnreadableCheckpoint(CheckpointUnreadableError):
 def unreadable(path: Path, reason: str, output_dir: Path | None) -> UnreadableCheckpoint:
     """Build the exit-4 error, looking up the newest complete checkpoint in ``output_dir``."""
     good = newest_complete(output_dir, skip=path) if output_dir is not None else None
-    return UnreadableCheckpoint(path, reason, good.path if good is not None else None)
+    if good is None or output_dir is None:
+        return UnreadableCheckpoint(path, reason, None)
+    good_step = layout.parse_step(good.path.name) or 0
+    newer = any(step > good_step for step, _ in layout.step_dirs(output_dir))
+    return UnreadableCheckpoint(path, reason, good.path, fork=newer)
 
 
 def inspect_or_raise(path: Path, output_dir: Path | None = None) -> CheckpointInfo:
