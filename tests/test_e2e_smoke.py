@@ -108,3 +108,39 @@ def test_smoke_profile_runs_flow_sde_with_grpo_on_libero(tmp_path: Path) -> None
     (record,) = _metrics(out / "telemetry" / "learner.jsonl")
     assert record["ratio_check"] < 1e-4
     assert record["lr_value"] == 0.0  # GRPO trains no critic
+
+
+@pytest.mark.slow
+def test_launcher_runs_learner_and_two_actors_to_completion(tmp_path: Path) -> None:
+    """`make smoke`'s runner: the same headless commands, one learner and the profile's actors."""
+    import subprocess
+    import sys
+
+    from tests.e2e_helpers import ROOT, child_env
+
+    out = tmp_path / "two-actors"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pirl_core.launch",
+            "--profile",
+            "toy",
+            f"--output_dir={out}",
+            f"--learner.port={free_port()}",
+            "--learner.updates=2",
+            "--actor.n_actors=2",
+        ],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "[launch] finished:" in proc.stdout and "actor-1=0" in proc.stdout
+    for actor in ("actor-0", "actor-1"):
+        records = _metrics(out / "telemetry" / f"{actor}.jsonl")
+        assert [r["version"] for r in records] == [0, 1]
+        assert all(r["episodes"] == 32 for r in records)  # 64 per update, split over two actors
+    assert [r["episodes"] for r in _metrics(out / "telemetry" / "learner.jsonl")] == [64, 128]
