@@ -209,11 +209,15 @@ def validate(cfg: RunConfig) -> RunConfig:
         ">= 1",
     )
     if r.algorithm == "grpo":
+        # Each actor runs whole groups of its own initial states (runtime.episode_plan); any
+        # remainder would leave the learner waiting for episodes no actor plans to run.
+        whole = r.grpo_group_size * cfg.actor.n_actors
         require(
-            cfg.learner.episodes_per_update % r.grpo_group_size == 0,
+            cfg.learner.episodes_per_update % whole == 0,
             "learner.episodes_per_update",
             cfg.learner.episodes_per_update,
-            f"a multiple of recipe.grpo_group_size={r.grpo_group_size} (GRPO groups episodes)",
+            f"a multiple of recipe.grpo_group_size * actor.n_actors = {r.grpo_group_size} * "
+            f"{cfg.actor.n_actors} = {whole} (GRPO: every actor runs whole groups)",
         )
     require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
     require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")

@@ -48,3 +48,29 @@ def test_parameters_round_trip_and_mismatch_is_a_transport_error() -> None:
     assert torch.equal(src.weight, dst.weight)
     with pytest.raises(TransportError, match="same --profile"):
         load_parameters(torch.nn.Linear(3, 3), {"bias": torch.zeros(2)})
+
+
+def test_every_valid_grpo_config_plans_enough_episodes_for_the_learner() -> None:
+    """The learner waits for ``episodes_per_update`` episodes per version; the actors' plans must
+    supply them in whole groups, or the run stalls forever."""
+    from pirl_core.errors import ConfigError
+
+    checked = 0
+    for n_actors in (1, 2, 3):
+        for episodes in range(2, 25, 2):
+            overrides = [
+                "recipe.algorithm=grpo",
+                "recipe.grpo_group_size=2",
+                f"actor.n_actors={n_actors}",
+                f"learner.episodes_per_update={episodes}",
+            ]
+            try:
+                cfg = load_config("toy", overrides)
+            except ConfigError as err:
+                assert err.field == "learner.episodes_per_update"
+                continue
+            plans = [episode_plan(cfg, a, 0) for a in range(n_actors)]
+            assert sum(len(p) for p in plans) == episodes, (n_actors, episodes)
+            assert all(set(Counter(p).values()) == {2} for p in plans)  # whole groups only
+            checked += 1
+    assert checked >= 12
