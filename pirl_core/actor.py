@@ -32,7 +32,7 @@ def build_policy(cfg: RunConfig):
     from pirl_core.recipe.actor_critic import build_actor_critic
 
     adapter = make_adapter(cfg, task_descriptions(cfg))
-    return build_actor_critic(adapter, cfg.recipe)
+    return build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
 
 
 def collect_version(

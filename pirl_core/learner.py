@@ -65,8 +65,8 @@ def build_trainer(cfg: RunConfig):
     from pirl_core.recipe.trainer import PolicyTrainer
 
     adapter = make_adapter(cfg, task_descriptions(cfg))
-    actor_critic = build_actor_critic(adapter, cfg.recipe)
-    return PolicyTrainer(actor_critic, cfg.recipe)
+    actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
+    return PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed)
 
 
 class StopRequest:

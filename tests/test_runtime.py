@@ -74,3 +74,46 @@ def test_every_valid_grpo_config_plans_enough_episodes_for_the_learner() -> None
             assert all(set(Counter(p).values()) == {2} for p in plans)  # whole groups only
             checked += 1
     assert checked >= 12
+
+
+def test_a_missing_cuda_device_is_a_config_error_naming_the_fix() -> None:
+    import pytest
+
+    from pirl_core.errors import ConfigError
+    from pirl_core.policies.factory import check_device
+
+    check_device("cpu")
+    with pytest.raises(ConfigError, match="policy.device"):
+        check_device("not-a-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--policy.device=cpu"):
+            check_device("cuda")
+
+
+def test_learner_actor_and_local_loop_build_the_same_seeded_modules() -> None:
+    """``seed`` reaches the RL heads and the trainer's minibatch generator in the learner exactly
+    as in the in-process loop the learning tests use (it was ignored there: always 0)."""
+    from pirl_core.actor import build_policy
+    from pirl_core.learner import build_trainer
+    from pirl_core.recipe.local_loop import build_loop
+
+    def built(seed: int):
+        cfg = load_config("toy", ["recipe.method=flow_noise", f"seed={seed}"])
+        torch.manual_seed(seed)  # the adapter itself draws from the global RNG (seed_everything)
+        trainer = build_trainer(cfg)
+        torch.manual_seed(seed)
+        actor = build_policy(cfg)
+        torch.manual_seed(seed)
+        loop = build_loop(cfg)
+        loop.env.close()
+        return trainer, actor, loop
+
+    trainer, actor, loop = built(7)
+    assert trainer.generator.initial_seed() == loop.trainer.generator.initial_seed() == 7
+    ref = trainer.actor_critic.state_dict()
+    for other in (actor.state_dict(), loop.actor_critic.state_dict()):
+        assert ref.keys() == other.keys()
+        assert all(torch.equal(ref[k], other[k]) for k in ref)
+    trainer_8, _, _ = built(8)
+    first = "noise_head.net.0.weight"
+    assert not torch.equal(ref[first], trainer_8.actor_critic.state_dict()[first])
