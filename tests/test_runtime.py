@@ -80,7 +80,7 @@ def test_a_missing_cuda_device_is_a_config_error_naming_the_fix() -> None:
     import pytest
 
     from pirl_core.errors import ConfigError
-    from pirl_core.policies.factory import check_device
+    from pirl_core.policies.device import check_device
 
     check_device("cpu")
     with pytest.raises(ConfigError, match="policy.device"):
@@ -88,6 +88,12 @@ def test_a_missing_cuda_device_is_a_config_error_naming_the_fix() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="--policy.device=cpu"):
             check_device("cuda")
+        # through the factory too: the toy MLP never reaches .to("cuda")
+        from pirl_core.config import load_config
+        from pirl_core.policies.factory import make_adapter
+
+        with pytest.raises(ConfigError, match="policy.device"):
+            make_adapter(load_config("toy", ["policy.device=cuda"]), [""])
 
 
 def test_learner_actor_and_local_loop_build_the_same_seeded_modules() -> None:

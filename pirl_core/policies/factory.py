@@ -12,6 +12,7 @@ import torch
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.base import FlowPolicyAdapter
+from pirl_core.policies.device import check_device
 
 
 def make_adapter(cfg: RunConfig, task_descriptions: list[str]) -> FlowPolicyAdapter:
@@ -48,4 +49,5 @@ def _make_mlp(cfg: RunConfig) -> FlowPolicyAdapter:
             action_steps=cfg.policy.action_steps,
             hidden_dim=cfg.policy.hidden_dim,
         )
+    check_device(cfg.policy.device)
     return adapter.to(cfg.policy.device)

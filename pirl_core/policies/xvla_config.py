@@ -28,6 +28,7 @@ import torch
 
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError
+from pirl_core.policies.device import check_device
 from pirl_core.policies.tokenizer import TOKENIZER_DIR
 
 IMAGE_KEYS: tuple[str, ...] = ("observation.images.image", "observation.images.image2")
@@ -217,6 +218,7 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
         policy = XVLAPolicy(config)
         init_uninitialised_params(policy)
     check_finite_params(policy)
+    check_device(cfg.policy.device)
     policy.to(cfg.policy.device)
     return BuiltPolicy(policy, tokenizer_path, LIBERO_DOMAIN_ID, f"tiny(seed={seed})")
 
@@ -306,6 +308,7 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
     config.tokenizer_name = tokenizer
     config.n_action_steps = cfg.policy.action_steps
     config.device = cfg.policy.device
+    check_device(cfg.policy.device)
     with quiet_transformers():
         policy = XVLAPolicy.from_pretrained(str(snap), config=config, local_files_only=True)
     check_finite_params(policy, limit=float("inf"))
