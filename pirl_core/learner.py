@@ -16,7 +16,7 @@ from pathlib import Path
 from pirl_core import checkpoints
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
-from pirl_core.errors import ExitCode
+from pirl_core.errors import ExitCode, TransportError
 from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
 from pirl_core.telemetry import Telemetry
 
@@ -140,6 +140,12 @@ class Learner:
                     waited_since = time.monotonic()
                 continue
             header, tensors = item
+            missing = [k for k in ("version", "episodes") if k not in header]
+            if missing:
+                raise TransportError(
+                    f"rollout from actor {header.get('actor_id')}: header fields {missing} missing "
+                    f"(found {sorted(header)}); start actor and learner from the same pirl checkout"
+                )
             lag = self.progress.version - int(header["version"])
             if lag < 0 or lag > self.cfg.learner.max_staleness:
                 self.progress.dropped_stale += 1

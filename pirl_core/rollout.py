@@ -73,7 +73,12 @@ class RolloutBatch:
         names = [f.name for f in fields(cls) if f.name != "obs"]
         missing = [n for n in names if n not in tensors]
         if missing:
-            raise KeyError(f"rollout payload lacks {missing}; actor and learner run different pirl versions?")
+            from pirl_core.errors import TransportError
+
+            raise TransportError(
+                f"rollout payload: fields {missing} missing (found {sorted(tensors)}); actor and learner "
+                "run different pirl versions: start both from the same pirl checkout"
+            )
         return cls(obs=obs, **{n: tensors[n] for n in names})
 
     def select(self, index: Tensor) -> RolloutBatch:
