@@ -14,7 +14,7 @@ import torch
 
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
-from pirl_core.errors import ExitCode
+from pirl_core.errors import ExitCode, PirlError
 from pirl_core.runtime import (
     episode_plan,
     limit_threads,
@@ -101,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     actor_critic = build_policy(cfg)
     env = make_env(cfg)
     client = ActorClient(cfg.learner.host, cfg.learner.port, actor_id, cfg.actor.connect_timeout_s)
+    version = -1
     try:
         telemetry.event("connecting", host=cfg.learner.host, port=cfg.learner.port)
         client.wait_for_learner()
         telemetry.event("connected", host=cfg.learner.host, port=cfg.learner.port)
-        version = -1
         while True:
             header, tensors = client.receive_parameters(min_version=version + 1)
             if header.get("done"):
@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             load_parameters(actor_critic, tensors)
             actor_critic.adapter.set_rl_mode()
             collect_version(cfg, env, actor_critic, client, actor_id, version, telemetry)
+    except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
+        telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))
+        raise
     finally:
         client.close()
         env.close()

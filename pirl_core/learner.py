@@ -16,7 +16,7 @@ from pathlib import Path
 from pirl_core import checkpoints
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
-from pirl_core.errors import ExitCode, TransportError
+from pirl_core.errors import ExitCode, PirlError, TransportError
 from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
 from pirl_core.telemetry import Telemetry
 
@@ -248,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         server.finish("interrupted")
         server.stop(grace=1.0)
         telemetry.event("interrupted", progress.step, checkpoint=str(learner.last_checkpoint))
+        telemetry.close()
+        raise
+    except PirlError as err:
+        # Recorded for the console (kind "error"); run_main prints the line and exits with its code.
+        # No finish(): actors must not read a failed run as done.
+        telemetry.error(err.message, progress.step, exit_code=int(err.exit_code))
+        server.stop(grace=1.0)
         telemetry.close()
         raise
     server.finish("done")
