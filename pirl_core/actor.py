@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, PirlError
-from pirl_core.runtime import (
-    episode_plan,
-    limit_threads,
-    load_parameters,
-    rollout_generator,
-    seed_everything,
-)
+from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.telemetry import Telemetry
 
 
@@ -39,19 +31,12 @@ def collect_version(
     cfg, env, actor_critic, client, actor_id: int, version: int, telemetry: Telemetry
 ) -> None:
     """Run this actor's episodes for one policy version and ship them, one payload per round."""
-    from pirl_core.rollout import collect_rollouts
-
-    plan = episode_plan(cfg, actor_id, version)
-    n_envs = env.num_envs
     stats_all = []
     env_steps = 0
     inference_ms = []
     started = time.monotonic()
-    for round_index, start in enumerate(range(0, len(plan), n_envs)):
-        ids = plan[start : start + n_envs]
-        gen = rollout_generator(cfg, actor_id, version, round_index)
-        with torch.no_grad():
-            batch, stats, timing = collect_rollouts(env, actor_critic, ids, gen, cfg.policy.action_steps)
+    rounds = version_rounds(cfg, env, actor_critic, actor_id, version)
+    for round_index, (batch, stats, timing) in enumerate(rounds):
         header = {"version": version, "actor_id": actor_id, "episodes": len(stats), "round": round_index}
         client.send_rollout(batch.to_tensors(), header)
         client.send_interactions(

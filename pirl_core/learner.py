@@ -154,8 +154,9 @@ class Learner:
             episodes += int(header["episodes"])
         return concat(batches), episodes
 
-    def episode_stats(self) -> dict[str, float]:
-        stats = self.server.get_interactions()
+    def episode_stats(self, version: int) -> dict[str, float]:
+        """Success and return of the episodes the given version produced (the ones trained on)."""
+        stats = [s for s in self.server.get_interactions() if int(s.get("version", -1)) == version]
         if not stats:
             return {}
         successes = [float(s.get("success", 0.0)) for s in stats]
@@ -180,6 +181,7 @@ class Learner:
             self.stop.check()
             push = self.publish()
             batch, episodes = self.gather()
+            trained_version = self.progress.version
             self.mid_update = True
             metrics = self.trainer.update(batch)
             self.progress.step += 1
@@ -189,7 +191,7 @@ class Learner:
             if self.progress.step % cfg.telemetry.log_every == 0 or self.progress.step == cfg.learner.updates:
                 # one dict: the trainer's metrics also carry "samples" (this batch) and
                 # "return_mean"; the run counters and episode stats below take precedence
-                fields = {**metrics, **self.episode_stats()}
+                fields = {**metrics, **self.episode_stats(trained_version)}
                 fields.update(
                     update=self.progress.step,
                     updates_total=cfg.learner.updates,

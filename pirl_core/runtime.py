@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -64,6 +65,25 @@ def episode_plan(cfg: RunConfig, actor_id: int, version: int) -> list[int]:
         groups = max(1, share // size)
         return [block * groups + i % groups for i in range(groups * size)]
     return [block * share + i for i in range(share)]
+
+
+def version_rounds(cfg: RunConfig, env, actor_critic, actor_id: int, version: int) -> Iterator[tuple]:
+    """This actor's episodes for one policy version, ``env.num_envs`` at a time.
+
+    Yields ``collect_rollouts``'s ``(batch, episode_stats, timing)`` per round. The actor ships
+    each round as it comes; the in-process loop concatenates them. One function for both, so the
+    tests and benchmarks that use the in-process loop see exactly the actor's rollouts.
+    """
+    from pirl_core.rollout import collect_rollouts
+
+    plan = episode_plan(cfg, actor_id, version)
+    n_envs = env.num_envs
+    for round_index, first in enumerate(range(0, len(plan), n_envs)):
+        generator = rollout_generator(cfg, actor_id, version, round_index)
+        with torch.no_grad():
+            yield collect_rollouts(
+                env, actor_critic, plan[first : first + n_envs], generator, cfg.policy.action_steps
+            )
 
 
 def parameters_to_tensors(module: torch.nn.Module) -> dict[str, Tensor]:

@@ -102,3 +102,15 @@ def test_malformed_rollout_is_a_transport_error(tmp_path: Path, header, tensors)
         learner.gather()
     assert info.value.exit_code == ExitCode.TRANSPORT == 5
     assert "missing" in info.value.line() and "same pirl checkout" in info.value.line()
+
+
+def test_episode_stats_describe_only_the_version_trained_on(tmp_path: Path) -> None:
+    learner = _learner(tmp_path, [], version=3)
+    learner.server.get_interactions = lambda: [
+        {"version": 2, "success": 1.0, "return": 1.0},  # a stale batch's episode
+        {"version": 3, "success": 1.0, "return": 1.0},
+        {"version": 3, "success": 0.0, "return": 0.0},
+    ]
+    assert learner.episode_stats(3) == {"success_rate": 0.5, "return_mean": 0.5}
+    learner.server.get_interactions = list
+    assert learner.episode_stats(3) == {}

@@ -1,8 +1,8 @@
 """Learner and actor in one process, for tests and benchmarks.
 
 The same pieces the two processes use — ``make_env`` / ``make_adapter`` / ``build_actor_critic``,
-``runtime.episode_plan`` + ``runtime.rollout_generator`` for initial states and sampling noise,
-``collect_rollouts`` and ``PolicyTrainer.update`` — minus gRPC. Success is measured with
+``runtime.version_rounds`` (episode plan + rollout generator + ``collect_rollouts``) and
+``PolicyTrainer.update`` — minus gRPC. Success is measured with
 deterministic (ODE) rollouts on a fixed set of held-out initial states, which is what a
 fine-tuned policy is deployed with.
 """
@@ -24,7 +24,7 @@ from pirl_core.policies.factory import make_adapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import collect_rollouts, concat
-from pirl_core.runtime import episode_plan, rollout_generator
+from pirl_core.runtime import version_rounds
 
 EVAL_INIT_STATE_BASE = 10_000_000
 """Evaluation initial states: far above any id a training plan reaches, so they are held out."""
@@ -83,14 +83,8 @@ def train_in_process(
     wall = 0.0
     for version in range(updates):
         started = time.perf_counter()
-        plan = episode_plan(cfg, 0, version)
         batches, stats = [], []
-        n_envs = state.env.num_envs
-        for round_index, first in enumerate(range(0, len(plan), n_envs)):
-            gen = rollout_generator(cfg, 0, version, round_index)
-            batch, round_stats, _ = collect_rollouts(
-                state.env, state.actor_critic, plan[first : first + n_envs], gen, cfg.policy.action_steps
-            )
+        for batch, round_stats, _ in version_rounds(cfg, state.env, state.actor_critic, 0, version):
             batches.append(batch)
             stats.extend(round_stats)
         metrics = state.trainer.update(concat(batches))
