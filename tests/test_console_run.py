@@ -31,7 +31,7 @@ def _no_children_left_behind():
 async def test_start_all_runs_learner_then_actors_after_ready(tmp_path: Path) -> None:
     app = fake_app(
         tmp_path,
-        ["--ready-after", "0.8", "--updates", "3", "--interval", "0.3"],
+        ["--ready-after", "3.0", "--updates", "3", "--interval", "0.3"],
         ["--updates", "2", "--interval", "0.2"],
     )
     async with app.run_test(size=SIZE) as pilot:
@@ -39,6 +39,7 @@ async def test_start_all_runs_learner_then_actors_after_ready(tmp_path: Path) ->
         learner, actor = screen.learner, screen.actors[0]
         await wait_for(pilot, lambda: learner.state is ChildState.STARTING, what="learner started")
         await pilot.pause(0.3)
+        # the learner is ready >= 3 s after spawn: still well before that, actors must be idle
         assert actor.state is ChildState.IDLE, "actors wait for the learner's ready signal"
         await wait_for(pilot, lambda: actor.started_at is not None, what="actor started")
         assert learner.ready_at is not None and actor.started_at >= learner.ready_at
@@ -47,7 +48,13 @@ async def test_start_all_runs_learner_then_actors_after_ready(tmp_path: Path) ->
             lambda: learner.state is ChildState.EXITED and actor.state is ChildState.EXITED,
             what="both exited",
         )
-        await pilot.pause(0.5)  # telemetry poll + flush
+
+        def caught_up() -> bool:  # telemetry is polled and output flushed on timers
+            lines = list(screen.pane("learner").log_view.lines)
+            done = screen.telemetry.progress() == (3, 3) and screen.telemetry.done is not None
+            return done and bool(lines) and lines[-1].startswith("[learner] done")
+
+        await wait_for(pilot, caught_up, what="telemetry and output caught up")
         assert (learner.exit_code, actor.exit_code) == (0, 0)
         assert badge(learner) == ("exited 0 · done", "done")
 
