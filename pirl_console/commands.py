@@ -41,6 +41,15 @@ class ChildSpec:
         """The command as a user would type it (what the pane shows)."""
         return shlex.join(self.argv)
 
+    @classmethod
+    def learner(cls, argv: tuple[str, ...], env: Mapping[str, str], cwd: str) -> ChildSpec:
+        """The learner pane: actors wait for its ready line."""
+        return cls("learner", "learner", argv, env, cwd, ready_marker=LEARNER_READY_MARKER)
+
+    @classmethod
+    def actor(cls, actor_id: int, argv: tuple[str, ...], env: Mapping[str, str], cwd: str) -> ChildSpec:
+        return cls(f"actor-{actor_id}", "actor", argv, env, cwd)
+
 
 class CommandBuilder(Protocol):
     def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec: ...
@@ -72,20 +81,9 @@ class HeadlessCommands:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
-        return ChildSpec(
-            name="learner",
-            role="learner",
-            argv=(self.python, "-m", "pirl_core.learner", *request.learner_args()),
-            env=child_env(extra=self.extra_env),
-            cwd=self.cwd,
-            ready_marker=LEARNER_READY_MARKER,
-        )
+        argv = (self.python, "-m", "pirl_core.learner", *request.learner_args())
+        return ChildSpec.learner(argv, child_env(extra=self.extra_env), self.cwd)
 
     def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
-        return ChildSpec(
-            name=f"actor-{actor_id}",
-            role="actor",
-            argv=(self.python, "-m", "pirl_core.actor", *request.actor_args(actor_id)),
-            env=child_env(extra=self.extra_env),
-            cwd=self.cwd,
-        )
+        argv = (self.python, "-m", "pirl_core.actor", *request.actor_args(actor_id))
+        return ChildSpec.actor(actor_id, argv, child_env(extra=self.extra_env), self.cwd)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pirl_console.commands import LEARNER_READY_MARKER, ChildSpec, child_env
+from pirl_console.commands import ChildSpec, child_env
 from pirl_console.run_request import RunRequest
 from pirl_core.config import RunConfig
 from pirl_core.telemetry import Telemetry
@@ -191,23 +191,11 @@ class FakeCommands:
         )
 
     def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
-        return ChildSpec(
-            name="learner",
-            role="learner",
-            argv=self._argv(config, "learner", self.learner_flags),
-            env=child_env(),
-            cwd=self.cwd,
-            ready_marker=LEARNER_READY_MARKER,
-        )
+        return ChildSpec.learner(self._argv(config, "learner", self.learner_flags), child_env(), self.cwd)
 
     def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
-        return ChildSpec(
-            name=f"actor-{actor_id}",
-            role="actor",
-            argv=self._argv(config, "actor", self.actor_flags, actor_id),
-            env=child_env(),
-            cwd=self.cwd,
-        )
+        argv = self._argv(config, "actor", self.actor_flags, actor_id)
+        return ChildSpec.actor(actor_id, argv, child_env(), self.cwd)
 
 
 if __name__ == "__main__":
