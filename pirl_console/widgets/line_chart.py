@@ -104,7 +104,8 @@ def render_chart(
         for col in range(plot_w):
             text.append(chr(BRAILLE_BASE + bits[row][col]), style=colors[row][col] or "")
     left, right = format_value(x_lo), format_value(x_hi)
-    middle = f"{x_label} {format_value((x_lo + x_hi) / 2)}"
+    mid = (x_lo + x_hi) / 2
+    middle = f"{x_label} {format_value(float(round(mid)) if float(x_lo).is_integer() else mid)}"
     gap = plot_w - len(left) - len(right)
     axis = (
         left + middle.center(gap)[: max(gap, 0)] + right
@@ -137,7 +138,7 @@ def _segment(start: tuple[int, int], end: tuple[int, int], put) -> None:
 class LineChart(Widget):
     DEFAULT_CSS = """
     LineChart {
-        height: 14;
+        height: 13;
         border: round $primary 40%;
         border-title-color: $text;
         padding: 0 1;
