@@ -50,6 +50,10 @@ class Sink(Protocol):
 
     def close(self) -> None: ...
 
+    def describe(self) -> dict[str, Any]:
+        """Where its output goes (announced once as a ``logging_backend`` event)."""
+        ...
+
 
 class Telemetry:
     """Append-only writer for one process. Flushes each line so tailers see it at once."""

@@ -46,9 +46,12 @@ def open_telemetry(
     telemetry = Telemetry(cfg.output_dir, source, stdout=stdout)
     for name, build in _backends(cfg, source, wandb_run_id):
         try:
-            telemetry.add_sink(build())
+            sink = build()
         except Exception as exc:  # noqa: BLE001 - a logging backend never stops training
             telemetry.sink_failed(name, exc)
+            continue
+        telemetry.add_sink(sink)
+        telemetry.event("logging_backend", backend=name, **sink.describe())  # where to look
     return telemetry
 
 

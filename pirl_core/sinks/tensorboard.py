@@ -31,6 +31,9 @@ class TensorBoardSink:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=10)
 
+    def describe(self) -> dict[str, Any]:
+        return {"log_dir": str(self.log_dir)}
+
     def write(self, record: dict[str, Any]) -> None:
         step = int(record.get("step", 0))
         walltime = record.get("ts")

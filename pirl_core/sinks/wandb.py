@@ -123,6 +123,17 @@ class WandbSink:
         self._prefixes: set[str] = set()
         self._follower = JsonlFollower(output_dir / TELEMETRY_DIR, exclude=source)
 
+    def describe(self) -> dict[str, Any]:
+        if self.run.settings.mode == "offline":
+            run_dir = Path(self.run.dir).parent
+            return {
+                "mode": "offline",
+                "run_id": self.run_id,
+                "dir": str(run_dir),
+                "upload": f"wandb sync {run_dir}",
+            }
+        return {"mode": str(self.run.settings.mode), "run_id": self.run_id, "url": self.run.get_url() or ""}
+
     def _define(self, prefix: str) -> None:
         if prefix not in self._prefixes:
             self._prefixes.add(prefix)
