@@ -182,6 +182,7 @@ def test_toy_run_logs_to_wandb_offline_and_tensorboard_then_resume_keeps_the_run
     ]
     codes, learner_log, actor_log = run_pair(args, tmp_path / "first", timeout=240)
     assert codes == [0, 0], learner_log + actor_log
+    assert "backend=wandb mode=offline" in learner_log and "upload=wandb sync /" in learner_log
     expected = expected_series(out)
     assert {"learner/policy_loss", "actor-0/success_rate", "learner/checkpoint_step"} <= set(expected)
 
@@ -211,6 +212,7 @@ def test_toy_run_logs_to_wandb_offline_and_tensorboard_then_resume_keeps_the_run
     resume_args = [a for a in args if not a.startswith("--learner.updates")] + ["--learner.updates=4"]
     codes, learner_log, actor_log = run_pair([*resume_args, "--resume"], tmp_path / "second", timeout=240)
     assert codes == [0, 0], learner_log + actor_log
+    assert "upload=wandb sync --append /" in learner_log
     runs = sorted(glob.glob(str(out / "wandb" / "offline-run-*" / "run-*.wandb")))
     assert len(runs) == 2
     second = [r for r in runs if r != run_file][0]

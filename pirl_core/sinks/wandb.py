@@ -120,6 +120,7 @@ class WandbSink:
             settings=wandb.Settings(silent=True, console="off", login_timeout=5, init_timeout=60),
         )
         self.run_id: str = self.run.id
+        self.resumed = run_id is not None  # offline: `wandb sync --append` adds this segment
         self._prefixes: set[str] = set()
         self._follower = JsonlFollower(output_dir / TELEMETRY_DIR, exclude=source)
 
@@ -130,7 +131,7 @@ class WandbSink:
                 "mode": "offline",
                 "run_id": self.run_id,
                 "dir": str(run_dir),
-                "upload": f"wandb sync {run_dir}",
+                "upload": f"wandb sync{' --append' if self.resumed else ''} {run_dir}",
             }
         return {"mode": str(self.run.settings.mode), "run_id": self.run_id, "url": self.run.get_url() or ""}
 
