@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError
+from pirl_core.report import main as report_main
 from pirl_core.sinks import WANDB_RUN_ID_KEY, open_telemetry, resumed_wandb_run_id
 from pirl_core.sinks.scalars import scalars
 from pirl_core.telemetry import Telemetry, read_records, telemetry_path
@@ -207,6 +209,11 @@ def test_toy_run_logs_to_wandb_offline_and_tensorboard_then_resume_keeps_the_run
         assert logged[name] == [(s, pytest.approx(v)) for s, v in points], name
     saved = json.loads((out / "checkpoints" / "last" / "training_state" / "training_step.json").read_text())
     assert saved["counters"][WANDB_RUN_ID_KEY] == run_id
+
+    # The report reads the same run (real JSONL) and writes a PNG that opens.
+    assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
+    with Image.open(tmp_path / "report" / "curves.png") as image:
+        assert image.size[0] >= 600 and image.size[1] >= 600
 
     # Resume: the same W&B run id continues; the new segment logs only its own updates.
     resume_args = [a for a in args if not a.startswith("--learner.updates")] + ["--learner.updates=4"]
