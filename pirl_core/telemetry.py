@@ -8,6 +8,7 @@ researcher running headless in two terminals reads the stdout lines. Record sche
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -87,13 +88,15 @@ class Telemetry:
                 sink.write(record)
             except Exception as exc:  # noqa: BLE001 - a logging backend never stops training
                 self.sink_failed(sink.name, exc, sink)
+                with contextlib.suppress(Exception):  # release what it holds (files, W&B process)
+                    sink.close()
         return record
 
     def sink_failed(self, name: str, exc: BaseException, sink: Sink | None = None) -> None:
         """Report a backend failure once (stderr + an event) and stop feeding that backend."""
         if sink is not None and sink in self._sinks:
             self._sinks.remove(sink)
-        error = f"{type(exc).__name__}: {exc}".strip()
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]  # one line, whatever it said
         print(
             f"warning: telemetry backend {name!r} failed ({error}); training continues without it, "
             f"every record is still in {self.path}",

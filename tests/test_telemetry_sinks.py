@@ -24,13 +24,15 @@ class RaisingSink:
 
     def __init__(self, fail_on_close: bool = False) -> None:
         self.calls = 0
+        self.closed = False
         self.fail_on_close = fail_on_close
 
     def write(self, record: dict) -> None:
         self.calls += 1
-        raise OSError(28, "No space left on device")
+        raise OSError(28, "No space left on device\n(while flushing)")
 
     def close(self) -> None:
+        self.closed = True
         if self.fail_on_close:
             raise RuntimeError("flush failed")
 
@@ -56,7 +58,7 @@ def test_failing_sink_is_reported_once_and_training_records_go_on(tmp_path: Path
             tel.metrics(step, policy_loss=0.1 * step)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'raising' failed" in err[0] and "No space left" in err[0]
-    assert bad.calls == 1  # dropped after the first failure
+    assert bad.calls == 1 and bad.closed  # dropped (and released) after the first failure
     records = read_records(telemetry_path(tmp_path, "learner"))
     assert [r["step"] for r in records if r["kind"] == "metrics"] == [1, 2, 3]
     failed = [r for r in records if r.get("event") == "sink_failed"]
