@@ -12,7 +12,7 @@ from pirl_console.run_request import RunRequest
 from pirl_console.screens.charts import ChartScreen, runs_from_checkpoints
 from pirl_console.screens.checkpoints import CheckpointScreen
 from pirl_console.widgets.checkpoint_table import CheckpointTable
-from pirl_console.widgets.line_chart import BRAILLE_BASE, Line, render_chart
+from pirl_console.widgets.line_chart import BRAILLE_BASE, Line, LineChart, render_chart
 from pirl_core.telemetry import Telemetry
 from tests.test_console_support import SIZE, fake_app, fast_settings, wait_for
 
@@ -130,3 +130,28 @@ async def test_marked_checkpoints_overlay_their_runs(tmp_path: Path) -> None:
         assert app.screen is browser
         await pilot.press("space")  # unmark the second: only the first run is charted
         assert [r.output_dir for r in browser.chart_runs()] == [a]
+
+
+async def test_a_adds_and_removes_sibling_runs(tmp_path: Path) -> None:
+    out = write_run(tmp_path / "runs" / "first", updates=5, slope=0.1)
+    sibling = write_run(tmp_path / "runs" / "second", updates=3, slope=0.2)
+    with Telemetry(sibling, "learner", stdout=io.StringIO()) as learner:
+        learner.metrics(4, success_rate=0.8, clip_frac=0.3)  # a series only the sibling has
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    app = fake_app(out, ["--updates", "1"], autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        screen = app.screen
+        assert isinstance(screen, ChartScreen)
+        await wait_for(pilot, lambda: "success rate" in screen.charts, what="charts drawn")
+        assert "clip fraction" not in screen.charts
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "clip fraction" in screen.charts, what="sibling charted")
+        labels = [line.label for line in screen.charts["success rate"].lines]
+        assert labels == ["first · learner/success_rate", "second · learner/success_rate"]
+        titles = [chart.border_title for chart in screen.query(LineChart)]
+        assert titles.index("approx KL") < titles.index("clip fraction") < titles.index("actor env steps/s")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: "clip fraction" not in screen.charts, what="sibling hidden")
+        assert len(screen.charts["success rate"].lines) == 1
+        assert "clip fraction" not in [chart.border_title for chart in screen.query(LineChart)]

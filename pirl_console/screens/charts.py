@@ -159,11 +159,15 @@ class ChartScreen(Screen[None]):
         described = " · ".join(f"{run.label} ({run.output_dir})" for run in runs)
         title.update(f"{described}" if panels else f"{described}: no metrics yet")
         grid = self.query_one("#chart-grid", Grid)
-        for panel, names in panels:
+        shown = [panel.title for panel, _ in panels]
+        for title_ in [t for t in self.charts if t not in shown]:  # e.g. sibling runs hidden again
+            self.charts.pop(title_).remove()
+        for i, (panel, names) in enumerate(panels):
             chart = self.charts.get(panel.title)
             if chart is None:
                 chart = self.charts[panel.title] = LineChart(panel.title, classes="chart")
-                grid.mount(chart)
+                later = [self.charts[t] for t in shown[i + 1 :] if t in self.charts]
+                grid.mount(chart, before=later[0] if later else None)  # keep the PANELS order
             lines: list[Line] = []
             for r, run in enumerate(runs):
                 for s, name in enumerate(names):
