@@ -74,6 +74,28 @@ def test_sink_failing_on_close_is_reported(tmp_path: Path, capsys) -> None:
     assert "failed" in capsys.readouterr().err
 
 
+def test_tensorboard_disk_full_mid_run_is_reported_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    from pirl_core.sinks.tensorboard import TensorBoardSink
+
+    cfg = load_config("toy", [f"--output_dir={tmp_path}", "--telemetry.tensorboard=true"])
+    tel = open_telemetry(cfg, "actor-0", stdout=io.StringIO())
+    (sink,) = tel.sinks
+    assert isinstance(sink, TensorBoardSink)
+    tel.metrics(0, success_rate=0.1)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sink._writer, "add_scalar", full)  # the disk fills up after the first record
+    for version in (1, 2):
+        tel.metrics(version, success_rate=0.2)
+    tel.close()
+    assert capsys.readouterr().err.count("telemetry backend 'tensorboard' failed") == 1
+    records = read_records(telemetry_path(tmp_path, "actor-0"))
+    assert [r["step"] for r in records if r["kind"] == "metrics"] == [0, 1, 2]
+    assert [r["event"] for r in records if r["kind"] == "event"] == ["logging_backend", "sink_failed"]
+
+
 def test_scalars_names_and_kinds() -> None:
     metrics = {"ts": 1.0, "source": "actor-0", "kind": "metrics", "step": 3, "success_rate": 0.5, "ok": True}
     assert scalars(metrics) == {"actor-0/success_rate": 0.5, "actor-0/ok": 1.0}
