@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pirl_core.errors import ConfigError, ExitCode, PirlError
+from pirl_core.cli import run_main
+from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.series import PANELS, RunSeries, load_run, telemetry_files, unique_labels
 
 CURVES_PNG = "curves.png"
@@ -201,9 +202,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    except PirlError as err:
-        print(err.line(), file=sys.stderr)
-        code = err.exit_code
-    raise SystemExit(int(code))
+    run_main(main)
