@@ -25,7 +25,10 @@ from pirl_core.errors import ConfigError
 class PirlConsole(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "pirl console"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+        Binding("p", "charts", "Charts"),
+    ]
 
     def __init__(
         self,
@@ -94,6 +97,18 @@ class PirlConsole(App[int]):
             return
         self.pop_screen()
         self.start_run(request, config)
+
+    # ------------------------------------------------------------------ charts
+    def action_charts(self) -> None:
+        from pirl_console.screens.charts import ChartScreen, chart_runs_for
+
+        if isinstance(self.screen, ChartScreen):
+            return
+        runs = chart_runs_for(self.screen)
+        if not runs:
+            self.notify("nothing to chart here: open a run or the checkpoint browser", severity="warning")
+            return
+        self.push_screen(ChartScreen(runs))
 
     # ------------------------------------------------------------------ quit
     async def action_quit(self) -> None:

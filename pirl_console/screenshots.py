@@ -8,7 +8,8 @@ Each screenshot is the real app driven headless with Textual's Pilot at a fixed 
 * ``checkpoints.svg`` — the checkpoint browser over a real checkpoint tree (written with
   ``pirl_core.checkpoints`` from a freshly built toy trainer, plus learner telemetry);
 * ``mismatch.svg`` — the resume-mismatch table from validating that checkpoint against a
-  profile that changed identity fields.
+  profile that changed identity fields;
+* ``charts.svg`` — the chart view (``p``) over the telemetry the real run of ``run.svg`` wrote.
 
 Everything happens in a temporary directory; only the SVGs are written to DIR.
 """
@@ -106,6 +107,23 @@ async def _run(out: Path) -> None:
         await run.stop_all()
 
 
+async def _charts(out: Path) -> None:
+    """``p`` on the menu charts the typed output dir: the real toy run ``_run`` left behind."""
+    from pirl_console.app import PirlConsole
+    from pirl_console.run_request import RunRequest
+    from pirl_console.screens.charts import ChartScreen
+
+    app = PirlConsole(request=RunRequest("toy", overrides=(("output_dir", "outputs/toy/demo"),)))
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#profile-table").focus()
+        await pilot.press("p")
+        charts = app.screen
+        assert isinstance(charts, ChartScreen)
+        await _wait(pilot, lambda: len(charts.charts) >= 6)
+        await pilot.pause(0.3)
+        app.save_screenshot("charts.svg", str(out))
+
+
 async def _checkpoints(out: Path) -> None:
     from pirl_console.app import PirlConsole
     from pirl_console.screens.checkpoints import CheckpointScreen
@@ -139,11 +157,12 @@ async def generate(out: Path) -> list[Path]:
         try:
             await _menu(out)
             await _run(out)
+            await _charts(out)
             _write_checkpoint_tree()
             await _checkpoints(out)
         finally:
             os.chdir(previous)
-    return [out / name for name in ("menu.svg", "run.svg", "checkpoints.svg", "mismatch.svg")]
+    return [out / name for name in ("menu.svg", "run.svg", "charts.svg", "checkpoints.svg", "mismatch.svg")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, PirlError
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
+from pirl_core.sinks import open_telemetry
 from pirl_core.telemetry import Telemetry
 
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from pirl_core.envs.factory import make_env
     from pirl_core.transport.client import ActorClient
 
-    telemetry = Telemetry(cfg.output_dir, f"actor-{actor_id}")
+    telemetry = open_telemetry(cfg, f"actor-{actor_id}")
     actor_critic = build_policy(cfg)
     env = make_env(cfg)
     client = ActorClient(cfg.learner.host, cfg.learner.port, actor_id, cfg.actor.connect_timeout_s)

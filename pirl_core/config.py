@@ -126,6 +126,14 @@ class CheckpointConfig:
 @dataclass
 class TelemetryConfig:
     log_every: int = 1
+    # Logging backends, all fed from the JSONL records (pirl_core/sinks). W&B follows LeRobot's
+    # conventions; "offline" writes <output_dir>/wandb for a later `wandb sync`.
+    wandb: Literal["off", "offline", "online"] = "off"
+    wandb_project: str = "pirl"
+    wandb_entity: str = ""  # empty: the account's default entity
+    wandb_run_name: str = ""  # empty: <env.type>_<policy.type>_<output dir name>
+    wandb_tags: list[str] = field(default_factory=list)
+    tensorboard: bool = False  # event files under <output_dir>/tensorboard/<source>/
 
 
 @dataclass
@@ -225,6 +233,15 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")
     require(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", cfg.checkpoint.keep_last, ">= 0")
     require(cfg.telemetry.log_every >= 1, "telemetry.log_every", cfg.telemetry.log_every, ">= 1")
+    t = cfg.telemetry
+    require(
+        t.wandb == "off" or bool(t.wandb_project.strip()),
+        "telemetry.wandb_project",
+        t.wandb_project,
+        "a non-empty W&B project name when telemetry.wandb is on",
+    )
+    for tag in t.wandb_tags:  # W&B rejects tags longer than 64 characters
+        require(0 < len(tag) <= 64, "telemetry.wandb_tags", t.wandb_tags, "tags of 1 to 64 characters")
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
     return cfg
 

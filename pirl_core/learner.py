@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pirl_core import checkpoints
+from pirl_core import checkpoints, sinks
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, PirlError, TransportError
@@ -169,9 +169,8 @@ class Learner:
     def save(self) -> None:
         if self.saved_step == self.progress.step:
             return
-        self.last_checkpoint = checkpoints.save(
-            self.cfg, self.progress.step, self.trainer, self.progress.counters()
-        )
+        counters = {**self.progress.counters(), **sinks.checkpoint_state(self.telemetry)}
+        self.last_checkpoint = checkpoints.save(self.cfg, self.progress.step, self.trainer, counters)
         self.saved_step = self.progress.step
         self.telemetry.event("checkpoint", self.progress.step, path=str(self.last_checkpoint))
 
@@ -231,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     server = LearnerServer(cfg.learner.host, cfg.learner.port)
     server.start()
-    telemetry = Telemetry(cfg.output_dir, "learner")
+    telemetry = sinks.open_telemetry(
+        cfg,
+        "learner",
+        wandb_run_id=sinks.resumed_wandb_run_id(cfg, plan and plan.path, restored.counters if plan else None),
+    )
     stop = StopRequest()
     stop.install()
     learner = Learner(cfg, telemetry, progress, trainer, server, stop)

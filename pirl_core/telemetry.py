@@ -8,12 +8,13 @@ researcher running headless in two terminals reads the stdout lines. Record sche
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 TELEMETRY_DIR = "telemetry"
 
@@ -41,22 +42,68 @@ def format_fields(fields: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+class Sink(Protocol):
+    """A logging backend fed with every telemetry record (already JSON-safe)."""
+
+    name: str
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where its output goes (announced once as a ``logging_backend`` event)."""
+        ...
+
+
 class Telemetry:
     """Append-only writer for one process. Flushes each line so tailers see it at once."""
 
-    def __init__(self, output_dir: Path | str, source: str, stdout: TextIO | None = None) -> None:
+    def __init__(
+        self, output_dir: Path | str, source: str, stdout: TextIO | None = None, sinks: tuple[Sink, ...] = ()
+    ) -> None:
         self.source = source
         self.path = telemetry_path(output_dir, source)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
         self._stdout = stdout if stdout is not None else sys.stdout
+        self._sinks: list[Sink] = list(sinks)
+        self._last_step = 0
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return tuple(self._sinks)
 
     def _write(self, kind: str, step: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = {"ts": round(time.time(), 3), "source": self.source, "kind": kind, "step": int(step)}
         record.update({k: _jsonable(v) for k, v in fields.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        self._last_step = record["step"]
+        for sink in list(self._sinks):
+            try:
+                sink.write(record)
+            except Exception as exc:  # noqa: BLE001 - a logging backend never stops training
+                self.sink_failed(sink.name, exc, sink)
+                with contextlib.suppress(Exception):  # release what it holds (files, W&B process)
+                    sink.close()
         return record
+
+    def sink_failed(self, name: str, exc: BaseException, sink: Sink | None = None) -> None:
+        """Report a backend failure once (stderr + an event) and stop feeding that backend."""
+        if sink is not None and sink in self._sinks:
+            self._sinks.remove(sink)
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]  # one line, whatever it said
+        print(
+            f"warning: telemetry backend {name!r} failed ({error}); training continues without it, "
+            f"every record is still in {self.path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._write("event", self._last_step, {"event": "sink_failed", "sink": name, "error": error})
 
     def metrics(self, step: int, *, headline: tuple[str, ...] = (), **fields: Any) -> None:
         """Write all fields; echo only the ``headline`` keys (all when empty) so a terminal
@@ -78,6 +125,12 @@ class Telemetry:
         print(line, file=self._stdout, flush=True)
 
     def close(self) -> None:
+        for sink in list(self._sinks):
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - reported, the JSONL is already complete
+                self.sink_failed(sink.name, exc, sink)
+        self._sinks.clear()
         if not self._file.closed:
             self._file.close()
 

@@ -80,6 +80,12 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "checkpoint.every": 5,
     "checkpoint.keep_last": 3,
     "telemetry.log_every": 10,
+    "telemetry.wandb": "offline",
+    "telemetry.wandb_project": "pirl-other",
+    "telemetry.wandb_entity": "lab",
+    "telemetry.wandb_run_name": "renamed",
+    "telemetry.wandb_tags": ["sweep-1"],
+    "telemetry.tensorboard": True,
 }
 
 

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from pirl_console.checkpoint_source import CheckpointEntry, CheckpointSource, ValidationResult
 from pirl_console.run_request import RunRequest
+from pirl_console.screens.charts import ChartRun, runs_from_checkpoints
 from pirl_console.screens.mismatch import MismatchScreen
 from pirl_console.widgets.checkpoint_detail import CheckpointDetail
 from pirl_console.widgets.checkpoint_table import CheckpointTable
@@ -48,6 +49,7 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
         Binding("r", "resume", "Resume from it"),
         Binding("m", "mismatch", "Mismatch table"),
         Binding("g", "reload", "Reload"),
+        Binding("space", "toggle_mark", "Mark for charts (p)"),
         Binding("escape", "dismiss_none", "Back"),
     ]
 
@@ -72,6 +74,7 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
         self.request = request
         self.source = source
         self.validations: dict[str, ValidationResult] = {}
+        self.marked: dict[str, CheckpointEntry] = {}  # charted together with `p` (screens/charts.py)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -106,6 +109,8 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
     def _listed(self, message: Listed) -> None:
         table = self.query_one(CheckpointTable)
         table.load(message.entries, message.metrics)
+        self.marked = {k: e for k, e in table.entries.items() if k in self.marked}
+        table.show_marks(set(self.marked))
         title = f"checkpoints under {self.output_dir}: {len(message.entries)}"
         if message.error:
             title += f"  (error: {message.error})"
@@ -122,6 +127,23 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
         entry = self.query_one(CheckpointTable).selected
         validation = self.validations.get(str(entry.path)) if entry is not None else None
         self.query_one(CheckpointDetail).show(entry, validation)
+
+    # ------------------------------------------------------------------ charts
+    def action_toggle_mark(self) -> None:
+        table = self.query_one(CheckpointTable)
+        entry = table.selected
+        if entry is None:
+            return
+        key = str(entry.path)
+        if self.marked.pop(key, None) is None:
+            self.marked[key] = entry
+        table.show_marks(set(self.marked))
+
+    def chart_runs(self) -> list[ChartRun]:
+        """The marked checkpoints' runs (one per output dir), else this browser's run."""
+        if not self.marked:
+            return [ChartRun(self.output_dir)]
+        return runs_from_checkpoints([(e.path, e.step) for e in self.marked.values()])
 
     # ------------------------------------------------------------------ validate / resume
     def action_validate(self) -> None:

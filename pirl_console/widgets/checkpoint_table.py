@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from pirl_console.checkpoint_source import CheckpointEntry
@@ -62,6 +63,16 @@ class CheckpointTable(DataTable):
             )
         if previous is not None and str(previous.path) in self.entries:
             self.move_cursor(row=self.get_row_index(str(previous.path)))
+
+    def show_marks(self, marked: set[str]) -> None:
+        """First column: ``●`` for checkpoints marked for the chart view, beside ``last ▸``."""
+        for key, entry in self.entries.items():
+            cell = Text()
+            if key in marked:
+                cell.append("● ", style="bold #4fa3ff")
+            if entry.is_last:
+                cell.append("last ▸", style="bold #e0b000")
+            self.update_cell_at(Coordinate(self.get_row_index(key), 0), cell, update_width=True)
 
     @property
     def selected(self) -> CheckpointEntry | None:

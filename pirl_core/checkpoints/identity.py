@@ -99,6 +99,12 @@ FIELD_CLASSES: dict[str, Severity] = {
     "checkpoint.every": CHANGED,
     "checkpoint.keep_last": CHANGED,
     "telemetry.log_every": CHANGED,
+    "telemetry.wandb": CHANGED,
+    "telemetry.wandb_project": CHANGED,
+    "telemetry.wandb_entity": CHANGED,
+    "telemetry.wandb_run_name": CHANGED,
+    "telemetry.wandb_tags": CHANGED,
+    "telemetry.tensorboard": CHANGED,
 }
 
 ABSENT = "(absent)"
