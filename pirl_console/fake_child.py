@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(args)
     except KeyboardInterrupt:
-        print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)
+        print(f"interrupted: stopped cleanly (exit {int(ExitCode.INTERRUPTED)})", file=sys.stderr, flush=True)
         code = ExitCode.INTERRUPTED
     sys.stdout.flush()
     raise SystemExit(code)

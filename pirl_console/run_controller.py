@@ -163,7 +163,10 @@ class RunController:
         elif child.stop_requested:
             return
         elif code == ExitCode.RESUME_MISMATCH:
-            self.post(Notice("resume refused (exit 3): the mismatch table lists the fields", "error"))
+            code_text = int(ExitCode.RESUME_MISMATCH)
+            self.post(
+                Notice(f"resume refused (exit {code_text}): the mismatch table lists the fields", "error")
+            )
             found = MismatchFound(self._mismatch_result(), last_error(child))
             self.last_mismatch = found
             self.post(found)
