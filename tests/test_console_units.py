@@ -302,6 +302,18 @@ async def test_telemetry_panel_flags_quiet_sources_and_bad_ratio() -> None:
         numbers = as_text(panel._numbers(tel))
         assert "321" in numbers and "0.2" in numbers
         assert "update 3/10" in as_text(panel._progress(tel))
+        # notable telemetry (any non-routine event, any error record) is listed by name and fields
+        tel.apply(
+            [
+                {"source": "learner", "kind": "event", "event": "connected", "ts": 171.0},
+                {"source": "learner", "kind": "event", "event": "actor_lost", "ts": 172.0, "actor_ids": [1],
+                 "waited_s": 60},
+                {"source": "actor-1", "kind": "error", "ts": 173.0, "message": "refused", "exit_code": 5},
+            ]
+        )  # fmt: skip
+        sources = as_text(panel._sources(tel, 175.0, {"learner": True}))
+        assert "! learner: actor_lost actor_ids=[1] waited_s=60" in sources
+        assert "! actor-1: error: refused exit_code=5" in sources and "connected" not in sources
 
 
 def test_module_entry_point_exits_2_on_a_bad_profile() -> None:
