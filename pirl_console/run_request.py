@@ -9,12 +9,10 @@ the rules, it only decides which form field a :class:`ConfigError` belongs to.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from pirl_core.checkpoints.identity import value_text
 from pirl_core.checkpoints.layout import has_checkpoints
 from pirl_core.cli import CliArgs
 from pirl_core.config import DEFAULT_PROFILE, PROFILES_DIR, RunConfig, load_config
@@ -157,25 +155,6 @@ def _owner(err: ConfigError, request: RunRequest) -> str:
     return err.field if err.field in dict(request.overrides) else GENERAL_FIELD
 
 
-_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:-]*$")
-_TOML_WORDS = {"true", "false", "inf", "nan"}
-
-
-def toml_literal(value: Any) -> str:
-    """A value as override text that ``parse_override`` reads back to the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        if _BARE.match(value) and value not in _TOML_WORDS:
-            return value  # parse_override keeps text that is not TOML as a plain string
-        return json.dumps(value)  # TOML basic strings share JSON's escapes
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    return json.dumps(value)
-
-
 def normalise_list_text(text: str) -> str:
     """``0,1 2`` -> ``[0, 1, 2]``: task ids are easier to type without brackets."""
     stripped = text.strip()
@@ -203,4 +182,4 @@ def with_run_dir(request: RunRequest, now: float | None = None) -> RunRequest:
         return request  # validation reports it, under the field it concerns
     if run_dir is None:
         return request
-    return request.with_override("output_dir", toml_literal(str(run_dir)))
+    return request.with_override("output_dir", value_text(str(run_dir)))

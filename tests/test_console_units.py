@@ -19,7 +19,6 @@ from pirl_console.run_request import (
     RunRequest,
     mismatch_report_path,
     normalise_list_text,
-    toml_literal,
     validate_request,
     with_run_dir,
 )
@@ -27,6 +26,7 @@ from pirl_console.screens.mismatch import apply_rows
 from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning, strip_ansi
 from pirl_console.telemetry_feed import JsonlTail, RunTelemetry, TelemetryWatcher
 from pirl_console.widgets.output_log import OutputLog
+from pirl_core.checkpoints.identity import value_text
 from pirl_core.config import parse_override
 from pirl_core.errors import ExitCode
 from pirl_core.launch import child_commands
@@ -67,7 +67,7 @@ def test_request_command_lines_are_the_headless_ones() -> None:
 
 def test_override_text_round_trips_through_the_cli_parser() -> None:
     for value in ("libero_10", "a b", "true", [0, 3], 5, 0.25, True, "outputs/x-1"):
-        assert parse_override(f"k={toml_literal(value)}")[1] == value
+        assert parse_override(f"k={value_text(value)}")[1] == value
     assert normalise_list_text("0, 1 2") == "[0, 1, 2]" and normalise_list_text("[4]") == "[4]"
 
 
@@ -84,7 +84,7 @@ def test_run_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     request = RunRequest("toy", overrides=(("learner.updates", "3"),))
     # new run: its own timestamped dir under the profile's output dir
-    assert with_run_dir(request, now=0).override("output_dir") == toml_literal(
+    assert with_run_dir(request, now=0).override("output_dir") == value_text(
         f"outputs/toy/{time.strftime('%Y%m%d-%H%M%S', time.localtime(0))}"
     )
     explicit = request.with_override("output_dir", str(tmp_path / "out"))
@@ -110,7 +110,7 @@ def test_apply_rows_uses_the_saved_values() -> None:
     ]
     applied, skipped = apply_rows(request, rows)
     assert applied.override("recipe.denoise_steps") == "4"
-    assert applied.override("env.task_ids") == "[0, 1]"
+    assert applied.override("env.task_ids") == "[0,1]"
     assert applied.override("output_dir") is None and skipped == ["model.feature_dim"]
 
 
