@@ -19,7 +19,7 @@ from pirl_console.procstats import format_duration
 from pirl_console.telemetry_feed import RunTelemetry, describe
 from pirl_console.widgets.metric_spark import MetricSpark, format_value
 
-RATIO_TOLERANCE = 1e-4  # DESIGN.md: |ratio - 1| on the first minibatch must stay below this
+RATIO_TOLERANCE = 1e-4  # docs/design.md: |ratio - 1| on the first minibatch must stay below this
 
 NOTICES_SHOWN = 4  # newest notable events / errors under the sources
 
