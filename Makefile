@@ -10,6 +10,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make smoke        install if needed, then run the headless smoke job (learner + actor)"
+	@echo "                  ARGS=\"--resume\" continues the newest run under outputs/smoke"
+	@echo "make install      create/refresh the cached venv (dependencies + the dev and libero extras)"
 	@echo "make test         install if needed, then run the whole test suite"
 	@echo "make test-fast    the suite without end-to-end tests marked slow"
 	@echo "make console      open pirl-console"

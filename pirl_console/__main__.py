@@ -9,7 +9,7 @@
 Flags are the headless entry points' flags (``--profile``, ``--resume``, ``--resume-from``,
 dotted overrides), so a command that works in two terminals works here too. With
 ``--profile`` a bad profile or override exits 2 with the validator's message before the UI
-opens (exit codes as in DESIGN.md).
+opens (exit codes: ``pirl_core.errors.ExitCode``, docs/design.md).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pirl_console.app import PirlConsole  # import Textual only when the UI opens
 
     app = PirlConsole(request=launch.request, skip_menu=launch.skip_menu, autostart=launch.autostart)
-    return int(app.run() or 0)
+    return int(app.run() or ExitCode.OK)
 
 
 if __name__ == "__main__":

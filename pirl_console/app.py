@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding
 
 from pirl_console.checkpoint_source import CheckpointSource, CoreCheckpointSource
 from pirl_console.commands import CommandBuilder, HeadlessCommands
+from pirl_console.messages import RunRequested
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.confirm import ConfirmScreen
 from pirl_console.screens.menu import MenuScreen
@@ -79,6 +81,21 @@ class PirlConsole(App[int]):
         )
         self.push_screen(screen)
         return screen
+
+    @on(RunRequested)
+    def _run_requested(self, message: RunRequested) -> None:
+        """From the menu: open a run screen. From a run screen (a resume choice, applied saved
+        values): run the request in its place."""
+        old = self.run_screen()
+        if old is not None:
+            self.replace_run(old, message.request)
+            return
+        try:
+            config = message.request.config()
+        except ConfigError as err:
+            self.notify(f"cannot start: {err.message}", severity="error", timeout=10)
+            return
+        self.start_run(message.request, config)
 
     def replace_run(self, old: RunScreen, request: RunRequest) -> None:
         """Run ``request`` instead of ``old``'s (after a resume choice or applied saved values)."""

@@ -9,6 +9,7 @@ with these two methods. Both calls do file I/O and run in worker threads.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,7 +120,6 @@ class CoreCheckpointSource:
     def validate(self, checkpoint: Path, request: RunRequest) -> ValidationResult:
         """The learner's own config-identity check for this request (exit 3 rows)."""
         from pirl_core.checkpoints import catalog
-        from pirl_core.checkpoints import identity as ident
 
         try:
             config = request.config()
@@ -129,62 +129,47 @@ class CoreCheckpointSource:
             report = catalog.validate(checkpoint, config)
         except PirlError as err:  # CheckpointUnreadableError: exit 4's message, with the way out
             return ValidationResult(Path(checkpoint), None, [], summary=err.message, unreadable=err.message)
-        rows = [
-            MismatchRow(
-                r.field,
-                r.checkpoint,
-                r.current,
-                r.severity,
-                r.fix,
-                saved_text=None
-                if r.checkpoint == ident.ABSENT or r.field.startswith("model.")
-                else ident.value_text(r.checkpoint),
-            )
-            for r in report.rows
-        ]
-        return ValidationResult(Path(report.checkpoint), report.step, rows, summary=report.summary())
+        return result_from_report(report.to_dict())
 
 
-TABLE_HEADER = ("field", "checkpoint (expected)", "current", "severity", "how to fix")
+def result_from_report(data: dict[str, Any]) -> ValidationResult:
+    """A ValidationResult from ``IdentityReport.to_dict()``: what ``validate`` computes from the
+    files, and what the learner writes with ``--mismatch-json`` when it refuses a resume (exit 3;
+    the only source when the built model's identity is what differs). Saved values stay typed,
+    so ``saved_text`` puts them back exactly (the printed table truncates long cells)."""
+    from pirl_core.checkpoints import identity as ident
+
+    rows = [
+        MismatchRow(
+            str(r["field"]),
+            r["checkpoint"],
+            r["current"],
+            str(r["severity"]),
+            str(r["fix"]),
+            saved_text=None
+            if r["checkpoint"] == ident.ABSENT or str(r["field"]).startswith("model.")
+            else ident.value_text(r["checkpoint"]),
+        )
+        for r in data.get("rows", [])
+    ]
+    step = data.get("step")
+    return ValidationResult(
+        Path(str(data.get("checkpoint", ""))),
+        step if isinstance(step, int) else None,
+        rows,
+        summary=str(data.get("summary", "")),
+    )
 
 
-def parse_mismatch_table(lines: list[str]) -> list[MismatchRow]:
-    """Rows of the table a learner prints when it refuses a resume (exit 3).
-
-    Why: the config identity can be re-checked from files, but the model identity is compared
-    only once the learner has built the model; when that is what failed, the learner's own
-    table (``IdentityReport.format_table``: header, a rule of dashes, one row per field) is the
-    only source. Column bounds come from the rule line.
-    """
-    for i, line in enumerate(lines):
-        if not line.startswith(TABLE_HEADER[0]) or TABLE_HEADER[1] not in line or i + 1 >= len(lines):
-            continue
-        rule = lines[i + 1]
-        if not rule.startswith("-"):
-            continue
-        bounds = []
-        start = 0
-        for part in rule.split("  "):
-            if part:
-                bounds.append(start)
-            start += len(part) + 2
-        if len(bounds) != len(TABLE_HEADER):
-            continue
-        rows = []
-        for row_line in lines[i + 2 :]:
-            if not row_line.strip() or len(row_line) <= bounds[3]:
-                break
-            cells = [row_line[a:b].strip() for a, b in zip(bounds, bounds[1:] + [len(row_line)], strict=True)]
-            field_name, saved, current, severity, fix = cells
-            if severity not in (FATAL, CHANGED):
-                break
-            usable = (
-                saved not in ("(absent)", "")
-                and not saved.endswith("…")
-                and not field_name.startswith("model.")
-            )
-            rows.append(
-                MismatchRow(field_name, saved, current, severity, fix, saved_text=saved if usable else None)
-            )
-        return rows
-    return []
+def read_mismatch_report(path: Path) -> ValidationResult | None:
+    """The learner's exit-3 JSON report, or None when it wrote none (or an unreadable one)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        return None
+    try:
+        return result_from_report(data)
+    except (KeyError, TypeError):
+        return None

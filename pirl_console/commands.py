@@ -1,10 +1,10 @@
 """The child processes the console starts: exactly the headless entry points.
 
-Why injectable: the run screen only needs "a command line, an environment and a name" per
-child. Production uses :class:`HeadlessCommands` (``python -m pirl_core.learner`` /
-``python -m pirl_core.actor`` with the request's flags); tests and screenshots pass a builder
-that returns small stand-in scripts instead, and everything else (supervision, readiness,
-stop escalation, telemetry) runs unchanged.
+Why injectable: the run controller only needs "a command line, an environment and a name" per
+child. Production uses :class:`HeadlessCommands`: ``pirl_core.launch.child_commands``, the same
+function ``make smoke`` runs, applied to the request's parsed arguments; tests and screenshots
+pass a builder that returns small stand-in scripts instead, and everything else (supervision,
+readiness, stop escalation, telemetry) runs unchanged.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pirl_console.run_request import RunRequest
-from pirl_core.config import RunConfig
+from pirl_core.cli import CliArgs
+from pirl_core.launch import Role, child_commands
 
-Role = Literal["learner", "actor"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LEARNER_READY_MARKER = "[learner] ready"
 
@@ -52,9 +51,9 @@ class ChildSpec:
 
 
 class CommandBuilder(Protocol):
-    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec: ...
-
-    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec: ...
+    def specs(self, args: CliArgs) -> list[ChildSpec]:
+        """The learner first, then ``args.config.actor.n_actors`` actors."""
+        ...
 
 
 def child_env(
@@ -80,10 +79,10 @@ class HeadlessCommands:
     cwd: str = field(default_factory=os.getcwd)
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
-        argv = (self.python, "-m", "pirl_core.learner", *request.learner_args())
-        return ChildSpec.learner(argv, child_env(extra=self.extra_env), self.cwd)
-
-    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
-        argv = (self.python, "-m", "pirl_core.actor", *request.actor_args(actor_id))
-        return ChildSpec.actor(actor_id, argv, child_env(extra=self.extra_env), self.cwd)
+    def specs(self, args: CliArgs) -> list[ChildSpec]:
+        env = child_env(extra=self.extra_env)
+        marker = {"learner": LEARNER_READY_MARKER, "actor": None}
+        return [
+            ChildSpec(cmd.name, cmd.role, cmd.argv, env, self.cwd, ready_marker=marker[cmd.role])
+            for cmd in child_commands(args, self.python)
+        ]

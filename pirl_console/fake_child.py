@@ -1,4 +1,7 @@
-"""A stand-in learner or actor for the console's tests and screenshots.
+"""A stand-in learner or actor for the console's tests and screenshots (not used by a real run).
+
+It lives in the package, not in ``tests/``, because ``make screenshots``
+(``python -m pirl_console.screenshots``) drives the console with it too.
 
 Why it exists: supervising, readiness gating, stop escalation, log files and the telemetry
 panel must be exercised against real child processes, but a real smoke run takes minutes
@@ -13,6 +16,7 @@ line, exit codes, clean exit 130 on SIGINT — with deterministic numbers and ch
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -23,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pirl_console.commands import ChildSpec, child_env
-from pirl_console.run_request import RunRequest
-from pirl_core.config import RunConfig
+from pirl_core.cli import CliArgs
+from pirl_core.errors import ExitCode
 from pirl_core.telemetry import Telemetry
 
 
@@ -85,6 +89,34 @@ def _flood(count: int, rate: float = 0.0) -> None:
     out.flush()
 
 
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _write_mismatch(path: str) -> None:
+    """The real learner's exit-3 report (``IdentityReport.to_dict``), with one fatal config row
+    and one model row that only the built model knows."""
+    from pirl_core.checkpoints.identity import IdentityReport, Row
+
+    report = IdentityReport(
+        "outputs/fake/checkpoints/000002",
+        2,
+        [
+            Row(
+                "recipe.denoise_steps", 4, 8, "fatal", "--recipe.denoise_steps=4 (or start a new output dir)"
+            ),
+            Row("model.feature_dim", 32, 64, "fatal", "start a new output dir"),
+            Row("recipe.lr", 0.001, 0.003, "changed", "allowed"),
+        ],
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({**report.to_dict(), "exit_code": int(ExitCode.RESUME_MISMATCH)}, fh)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -97,12 +129,18 @@ def run(args: argparse.Namespace) -> int:
         _flood(args.flood_before_ready)
     time.sleep(args.ready_after)
     if args.role == "learner":
-        if args.exit_code not in (0, 130) and args.fail_early:
+        if args.exit_code not in (ExitCode.OK, ExitCode.INTERRUPTED) and args.fail_early:
             print(
                 f"error: fake learner refuses to start (exit {args.exit_code})", file=sys.stderr, flush=True
             )
+            if args.exit_code == ExitCode.RESUME_MISMATCH and args.mismatch_json:
+                _write_mismatch(args.mismatch_json)
             return args.exit_code
         tel.event("ready", 0, host="127.0.0.1", port=args.port, version=0)
+        for spec in args.event:  # NAME[:key=value,...], e.g. actor_lost:actor_id=1,waited_s=60
+            name, _, rest = spec.partition(":")
+            fields = dict(item.split("=", 1) for item in rest.split(",") if item)
+            tel.event(name, 0, **{k: _number_or_text(v) for k, v in fields.items()})
         if args.flood is not None:
             _flood(args.flood, args.flood_rate)
         for update in range(1, args.updates + 1):
@@ -154,14 +192,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ignore-sigint", action="store_true")
     parser.add_argument("--grandchild", action="store_true", help="leave a `sleep 600` in the group")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--mismatch-json", default=None, help="with --exit-code 3: write a mismatch report")
+    parser.add_argument(
+        "--event", action="append", default=[], help="learner: after ready, write this telemetry event"
+    )
     args = parser.parse_args(argv)
     if args.flood < 0:
         args.flood = None
     try:
         code = run(args)
     except KeyboardInterrupt:
-        print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)
-        code = 130
+        print(f"interrupted: stopped cleanly (exit {int(ExitCode.INTERRUPTED)})", file=sys.stderr, flush=True)
+        code = ExitCode.INTERRUPTED
     sys.stdout.flush()
     raise SystemExit(code)
 
@@ -176,7 +218,8 @@ class FakeCommands:
     python: str = sys.executable
     cwd: str = field(default_factory=os.getcwd)
 
-    def _argv(self, config: RunConfig, role: str, flags: list[str], actor_id: int = 0) -> tuple[str, ...]:
+    def _argv(self, args: CliArgs, role: str, flags: list[str], actor_id: int = 0) -> tuple[str, ...]:
+        extra = ["--mismatch-json", args.mismatch_json] if role == "learner" and args.mismatch_json else []
         return (
             self.python,
             "-m",
@@ -186,16 +229,19 @@ class FakeCommands:
             "--actor-id",
             str(actor_id),
             "--output-dir",
-            config.output_dir,
+            args.config.output_dir,
+            *extra,
             *flags,
         )
 
-    def learner(self, request: RunRequest, config: RunConfig) -> ChildSpec:
-        return ChildSpec.learner(self._argv(config, "learner", self.learner_flags), child_env(), self.cwd)
-
-    def actor(self, request: RunRequest, config: RunConfig, actor_id: int) -> ChildSpec:
-        argv = self._argv(config, "actor", self.actor_flags, actor_id)
-        return ChildSpec.actor(actor_id, argv, child_env(), self.cwd)
+    def specs(self, args: CliArgs) -> list[ChildSpec]:
+        env = child_env()
+        learner = ChildSpec.learner(self._argv(args, "learner", self.learner_flags), env, self.cwd)
+        actors = [
+            ChildSpec.actor(i, self._argv(args, "actor", self.actor_flags, i), env, self.cwd)
+            for i in range(args.config.actor.n_actors)
+        ]
+        return [learner, *actors]
 
 
 if __name__ == "__main__":

@@ -9,15 +9,15 @@ the rules, it only decides which form field a :class:`ConfigError` belongs to.
 
 from __future__ import annotations
 
-import json
-import re
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from pirl_core.checkpoints.identity import value_text
+from pirl_core.checkpoints.layout import has_checkpoints
+from pirl_core.cli import CliArgs
 from pirl_core.config import DEFAULT_PROFILE, PROFILES_DIR, RunConfig, load_config
 from pirl_core.errors import ConfigError
+from pirl_core.launch import choose_run_dir
 
 # Form fields that are not profile keys but still need an inline message.
 RESUME_FIELD = "resume"
@@ -71,20 +71,17 @@ class RunRequest:
             return self.profile
         return str(Path(self.profiles_dir) / f"{self.profile}.toml")
 
-    def override_args(self) -> list[str]:
-        return [f"--{key}={value}" for key, value in self.overrides]
-
-    def learner_args(self) -> list[str]:
-        args = ["--profile", self.profile_arg()]
-        if self.resume_from:
-            args += ["--resume-from", self.resume_from]
-        elif self.resume:
-            args.append("--resume")
-        return args + self.override_args()
-
-    def actor_args(self, actor_id: int) -> list[str]:
-        # Actors take no resume flag: a resumed learner pushes the restored parameters.
-        return ["--profile", self.profile_arg(), "--actor-id", str(actor_id), *self.override_args()]
+    def cli_args(self, config: RunConfig) -> CliArgs:
+        """The parsed command line this request stands for; ``pirl_core.launch.child_commands``
+        turns it into the learner's and the actors' argv (the same function ``make smoke`` uses).
+        A resume also asks the learner for its exit-3 report as JSON, next to the console's logs."""
+        return CliArgs(
+            config=replace(config, profile=self.profile_arg()),
+            overrides=[f"{key}={value}" for key, value in self.overrides],
+            resume=self.resume,
+            resume_from=self.resume_from,
+            mismatch_json=str(mismatch_report_path(config)) if self.resume else None,
+        )
 
     # ------------------------------------------------------------------ validation
     def config(self) -> RunConfig:
@@ -158,25 +155,6 @@ def _owner(err: ConfigError, request: RunRequest) -> str:
     return err.field if err.field in dict(request.overrides) else GENERAL_FIELD
 
 
-_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:-]*$")
-_TOML_WORDS = {"true", "false", "inf", "nan"}
-
-
-def toml_literal(value: Any) -> str:
-    """A value as override text that ``parse_override`` reads back to the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        if _BARE.match(value) and value not in _TOML_WORDS:
-            return value  # parse_override keeps text that is not TOML as a plain string
-        return json.dumps(value)  # TOML basic strings share JSON's escapes
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
-    return json.dumps(value)
-
-
 def normalise_list_text(text: str) -> str:
     """``0,1 2`` -> ``[0, 1, 2]``: task ids are easier to type without brackets."""
     stripped = text.strip()
@@ -189,46 +167,19 @@ def normalise_list_text(text: str) -> str:
 # --------------------------------------------------------------------------- run directories
 
 
-def has_checkpoints(output_dir: Path) -> bool:
-    root = Path(output_dir) / "checkpoints"
-    if not root.is_dir():
-        return False
-    return (root / "last").is_symlink() or any(p.name.isdigit() and p.is_dir() for p in root.iterdir())
-
-
-def newest_run_dir(base: Path) -> Path | None:
-    """The most recently checkpointed run: ``base`` itself or one of its ``<timestamp>`` subdirs."""
-    base = Path(base)
-    candidates = [base] + (sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else [])
-    best: tuple[float, Path] | None = None
-    for candidate in candidates:
-        if not has_checkpoints(candidate):
-            continue
-        root = candidate / "checkpoints"
-        stamp = max((p.lstat().st_mtime for p in root.iterdir()), default=0.0)
-        if best is None or stamp >= best[0]:
-            best = (stamp, candidate)
-    return None if best is None else best[1]
+def mismatch_report_path(config: RunConfig) -> Path:
+    """Where the learner writes its exit-3 report (``--mismatch-json``) for the console to read."""
+    return config.output_path / "logs" / "resume-mismatch.json"
 
 
 def with_run_dir(request: RunRequest, now: float | None = None) -> RunRequest:
-    """Where the run writes when the researcher did not say (``output_dir`` not overridden).
-
-    A new run gets its own ``<profile output_dir>/<YYYYmmdd-HHMMSS>`` (as ``make smoke`` does),
-    so starting twice never collides with earlier checkpoints (the learner refuses a new run in
-    a dir that has some). A resume continues the most recently checkpointed run under the
-    profile's output dir. An explicit ``output_dir`` is always used as given.
-    """
-    if request.override("output_dir") is not None or request.resume_from:
-        return request
+    """Where the run writes when the researcher did not say: ``pirl_core.launch.choose_run_dir``,
+    the rule ``make smoke`` follows (a new run gets its own timestamped dir, a resume continues the
+    newest checkpointed run), written into the request as an ``output_dir`` override."""
     try:
-        base = Path(request.config().output_dir)
+        run_dir = choose_run_dir(request.cli_args(request.config()), now)
     except ConfigError:
-        return request  # validation reports it
-    if request.resume:
-        found = newest_run_dir(base)
-        if found is None or found == base:
-            return request
-        return request.with_override("output_dir", toml_literal(str(found)))
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return request.with_override("output_dir", toml_literal(str(base / stamp)))
+        return request  # validation reports it, under the field it concerns
+    if run_dir is None:
+        return request
+    return request.with_override("output_dir", value_text(str(run_dir)))

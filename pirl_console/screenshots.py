@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pirl_core.errors import ExitCode
+
 SIZE = (150, 44)
 RUN_DIR = "outputs/toy-demo"
 # Small toy settings so building the trainer for the checkpoint tree takes seconds.
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         del os.environ["TEXTUAL"]  # no devtools in headless runs
     for path in asyncio.run(generate(out)):
         print(f"wrote {path}")
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import IO
 import psutil
 
 from pirl_console.commands import ChildSpec
+from pirl_core.errors import ExitCode
 
 READ_CHUNK = 1 << 16
 STREAM_LIMIT = 1 << 24  # asyncio's 64 KiB default would choke on one long line
@@ -41,13 +42,14 @@ EXIT_DRAIN_S = 1.0  # after the leader exits: time for the pipe to deliver its t
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
+# Words for the badge; an ExitCode added later without words here shows its own name.
 EXIT_MEANINGS = {
-    0: "done",
-    2: "bad usage or profile",
-    3: "resume mismatch",
-    4: "checkpoint unreadable",
-    5: "transport failure",
-    130: "interrupted",
+    ExitCode.OK: "done",
+    ExitCode.USAGE: "bad usage or profile",
+    ExitCode.RESUME_MISMATCH: "resume mismatch",
+    ExitCode.CHECKPOINT_UNREADABLE: "checkpoint unreadable",
+    ExitCode.TRANSPORT: "transport failure",
+    ExitCode.INTERRUPTED: "interrupted",
 }
 
 
@@ -62,7 +64,11 @@ def exit_meaning(code: int | None) -> str:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
-    return EXIT_MEANINGS.get(code, "error")
+    if code in EXIT_MEANINGS:
+        return EXIT_MEANINGS[ExitCode(code)]
+    if code in ExitCode.__members__.values():
+        return ExitCode(code).name.lower().replace("_", " ")
+    return "error"
 
 
 def live_group_members(pgid: int) -> list[int]:

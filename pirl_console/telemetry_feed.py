@@ -22,6 +22,20 @@ from typing import Any
 from pirl_core.telemetry import TELEMETRY_DIR
 
 HISTORY_FIELDS = ("success_rate", "return_mean", "policy_loss", "value_loss", "approx_kl")
+# Lifecycle events the panes already show as state (badges, progress). Every other event —
+# ``actor_lost``, ``waiting``, whatever the learner adds next — is surfaced as it comes.
+ROUTINE_EVENTS = frozenset(
+    {"ready", "connecting", "connected", "resumed", "checkpoint", "done", "learner_done", "interrupted"}
+)
+_ENVELOPE = ("ts", "source", "kind", "step", "event", "message")
+
+
+def describe(record: dict[str, Any]) -> str:
+    """One line for an event or error record, from its name and fields (no per-event code):
+    ``learner: actor_lost actor_id=1 waited_s=60``."""
+    name = record.get("event") if record.get("kind") == "event" else f"error: {record.get('message', '')}"
+    fields = " ".join(f"{k}={v}" for k, v in record.items() if k not in _ENVELOPE)
+    return f"{record.get('source', '?')}: {name}{' ' + fields if fields else ''}"
 
 
 class JsonlTail:
@@ -131,6 +145,13 @@ class RunTelemetry:
         self.ready_ts: float | None = None
         self.ready_step = 0.0
         self.done: dict[str, Any] | None = None
+        self.notices: deque[dict[str, Any]] = deque(maxlen=20)  # notable events and errors, newest last
+
+    @staticmethod
+    def notable(record: dict[str, Any]) -> bool:
+        """An error record, or an event that is not routine lifecycle."""
+        kind = record.get("kind")
+        return kind == "error" or (kind == "event" and record.get("event") not in ROUTINE_EVENTS)
 
     # ------------------------------------------------------------------ ingest
     def apply(self, records: list[dict[str, Any]]) -> set[str]:
@@ -161,6 +182,8 @@ class RunTelemetry:
                     self.done = record
             elif kind == "error":
                 state.errors.append(record)
+            if self.notable(record):
+                self.notices.append(record)
             changed.add(name)
         return changed
 

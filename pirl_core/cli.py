@@ -5,13 +5,15 @@ Both entry points take the same flags so that a run is described once:
     python -m pirl_core.learner --profile smoke --env.suite=libero_spatial --learner.updates=5
     python -m pirl_core.actor   --profile smoke --env.suite=libero_spatial --learner.updates=5
 
-``--resume`` / ``--resume-from`` matter to the learner only (the actor receives the restored
-parameters and version); ``--actor-id`` matters to the actor only.
+``--resume`` / ``--resume-from`` / ``--mismatch-json`` matter to the learner only (the actor
+receives the restored parameters and version); ``--actor-id`` matters to the actor only.
+:mod:`pirl_core.launch` turns a parsed :class:`CliArgs` back into both command lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -28,6 +30,11 @@ class CliArgs:
     resume: bool = False
     resume_from: str | None = None
     actor_id: int = 0
+    mismatch_json: str | None = None  # exit 3: also write the mismatch report here as JSON ("-": stderr)
+
+    def has_override(self, key: str) -> bool:
+        """Whether the command line set ``key`` (e.g. ``output_dir``) explicitly."""
+        return any(item.split("=", 1)[0].strip() == key for item in self.overrides)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +56,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
     parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
     parser.add_argument("--actor-id", type=int, default=0, help="actor index (actor only)")
+    parser.add_argument(
+        "--mismatch-json",
+        default=None,
+        metavar="FILE",
+        help="on a refused resume (exit 3) also write the mismatch report as JSON to FILE ('-': stderr)",
+    )
     return parser
 
 
@@ -68,7 +81,35 @@ def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
         resume=known.resume or known.resume_from is not None,
         resume_from=known.resume_from,
         actor_id=known.actor_id,
+        mismatch_json=known.mismatch_json,
     )
+
+
+def write_mismatch_json(err: PirlError, target: str | None) -> None:
+    """Exit 3 as data: the console (or a script) reads this instead of the printed table.
+
+    Written only for a refused resume that carries its report, atomically (temp + rename), so a
+    reader never sees half a file."""
+    from pirl_core.checkpoints.identity import IdentityMismatch
+
+    if target is None or not isinstance(err, IdentityMismatch):
+        return
+    text = json.dumps({**err.report.to_dict(), "exit_code": int(err.exit_code)}, indent=2, default=str)
+    if target == "-":
+        print(text, file=sys.stderr, flush=True)
+        return
+    path = os.path.abspath(target)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, path)
+
+
+def _mismatch_target(argv: list[str]) -> str | None:
+    """``--mismatch-json`` of this command line (already accepted once by ``parse_args``)."""
+    known, _ = build_parser("pirl").parse_known_args(argv)
+    return known.mismatch_json
 
 
 def run_main(main: Callable[[], int]) -> None:
@@ -80,6 +121,7 @@ def run_main(main: Callable[[], int]) -> None:
         print(err.line(), file=sys.stderr, flush=True)
         if err.detail:
             print(err.detail, file=sys.stderr, flush=True)
+        write_mismatch_json(err, _mismatch_target(sys.argv[1:]))
         code = err.exit_code
     except KeyboardInterrupt:
         print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)

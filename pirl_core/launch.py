@@ -2,46 +2,146 @@
 
 It runs exactly the two-terminal commands (learner, then the profile's actors) as child
 processes, prefixes their output, and exits with the learner's code (or the first failure).
-Without ``--output_dir`` or ``--resume`` it gives each launch its own run directory under the
-profile's ``output_dir`` (``<output_dir>/<YYYYmmdd-HHMMSS>``), so running ``make smoke`` twice
-never collides with, or overwrites, an earlier run.
+
+Why the command lines are built here, from a parsed :class:`~pirl_core.cli.CliArgs` and never by
+filtering argv strings: ``--resume-from PATH`` is two words, and a string filter that drops the
+flag hands the bare PATH to the actor. :func:`child_commands` is the one place that knows which
+flag goes to which role; the console calls it too (``pirl_console.commands``).
+
+Where a run writes (:func:`choose_run_dir`, shared with the console): an explicit
+``--output_dir`` is used as given; a new run gets ``<output_dir>/<YYYYmmdd-HHMMSS>`` so two
+launches never collide; ``--resume`` continues the newest run under the profile's output dir
+that has checkpoints; ``--resume-from CKPT`` continues the run that checkpoint belongs to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from pirl_core.cli import parse_args
-from pirl_core.errors import ExitCode, PirlError
+from pirl_core.checkpoints import layout
+from pirl_core.checkpoints.identity import value_text
+from pirl_core.cli import CliArgs, parse_args
+from pirl_core.errors import ConfigError, ExitCode, PirlError
 
 STOP_TIMEOUT_S = 20.0
 
+Role = Literal["learner", "actor"]
 
-def child_commands(
-    argv: list[str], n_actors: int, python: str = sys.executable
-) -> list[tuple[str, list[str]]]:
-    learner = [python, "-m", "pirl_core.learner", *argv]
-    actor_argv = [a for a in argv if a != "--resume" and not a.startswith("--resume-from")]
-    actors = [
-        (f"actor-{i}", [python, "-m", "pirl_core.actor", *actor_argv, f"--actor-id={i}"])
-        for i in range(n_actors)
+
+@dataclass(frozen=True)
+class ChildCommand:
+    """One child of a run: its name (``learner``, ``actor-N``), role and full argv."""
+
+    name: str
+    role: Role
+    argv: tuple[str, ...]
+
+
+def learner_flags(args: CliArgs) -> list[str]:
+    flags = ["--profile", args.config.profile]
+    if args.resume_from is not None:
+        flags += ["--resume-from", args.resume_from]
+    elif args.resume:
+        flags.append("--resume")
+    flags += [f"--{item}" for item in args.overrides]
+    if args.mismatch_json is not None:
+        flags += ["--mismatch-json", args.mismatch_json]
+    return flags
+
+
+def actor_flags(args: CliArgs, actor_id: int) -> list[str]:
+    # No resume flag: a resumed learner pushes the restored parameters and version.
+    return [
+        "--profile",
+        args.config.profile,
+        "--actor-id",
+        str(actor_id),
+        *(f"--{o}" for o in args.overrides),
     ]
-    return [("learner", learner), *actors]
 
 
-def with_run_dir(argv: list[str], output_dir: str) -> list[str]:
-    explicit = any(a.startswith("--output_dir=") for a in argv)
-    resuming = any(a == "--resume" or a.startswith("--resume-from") for a in argv)
-    if explicit or resuming:
-        return argv
-    return [*argv, f"--output_dir={Path(output_dir) / time.strftime('%Y%m%d-%H%M%S')}"]
+def child_commands(args: CliArgs, python: str = sys.executable) -> list[ChildCommand]:
+    """The learner and ``actor.n_actors`` actors, exactly as a user would type them."""
+    learner = ChildCommand("learner", "learner", (python, "-m", "pirl_core.learner", *learner_flags(args)))
+    actors = [
+        ChildCommand(f"actor-{i}", "actor", (python, "-m", "pirl_core.actor", *actor_flags(args, i)))
+        for i in range(args.config.actor.n_actors)
+    ]
+    return [learner, *actors]
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def _last_checkpoint_time(run_dir: Path) -> float:
+    root = layout.checkpoints_root(run_dir)
+    return max((p.lstat().st_mtime for p in root.iterdir()), default=0.0)
+
+
+def newest_run_dir(base: Path | str) -> Path | None:
+    """The most recently checkpointed run: ``base`` itself or one of its subdirectories."""
+    base = Path(base)
+    candidates = [base, *(sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else [])]
+    runs = [c for c in candidates if layout.has_checkpoints(c)]
+    return max(runs, key=_last_checkpoint_time, default=None)
+
+
+def choose_run_dir(args: CliArgs, now: float | None = None) -> Path | None:
+    """The output dir the children should use, or None to keep the one the config names.
+
+    Raises ConfigError (exit 2) for ``--resume`` when no run under the profile's output dir has
+    checkpoints: there is nothing to continue, and starting a fresh run instead would surprise.
+    """
+    if args.has_override("output_dir"):
+        return None
+    base = args.config.output_path
+    if args.resume_from is not None:
+        target = Path(args.resume_from)
+        if target.parent.name == layout.CHECKPOINTS_DIR:
+            return layout.checkpoint_output_dir(target)  # continue the run it belongs to
+        if layout.checkpoints_root(target).is_dir():
+            return target  # an output dir: the learner resumes its newest checkpoint
+        return None  # the learner reports what is wrong with the path
+    if args.resume:
+        found = newest_run_dir(base)
+        if found is None:
+            raise ConfigError(
+                "--resume",
+                str(base),
+                "a run directory with checkpoints under it",
+                hint="nothing to resume: start a run first, or pass --resume-from PATH",
+            )
+        return found
+    stamp = base / time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh, n = stamp, 1
+    while fresh.exists():  # two launches in one second
+        n += 1
+        fresh = stamp.with_name(f"{stamp.name}-{n}")
+    return fresh
+
+
+def with_output_dir(args: CliArgs, output_dir: Path | None) -> CliArgs:
+    """``args`` with ``--output_dir=...`` set (a no-op for None)."""
+    if output_dir is None:
+        return args
+    return dataclasses.replace(
+        args,
+        config=dataclasses.replace(args.config, output_dir=str(output_dir)),
+        overrides=[*args.overrides, f"output_dir={value_text(str(output_dir))}"],
+    )
+
+
+# --------------------------------------------------------------------------- running
 
 
 def _signal_all(procs: dict[str, subprocess.Popen], sig: int) -> None:
@@ -73,7 +173,7 @@ def _stream(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
             if name in codes or proc.poll() is None:
                 continue
             codes[name] = proc.returncode
-            if proc.returncode != 0 and kill_at is None:
+            if proc.returncode != ExitCode.OK and kill_at is None:
                 print(f"[launch] {name} exited {proc.returncode}; stopping the others", flush=True)
                 _signal_all(procs, signal.SIGINT)
                 kill_at = time.monotonic() + STOP_TIMEOUT_S
@@ -85,17 +185,26 @@ def _stream(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
 def run(argv: list[str]) -> int:
     try:
         args = parse_args("python -m pirl_core.launch", argv)
+        run_dir = choose_run_dir(args)
     except PirlError as err:
         print(err.line(), file=sys.stderr)
         return err.exit_code
-    argv = with_run_dir(argv, args.config.output_dir)
+    if run_dir is not None and args.resume_from is not None:
+        print(f"[launch] --resume-from: continuing run {run_dir}", flush=True)
+    elif run_dir is not None and args.resume:
+        base = args.config.output_dir
+        print(
+            f"[launch] --resume: continuing {run_dir}, the newest run with checkpoints under {base}",
+            flush=True,
+        )
+    args = with_output_dir(args, run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("MUJOCO_GL", "egl")
     procs: dict[str, subprocess.Popen] = {}
-    for name, cmd in child_commands(argv, args.config.actor.n_actors):
-        print(f"[launch] {name}: {' '.join(cmd)}", flush=True)
-        procs[name] = subprocess.Popen(
-            cmd,
+    for child in child_commands(args):
+        print(f"[launch] {child.name}: {' '.join(child.argv)}", flush=True)
+        procs[child.name] = subprocess.Popen(
+            child.argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -112,8 +221,8 @@ def run(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         return ExitCode.INTERRUPTED
-    failures = [c for c in codes.values() if c != 0]
-    code = codes["learner"] if codes["learner"] != 0 else (failures[0] if failures else 0)
+    failures = [c for c in codes.values() if c != ExitCode.OK]
+    code = codes["learner"] if codes["learner"] != ExitCode.OK else (failures[0] if failures else 0)
     print(f"[launch] finished: {', '.join(f'{n}={c}' for n, c in codes.items())}", flush=True)
     return code
 

@@ -13,13 +13,35 @@ python_bin="${PIRL_PYTHON:-python3}"
 pyver="$("$python_bin" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 venv="${PIRL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pirl/venv-py${pyver}}"
 
-spec_hash="$("$python_bin" - "$root/pyproject.toml" <<'PY'
-import hashlib, json, sys, tomllib
+# Extras installed with the dependencies: dev tools and LIBERO (the `libero` extra; the core and
+# the toy profile run without it). Part of the stamp, so changing the list re-installs.
+extras="${PIRL_EXTRAS:-dev,libero}"
+
+# One line with the spec hash, then the requirement lines (dependencies + the chosen extras).
+spec="$("$python_bin" - "$root/pyproject.toml" "$extras" <<'PY'
+import hashlib, json, sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-spec = {"deps": project["dependencies"], "extras": project.get("optional-dependencies", {})}
+optional = project.get("optional-dependencies", {})
+extras = [e for e in sys.argv[2].split(",") if e]
+unknown = [e for e in extras if e not in optional]
+if unknown:
+    sys.exit(f"[ensure_env] PIRL_EXTRAS names unknown extras {unknown}; pyproject.toml has {sorted(optional)}")
+spec = {"deps": project["dependencies"], "extras": optional, "installed": extras}
 print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16])
+for dep in project["dependencies"] + [d for e in extras for d in optional[e]]:
+    print(dep)
 PY
 )"
+spec_hash="$(head -n 1 <<<"$spec")"
+requirements="$(tail -n +2 <<<"$spec")"
+if [ "${1:-}" = "--print-spec" ]; then  # what would be installed, and its stamp; touches nothing
+  printf '%s\n' "$spec"
+  exit 0
+fi
 
 log() { echo "[ensure_env] $*" >&2; }
 
@@ -34,12 +56,7 @@ stamp="$venv/.pirl-spec-$spec_hash"
 if [ ! -f "$stamp" ]; then
   log "installing dependencies into $venv (spec $spec_hash; first time takes several minutes)"
   # Dependencies only; the project itself is installed editable below.
-  "$venv/bin/python" - "$root/pyproject.toml" > "$venv/.pirl-requirements.txt" <<'PY'
-import sys, tomllib
-project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-for dep in project["dependencies"] + project["optional-dependencies"]["dev"]:
-    print(dep)
-PY
+  printf '%s\n' "$requirements" > "$venv/.pirl-requirements.txt"
   "$venv/bin/python" -m pip install --progress-bar off -r "$venv/.pirl-requirements.txt" >&2
   rm -f "$venv"/.pirl-spec-*
   touch "$stamp"

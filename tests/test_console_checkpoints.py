@@ -127,6 +127,9 @@ async def test_real_refused_resume_opens_the_table_and_retry_resumes(tmp_path: P
         assert mismatch.reason.startswith("error: cannot resume from")
         fatal = [(r.field, r.saved, r.current) for r in mismatch.result.rows if r.fatal]
         assert fatal == [("recipe.denoise_steps", 4, 8)]
+        # read from the learner's own JSON report, not from its printed table
+        assert "--mismatch-json" in run.learner.spec.argv
+        assert (cfg.output_path / "logs" / "resume-mismatch.json").is_file()
         first_pid = run.learner.pid
         await pilot.press("a")
         await wait_for(pilot, lambda: run.learner.alive and run.learner.pid != first_pid, what="retry")

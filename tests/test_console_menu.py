@@ -11,10 +11,12 @@ from textual.widgets import Button, Input, Label, Switch
 from pirl_console.__main__ import UsageError, main, parse
 from pirl_console.app import PirlConsole
 from pirl_console.fake_child import FakeCommands
+from pirl_console.run_request import RunRequest
 from pirl_console.screens.menu import MenuScreen
 from pirl_console.screens.run import RunScreen
 from pirl_console.widgets.overrides_form import OverridesForm
 from pirl_console.widgets.profile_table import ProfileTable
+from pirl_core.launch import child_commands
 from tests.test_console_support import ROOT, SIZE, descendants, fast_settings, wait_for
 
 
@@ -23,6 +25,11 @@ def menu_app(**kwargs) -> PirlConsole:
         learner_flags=["--updates", "1", "--hold"], actor_flags=["--updates", "1", "--hold"], cwd=str(ROOT)
     )
     return PirlConsole(commands=commands, settings=fast_settings(), **kwargs)
+
+
+def learner_argv(request: RunRequest) -> tuple[str, ...]:
+    """The learner's flags (after ``python -m pirl_core.learner``) for this request."""
+    return child_commands(request.cli_args(request.config()))[0].argv[3:]
 
 
 def error_text(app: PirlConsole, wid: str) -> str:
@@ -117,7 +124,7 @@ async def test_invalid_values_are_shown_inline_and_nothing_starts(tmp_path: Path
         await type_into(pilot, app, "ov-extra", "recipe.clip=0.1")
         assert menu.validation.ok, menu.validation.errors
         assert menu.request.override("env.task_ids") == "[1, 2]"
-        args = menu.request.learner_args()
+        args = learner_argv(menu.request)
         for flag in (
             "--env.suite=libero_spatial",
             "--env.task_ids=[1, 2]",
@@ -168,7 +175,7 @@ async def test_invalid_profile_file_is_listed_with_its_error(tmp_path: Path) -> 
         await pilot.pause(0.05)
         assert menu.profile == "good" and menu.validation.ok
         # the child resolves exactly this profile file
-        assert menu.request.learner_args()[:2] == ["--profile", str(profiles / "good.toml")]
+        assert learner_argv(menu.request)[:2] == ("--profile", str(profiles / "good.toml"))
 
 
 async def test_profile_flag_skips_the_menu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,7 +203,7 @@ def test_command_line_parsing(tmp_path: Path) -> None:
     ckpt = tmp_path / "run" / "checkpoints" / "000002"
     ckpt.mkdir(parents=True)
     resume = parse(["--profile", "smoke", "--resume-from", str(ckpt), f"--output_dir={tmp_path / 'run'}"])
-    assert resume.request is not None and resume.request.learner_args()[2:4] == ["--resume-from", str(ckpt)]
+    assert resume.request is not None and learner_argv(resume.request)[2:4] == ("--resume-from", str(ckpt))
     with pytest.raises(UsageError, match="no checkpoint at"):
         parse(["--profile", "smoke", "--resume-from", str(tmp_path / "missing")])
     prefill = parse(["--learner.updates=4"])

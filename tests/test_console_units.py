@@ -4,19 +4,21 @@ supervisor, telemetry tails and aggregation, the output view's cap and find."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from textual.app import App, ComposeResult
 
-from pirl_console.checkpoint_source import MismatchRow
+from pirl_console.checkpoint_source import MismatchRow, read_mismatch_report
 from pirl_console.commands import LEARNER_READY_MARKER, ChildSpec, HeadlessCommands, child_env
 from pirl_console.run_request import (
     RunRequest,
-    newest_run_dir,
+    mismatch_report_path,
     normalise_list_text,
-    toml_literal,
     validate_request,
     with_run_dir,
 )
@@ -24,33 +26,40 @@ from pirl_console.screens.mismatch import apply_rows
 from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning, strip_ansi
 from pirl_console.telemetry_feed import JsonlTail, RunTelemetry, TelemetryWatcher
 from pirl_console.widgets.output_log import OutputLog
+from pirl_core.checkpoints.identity import value_text
 from pirl_core.config import parse_override
+from pirl_core.errors import ExitCode
+from pirl_core.launch import child_commands
 from tests.test_console_support import ROOT
 
 
 def test_request_command_lines_are_the_headless_ones() -> None:
+    """The console's children are `pirl_core.launch.child_commands` of the request's parsed
+    arguments: the very command lines `make smoke` runs."""
     request = RunRequest("smoke", overrides=(("env.suite", "libero_spatial"), ("learner.updates", "5")))
     request = request.with_override("learner.updates", "7").with_override("env.suite", None)
     assert request.overrides == (("learner.updates", "7"),)
-    resumed = RunRequest("smoke", resume=True)
-    assert resumed.learner_args() == ["--profile", "smoke", "--resume"]
-    forked = RunRequest("smoke", resume=True, resume_from="/x/checkpoints/000004", overrides=(("a.b", "1"),))
-    assert forked.learner_args() == [
+    config = request.config()
+    commands = HeadlessCommands(python="/py", cwd="/somewhere")
+    learner, actor = commands.specs(request.cli_args(config))
+    assert learner.argv == ("/py", "-m", "pirl_core.learner", "--profile", "smoke", "--learner.updates=7")
+    assert learner.ready_marker == LEARNER_READY_MARKER and actor.ready_marker is None
+    assert actor.display() == "/py -m pirl_core.actor --profile smoke --actor-id 0 --learner.updates=7"
+    assert learner.argv[3:] == child_commands(request.cli_args(config), "/py")[0].argv[3:]
+
+    forked = RunRequest("smoke", resume=True, resume_from="/x/checkpoints/000004", overrides=(("seed", "1"),))
+    learner, actor = commands.specs(forked.cli_args(forked.config()))
+    report = str(mismatch_report_path(forked.config()))
+    assert learner.argv[3:] == (
         "--profile",
         "smoke",
         "--resume-from",
         "/x/checkpoints/000004",
-        "--a.b=1",
-    ]
-    assert forked.actor_args(1) == ["--profile", "smoke", "--actor-id", "1", "--a.b=1"]
-    config = request.config()
-    commands = HeadlessCommands(python="/py", cwd="/somewhere")
-    learner = commands.learner(request, config)
-    assert learner.argv == ("/py", "-m", "pirl_core.learner", "--profile", "smoke", "--learner.updates=7")
-    assert learner.ready_marker == LEARNER_READY_MARKER
-    assert commands.actor(request, config, 0).display() == (
-        "/py -m pirl_core.actor --profile smoke --actor-id 0 --learner.updates=7"
+        "--seed=1",
+        "--mismatch-json",
+        report,
     )
+    assert actor.argv[3:] == ("--profile", "smoke", "--actor-id", "0", "--seed=1")
     env = child_env({"PATH": "/bin", "MUJOCO_GL": "osmesa"})
     assert env["PYTHONUNBUFFERED"] == "1" and env["MUJOCO_GL"] == "osmesa"
     assert env["PYTHONPATH"].split(":")[0] == str(ROOT)
@@ -58,7 +67,7 @@ def test_request_command_lines_are_the_headless_ones() -> None:
 
 def test_override_text_round_trips_through_the_cli_parser() -> None:
     for value in ("libero_10", "a b", "true", [0, 3], 5, 0.25, True, "outputs/x-1"):
-        assert parse_override(f"k={toml_literal(value)}")[1] == value
+        assert parse_override(f"k={value_text(value)}")[1] == value
     assert normalise_list_text("0, 1 2") == "[0, 1, 2]" and normalise_list_text("[4]") == "[4]"
 
 
@@ -70,21 +79,25 @@ def test_validation_names_the_field() -> None:
     assert validate_request(RunRequest("no_such_profile")).errors["*"].startswith("--profile")
 
 
-def test_run_dirs(tmp_path: Path) -> None:
-    base = tmp_path / "out"
-    request = RunRequest("smoke", overrides=(("learner.updates", "3"),))
+def test_run_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's run-dir rule is the launcher's (`pirl_core.launch.choose_run_dir`)."""
+    monkeypatch.chdir(tmp_path)
+    request = RunRequest("toy", overrides=(("learner.updates", "3"),))
     # new run: its own timestamped dir under the profile's output dir
-    assert with_run_dir(request, now=0).override("output_dir") == toml_literal(
-        f"outputs/smoke/{time.strftime('%Y%m%d-%H%M%S', time.localtime(0))}"
+    assert with_run_dir(request, now=0).override("output_dir") == value_text(
+        f"outputs/toy/{time.strftime('%Y%m%d-%H%M%S', time.localtime(0))}"
     )
-    explicit = request.with_override("output_dir", str(base))
+    explicit = request.with_override("output_dir", str(tmp_path / "out"))
     assert with_run_dir(explicit) is explicit
-    # resume: the most recently checkpointed run
-    for name, step in (("20250101-000000", "000002"), ("20250102-000000", "000001")):
-        (base / name / "checkpoints" / step).mkdir(parents=True)
-        time.sleep(0.01)
+    # resume: the most recently checkpointed run; none: the request is left for validation to refuse
+    resume = replace(request, resume=True)
+    assert with_run_dir(resume) is resume and "resume" in validate_request(resume).errors
+    base = tmp_path / "outputs" / "toy"
+    for i, name in enumerate(("20250101-000000", "20250102-000000")):
+        (base / name / "checkpoints" / "000001").mkdir(parents=True)
+        os.utime(base / name / "checkpoints" / "000001", (0, 1000 + i))
     (base / "20250103-000000").mkdir()  # no checkpoints: never chosen
-    assert newest_run_dir(base) == base / "20250102-000000"
+    assert with_run_dir(resume).override("output_dir") == "outputs/toy/20250102-000000"
 
 
 def test_apply_rows_uses_the_saved_values() -> None:
@@ -97,13 +110,14 @@ def test_apply_rows_uses_the_saved_values() -> None:
     ]
     applied, skipped = apply_rows(request, rows)
     assert applied.override("recipe.denoise_steps") == "4"
-    assert applied.override("env.task_ids") == "[0, 1]"
+    assert applied.override("env.task_ids") == "[0,1]"
     assert applied.override("output_dir") is None and skipped == ["model.feature_dim"]
 
 
 def test_ansi_and_exit_meanings() -> None:
     assert strip_ansi("\x1b[1;32mok\x1b[0m \x1b]0;title\x07done") == "ok done"
-    assert exit_meaning(3) == "resume mismatch" and exit_meaning(-9) == "killed by SIGKILL"
+    assert exit_meaning(ExitCode.RESUME_MISMATCH) == "resume mismatch"
+    assert exit_meaning(-9) == "killed by SIGKILL" and exit_meaning(77) == "error"
 
 
 async def test_child_output_lines_partial_writes_and_carriage_returns(tmp_path: Path) -> None:
@@ -218,32 +232,38 @@ async def test_output_log_caps_and_finds() -> None:
         assert log.is_vertical_scroll_end
 
 
-def test_learner_printed_table_is_parsed_when_only_it_knows() -> None:
-    """Model-identity refusals are only in the learner's own table: parse its real format."""
-    from pirl_console.checkpoint_source import parse_mismatch_table
+def test_the_learners_json_report_becomes_the_mismatch_rows(tmp_path: Path) -> None:
+    """Exit 3: the console reads the learner's `--mismatch-json` report (no table scraping), with
+    typed saved values — also those the printed table truncates, and model rows no flag can set."""
     from pirl_core.checkpoints.identity import IdentityReport, Row
 
+    long_path = "/data/" + "x" * 60
     report = IdentityReport(
         "ckpt",
         3,
         [
             Row("model.feature_dim", 32, 64, "fatal", "start a new output dir"),
             Row("env.task_ids", [0, 1], [2], "fatal", "--env.task_ids=[0,1] (or start a new output dir)"),
+            Row("policy.pretrained_path", long_path, "other", "fatal", "…"),
             Row("recipe.lr", 0.001, 0.003, "changed", "allowed"),
         ],
     )
-    output = ["[learner] loading", f"error: {report.summary()}", *report.format_table().splitlines(), ""]
-    rows = parse_mismatch_table(output)
-    assert [(r.field, r.severity, r.saved_text) for r in rows] == [
+    path = tmp_path / "logs" / "resume-mismatch.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(report.to_dict()))
+    result = read_mismatch_report(path)
+    assert result is not None and result.step == 3 and result.summary == report.summary()
+    assert [(r.field, r.severity, r.saved_text) for r in result.rows] == [
         ("model.feature_dim", "fatal", None),
         ("env.task_ids", "fatal", "[0,1]"),
+        ("policy.pretrained_path", "fatal", long_path),
         ("recipe.lr", "changed", "0.001"),
     ]
-    applied, skipped = apply_rows(RunRequest("toy"), rows)
-    assert parse_override(f"k={applied.override('env.task_ids')}")[1] == [0, 1] and skipped == [
-        "model.feature_dim"
-    ]
-    assert parse_mismatch_table(["no table here"]) == []
+    applied, skipped = apply_rows(RunRequest("toy"), result.rows)
+    assert parse_override(f"k={applied.override('env.task_ids')}")[1] == [0, 1]
+    assert applied.override("policy.pretrained_path") == long_path and skipped == ["model.feature_dim"]
+    path.write_text('{"rows": [')  # torn or missing: no rows invented
+    assert read_mismatch_report(path) is None and read_mismatch_report(tmp_path / "nope.json") is None
 
 
 class _PanelApp(App[None]):
@@ -282,6 +302,18 @@ async def test_telemetry_panel_flags_quiet_sources_and_bad_ratio() -> None:
         numbers = as_text(panel._numbers(tel))
         assert "321" in numbers and "0.2" in numbers
         assert "update 3/10" in as_text(panel._progress(tel))
+        # notable telemetry (any non-routine event, any error record) is listed by name and fields
+        tel.apply(
+            [
+                {"source": "learner", "kind": "event", "event": "connected", "ts": 171.0},
+                {"source": "learner", "kind": "event", "event": "actor_lost", "ts": 172.0, "actor_ids": [1],
+                 "waited_s": 60},
+                {"source": "actor-1", "kind": "error", "ts": 173.0, "message": "refused", "exit_code": 5},
+            ]
+        )  # fmt: skip
+        sources = as_text(panel._sources(tel, 175.0, {"learner": True}))
+        assert "! learner: actor_lost actor_ids=[1] waited_s=60" in sources
+        assert "! actor-1: error: refused exit_code=5" in sources and "connected" not in sources
 
 
 def test_module_entry_point_exits_2_on_a_bad_profile() -> None:

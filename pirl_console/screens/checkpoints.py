@@ -14,11 +14,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from pirl_console.checkpoint_source import CheckpointEntry, CheckpointSource, ValidationResult
+from pirl_console.checkpoint_source import CheckpointSource, ValidationResult
+from pirl_console.messages import CheckpointsListed, CheckpointValidated
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.charts import ChartRun, runs_from_checkpoints
 from pirl_console.screens.mismatch import MismatchScreen
@@ -52,21 +52,6 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
         Binding("space", "toggle_mark", "Mark for charts (p)"),
         Binding("escape", "dismiss_none", "Back"),
     ]
-
-    class Listed(Message):
-        def __init__(
-            self, entries: list[CheckpointEntry], metrics: dict[int, dict[str, Any]], error: str | None
-        ) -> None:
-            super().__init__()
-            self.entries = entries
-            self.metrics = metrics
-            self.error = error
-
-    class Validated(Message):
-        def __init__(self, result: ValidationResult, then_resume: bool) -> None:
-            super().__init__()
-            self.result = result
-            self.then_resume = then_resume
 
     def __init__(self, output_dir: Path, request: RunRequest, source: CheckpointSource) -> None:
         super().__init__(classes="checkpoint-screen")
@@ -103,10 +88,10 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
             error = None
         except Exception as exc:  # noqa: BLE001 - shown to the user, never fatal to the console
             entries, error = [], f"{type(exc).__name__}: {exc}"
-        self.post_message(self.Listed(entries, metrics_by_step(self.output_dir), error))
+        self.post_message(CheckpointsListed(entries, metrics_by_step(self.output_dir), error))
 
-    @on(Listed)
-    def _listed(self, message: Listed) -> None:
+    @on(CheckpointsListed)
+    def _listed(self, message: CheckpointsListed) -> None:
         table = self.query_one(CheckpointTable)
         table.load(message.entries, message.metrics)
         self.marked = {k: e for k, e in table.entries.items() if k in self.marked}
@@ -176,13 +161,13 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
             result = ValidationResult(
                 path, None, [], summary=str(exc), unreadable=f"validation failed: {exc}"
             )
-        self.post_message(self.Validated(result, then_resume))
+        self.post_message(CheckpointValidated(result, then_resume))
 
     def _resume_request(self, path: Path) -> RunRequest:
         return replace(self.request, resume=True, resume_from=str(path))
 
-    @on(Validated)
-    def _validated(self, message: Validated) -> None:
+    @on(CheckpointValidated)
+    def _validated(self, message: CheckpointValidated) -> None:
         result = message.result
         self.validations[str(result.checkpoint)] = result
         self._show_selected()

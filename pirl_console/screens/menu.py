@@ -15,19 +15,20 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static
 
 from pirl_console.checkpoint_source import ValidationResult
 from pirl_console.commands import CommandBuilder
+from pirl_console.messages import ResumeChecked, RunRequested
 from pirl_console.profiles import profile_rows
-from pirl_console.run_request import RunRequest, Validation, newest_run_dir, validate_request, with_run_dir
+from pirl_console.run_request import RunRequest, Validation, validate_request, with_run_dir
 from pirl_console.screens.checkpoints import CheckpointScreen, ResumeChoice
 from pirl_console.screens.mismatch import MismatchScreen
 from pirl_console.widgets.overrides_form import FIELDS, FormValues, OverridesForm
 from pirl_console.widgets.profile_table import ProfileTable
 from pirl_core.config import DEFAULT_PROFILE
+from pirl_core.launch import newest_run_dir
 
 
 def request_from_form(profile: str, profiles_dir: Path, values: FormValues) -> tuple[RunRequest, set[str]]:
@@ -52,11 +53,6 @@ class MenuScreen(Screen[None]):
         Binding("v", "validate_resume", "Check resume"),
         Binding("q", "app.quit", "Quit"),
     ]
-
-    class ResumeChecked(Message):
-        def __init__(self, result: ValidationResult) -> None:
-            super().__init__()
-            self.result = result
 
     def __init__(self, profiles_dir: Path, initial: RunRequest | None = None) -> None:
         super().__init__(classes="menu-screen")
@@ -168,9 +164,8 @@ class MenuScreen(Screen[None]):
             assert config is not None
             builder: CommandBuilder = self.app.commands  # type: ignore[attr-defined]
             commands.append("commands the console will run:\n", style="dim")
-            commands.append(builder.learner(self.request, config).display() + "\n")
-            for i in range(config.actor.n_actors):
-                commands.append(builder.actor(self.request, config, i).display() + "\n")
+            for spec in builder.specs(self.request.cli_args(config)):
+                commands.append(spec.display() + "\n")
             commands.append(f"\noutput: {config.output_dir}", style="dim")
         else:
             n = len(self.validation.errors)
@@ -190,7 +185,7 @@ class MenuScreen(Screen[None]):
             self.notify(f"cannot start: {problems}", severity="error", timeout=6)
             self._focus_first_error()
             return
-        self.app.start_run(self.request, self.validation.config)  # type: ignore[attr-defined]
+        self.post_message(RunRequested(self.request))
 
     def _focus_first_error(self) -> None:
         for key, (wid, _label) in FIELDS.items():
@@ -244,7 +239,7 @@ class MenuScreen(Screen[None]):
             result = self.app.checkpoint_source.validate(path, self.request)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - reported, not fatal
             result = ValidationResult(path, None, [], unreadable=f"validation failed: {exc}")
-        self.post_message(self.ResumeChecked(result))
+        self.post_message(ResumeChecked(result))
 
     @on(ResumeChecked)
     def _resume_checked(self, message: ResumeChecked) -> None:

@@ -18,8 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from pirl_console.checkpoint_source import MismatchRow, ValidationResult
-from pirl_console.run_request import RunRequest, toml_literal, validate_request
+from pirl_console.run_request import RunRequest, validate_request
 from pirl_console.widgets.mismatch_table import MismatchTable
+from pirl_core.checkpoints.identity import value_text
 
 # Saved values that are never copied back: they name the run, not what it computes.
 NOT_APPLIED = {"profile", "output_dir"}
@@ -34,7 +35,7 @@ def apply_rows(request: RunRequest, rows: list[MismatchRow]) -> tuple[RunRequest
             continue
         text = row.saved_text
         if text is None and row.saved != ABSENT and not row.field.startswith("model."):
-            text = toml_literal(row.saved)
+            text = value_text(row.saved)
         if text is None:
             skipped.append(row.field)
             continue

@@ -1,67 +1,45 @@
-"""Run screen: the learner and actor panes, live telemetry, and the run's controls.
+"""Run screen: the view of a :class:`~pirl_console.run_controller.RunController`.
 
-Orchestration lives here, in one place: start the learner, start the actors once it is
-ready (its ``[learner] ready`` line or ``ready`` telemetry event), stop everything
-(SIGINT -> SIGTERM -> SIGKILL per process group), restart one child, react to the learner's
-exit code (3 opens the resume-mismatch table). Children report state changes by posting
-``ChildChanged``; process statistics and telemetry are read in thread workers that are
-re-armed only after they finish, so polls never overlap.
+The controller owns the children and the rules (start order, stop, restart, exit codes); this
+screen draws them: a pane per child, the telemetry panel, the keys. Process statistics and
+telemetry files are read in thread workers that are re-armed only after they finish, so polls
+never overlap; the controller and the workers report back with typed messages
+(:mod:`pirl_console.messages`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from pirl_console.checkpoint_source import CheckpointSource, ValidationResult, parse_mismatch_table
-from pirl_console.commands import ChildSpec, CommandBuilder
+from pirl_console.checkpoint_source import CheckpointSource
+from pirl_console.commands import CommandBuilder
+from pirl_console.messages import (
+    ChildChanged,
+    MismatchFound,
+    Notice,
+    RunRequested,
+    StatsSampled,
+    TelemetryRead,
+)
 from pirl_console.procstats import TreeSampler, TreeStats
+from pirl_console.run_controller import RunController
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.checkpoints import CheckpointScreen, ResumeChoice
 from pirl_console.screens.confirm import ConfirmScreen
 from pirl_console.screens.mismatch import MismatchScreen
 from pirl_console.settings import ConsoleSettings
-from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning
-from pirl_console.telemetry_feed import RunTelemetry, TelemetryWatcher
+from pirl_console.supervisor import ChildProcess, ChildState
+from pirl_console.telemetry_feed import RunTelemetry
 from pirl_console.widgets.process_pane import ProcessPane
 from pirl_console.widgets.telemetry_panel import TelemetryPanel
 from pirl_core.config import RunConfig
-
-RESUME_MISMATCH = 3
-
-
-class ChildChanged(Message):
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.name = name
-
-
-class StatsSampled(Message):
-    def __init__(self, stats: dict[str, TreeStats | None]) -> None:
-        super().__init__()
-        self.stats = stats
-
-
-class TelemetryRead(Message):
-    def __init__(self, records: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.records = records
-
-
-class MismatchFound(Message):
-    def __init__(self, result: ValidationResult, reason: str) -> None:
-        super().__init__()
-        self.result = result
-        self.reason = reason
 
 
 class RunScreen(Screen[None]):
@@ -92,48 +70,46 @@ class RunScreen(Screen[None]):
         autostart: bool = True,
     ) -> None:
         super().__init__(classes="run-screen")
-        self.request = request
-        self.config = config
-        self.commands = commands
         self.checkpoints = checkpoints
         self.settings = settings
         self.autostart = autostart
-        self.children_by_name: dict[str, ChildProcess] = {}
-        for spec in self._specs():
-            self.children_by_name[spec.name] = self._make_child(spec)
-        self.telemetry = RunTelemetry()
-        self.watcher: TelemetryWatcher | None = None
+        self.controller = RunController(
+            request, config, commands=commands, settings=settings, post=self.post_message
+        )
         self.sampler = TreeSampler()
-        self.actors_pending = False
-        self.last_mismatch: MismatchFound | None = None
         self._polling_stats = False
         self._polling_telemetry = False
-        self._generation = 0  # bumped by every stop; pending actor starts of older ones are dropped
 
-    # ------------------------------------------------------------------ building
-    def _specs(self) -> list[ChildSpec]:
-        specs = [self.commands.learner(self.request, self.config)]
-        specs += [
-            self.commands.actor(self.request, self.config, i) for i in range(self.config.actor.n_actors)
-        ]
-        return specs
+    # ------------------------------------------------------------------ the controller's state
+    @property
+    def request(self) -> RunRequest:
+        return self.controller.request
 
-    def _make_child(self, spec: ChildSpec) -> ChildProcess:
-        return ChildProcess(
-            spec,
-            log_path=self.config.output_path / "logs" / f"{spec.name}.log",
-            scrollback=self.settings.scrollback,
-            on_change=lambda child: self.post_message(ChildChanged(child.name)),
-            stop_timeouts=self.settings.stop_timeouts,
-        )
+    @property
+    def config(self) -> RunConfig:
+        return self.controller.config
+
+    @property
+    def telemetry(self) -> RunTelemetry:
+        return self.controller.telemetry
+
+    @property
+    def children_by_name(self) -> dict[str, ChildProcess]:
+        return self.controller.children
 
     @property
     def learner(self) -> ChildProcess:
-        return self.children_by_name["learner"]
+        return self.controller.learner
 
     @property
     def actors(self) -> list[ChildProcess]:
-        return [c for n, c in self.children_by_name.items() if n != "learner"]
+        return self.controller.actors
+
+    def any_alive(self) -> bool:
+        return self.controller.any_alive()
+
+    async def stop_all(self) -> None:
+        await self.controller.stop_all()
 
     @property
     def panes(self) -> list[ProcessPane]:
@@ -141,9 +117,6 @@ class RunScreen(Screen[None]):
 
     def pane(self, name: str) -> ProcessPane:
         return self.query_one(f"#pane-{name}", ProcessPane)
-
-    def any_alive(self) -> bool:
-        return any(c.alive for c in self.children_by_name.values())
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -173,9 +146,7 @@ class RunScreen(Screen[None]):
             self.action_start_all()
 
     def on_unmount(self) -> None:
-        # Last resort (the app is going away): no child may outlive the console.
-        for child in self.children_by_name.values():
-            child.kill_now()
+        self.controller.kill_all_now()
 
     # ------------------------------------------------------------------ output batching
     def _flush_visible(self) -> None:
@@ -191,7 +162,7 @@ class RunScreen(Screen[None]):
         with self.app.batch_update():
             for pane in self.panes:
                 pane.flush()
-                pane.refresh_header()
+                pane.refresh_header()  # uptime ticks
             self._show_telemetry()
 
     # ------------------------------------------------------------------ stats
@@ -217,112 +188,54 @@ class RunScreen(Screen[None]):
     def _stats_sampled(self, message: StatsSampled) -> None:
         self._polling_stats = False
         for name, stats in message.stats.items():
-            pane = self.pane(name)
-            pane.stats = stats
-            pane.refresh_header()
+            self.pane(name).stats = stats
 
     # ------------------------------------------------------------------ telemetry
     def _poll_telemetry(self) -> None:
-        if self._polling_telemetry or self.watcher is None:
+        if self._polling_telemetry or self.controller.watcher is None:
             return
         self._polling_telemetry = True
-        self._read_telemetry(self.watcher)
+        self._read_telemetry()
 
     @work(thread=True, group="telemetry", exit_on_error=False)
-    def _read_telemetry(self, watcher: TelemetryWatcher) -> None:
-        records: list[dict[str, Any]] = []
+    def _read_telemetry(self) -> None:
+        records: list[dict] = []
         try:
-            records = watcher.poll()
+            records = self.controller.read_telemetry()
         finally:
             self.post_message(TelemetryRead(records))
 
     @on(TelemetryRead)
     def _telemetry_read(self, message: TelemetryRead) -> None:
         self._polling_telemetry = False
-        if not message.records:
-            return
-        self.telemetry.apply(message.records)
-        for record in message.records:
-            child = self.children_by_name.get(str(record.get("source")))
-            if child is None:
-                continue
-            kind, event = record.get("kind"), record.get("event")
-            if kind == "event" and event in ("ready", "connected"):
-                child.mark_ready()
-            elif kind == "metrics":
-                child.mark_running()
-        self._show_telemetry()
+        if message.records:
+            self.controller.apply_telemetry(message.records)
+            self._show_telemetry()
 
     def _show_telemetry(self) -> None:
         alive = {n: c.alive for n, c in self.children_by_name.items()}
         self.query_one(TelemetryPanel).show(self.telemetry, now=self.settings.wall_clock(), alive=alive)
 
-    # ------------------------------------------------------------------ child state
+    # ------------------------------------------------------------------ what the controller reports
     @on(ChildChanged)
     def _child_changed(self, message: ChildChanged) -> None:
-        child = self.children_by_name.get(message.name)
-        if child is None:
-            return
-        self.pane(child.name).refresh_header()
-        self._update_subtitle()
-        if child is self.learner:
-            if child.state in (ChildState.READY, ChildState.RUNNING) and self.actors_pending:
-                self.actors_pending = False
-                self._start_actors()
-            elif child.state in (ChildState.EXITED, ChildState.FAILED):
-                self.actors_pending = False
-                self._learner_finished(child)
-        elif (
-            child.state is ChildState.EXITED and child.exit_code not in (0, None) and not child.stop_requested
-        ):
-            self.notify(
-                f"{child.name} exited {child.exit_code} ({exit_meaning(child.exit_code)}): {_last_error(child)}",
-                severity="error",
-                timeout=10,
-            )
+        if message.name in self.children_by_name:
+            self.pane(message.name).refresh_header()
+            self._update_subtitle()
 
-    def _learner_finished(self, child: ChildProcess) -> None:
-        code = child.exit_code
-        if child.state is ChildState.FAILED:
-            self.notify(child.error or "the learner could not start", severity="error", timeout=10)
-        elif code == 0:
-            done = next((line for line in reversed(child.last_lines) if "[learner] done" in line), "")
-            self.notify(done or "learner finished (exit 0)", title="run complete", timeout=10)
-        elif code == RESUME_MISMATCH and not child.stop_requested:
-            self.notify("resume refused (exit 3): checking which fields differ…", severity="error")
-            self._explain_mismatch(_last_error(child), list(child.last_lines))
-        elif not child.stop_requested:
-            self.notify(
-                f"learner exited {code} ({exit_meaning(code)}): {_last_error(child)}",
-                severity="error",
-                timeout=12,
-            )
-
-    @work(thread=True, exclusive=True, group="mismatch", exit_on_error=False)
-    def _explain_mismatch(self, reason: str, output: list[str]) -> None:
-        path = self.request.checkpoint_path(self.config)
-        try:
-            result = self.checkpoints.validate(path, self.request)
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
-            result = ValidationResult(path, None, [], unreadable=f"validation failed: {exc}")
-        if not result.fatal:
-            # The config matches: the learner refused on the built model's identity, which
-            # only its own table (in its output) names.
-            printed = parse_mismatch_table(output)
-            if printed:
-                result = ValidationResult(result.checkpoint, result.step, printed, summary=reason)
-        self.post_message(MismatchFound(result, reason))
+    @on(Notice)
+    def _notice(self, message: Notice) -> None:
+        self.notify(message.text, title=message.title, severity=message.severity, timeout=message.timeout)
 
     @on(MismatchFound)
     def _mismatch_found(self, message: MismatchFound) -> None:
-        self.last_mismatch = message
         self._open_mismatch(message)
 
     def action_mismatch(self) -> None:
-        if self.last_mismatch is None:
+        if self.controller.last_mismatch is None:
             self.notify("no resume mismatch in this session", severity="information")
             return
-        self._open_mismatch(self.last_mismatch)
+        self._open_mismatch(self.controller.last_mismatch)
 
     def _open_mismatch(self, found: MismatchFound) -> None:
         self.app.push_screen(MismatchScreen(found.result, self.request, found.reason), self._retry_with)
@@ -344,45 +257,19 @@ class RunScreen(Screen[None]):
         self.run_worker(self._start_all(), group="control", exit_on_error=False)
 
     async def _start_all(self) -> None:
-        if not self.any_alive():
-            # A new run: telemetry from earlier runs in this output dir is not ours.
-            self.telemetry = RunTelemetry()
-            self.watcher = TelemetryWatcher(self.config.output_path, skip_existing=True)
+        if await self.controller.start_all():
             self._show_telemetry()
             stamp = time.strftime("%H:%M:%S")
             for pane in self.panes:
                 if pane.log_view.line_count:
                     pane.log_view.append([f"──── start all {stamp} ────"])
-        learner = self.learner
-        if learner.state in (ChildState.READY, ChildState.RUNNING):
-            self._start_actors()
-            return
-        self.actors_pending = True
-        if not learner.alive:
-            await learner.start()
-
-    def _start_actors(self) -> None:
-        self.run_worker(self._start_actor_processes(self._generation), group="control", exit_on_error=False)
-
-    async def _start_actor_processes(self, generation: int) -> None:
-        for actor in self.actors:
-            if generation != self._generation:
-                return  # a stop came in between: do not start what it just stopped
-            if not actor.alive:
-                await actor.start()
 
     def action_stop_all(self) -> None:
         if not self.any_alive():
             self.notify("nothing is running", timeout=2)
             return
         self.notify("stopping: SIGINT, then SIGTERM/SIGKILL after a timeout…", timeout=3)
-        self.run_worker(self.stop_all(), group="control", exit_on_error=False)
-
-    async def stop_all(self) -> None:
-        self.actors_pending = False
-        self._generation += 1
-        while alive := [c for c in self.children_by_name.values() if c.alive]:
-            await asyncio.gather(*(c.stop() for c in alive))
+        self.run_worker(self.controller.stop_all(), group="control", exit_on_error=False)
 
     def _focused_pane(self) -> ProcessPane:
         node = self.focused
@@ -394,9 +281,8 @@ class RunScreen(Screen[None]):
 
     def action_restart(self) -> None:
         pane = self._focused_pane()
-        child = self.children_by_name[pane.child_name]
-        self.notify(f"restarting {child.name}…", timeout=2)
-        self.run_worker(child.restart(), group="control", exit_on_error=False)
+        self.notify(f"restarting {pane.child_name}…", timeout=2)
+        self.run_worker(self.controller.restart(pane.child_name), group="control", exit_on_error=False)
 
     # ------------------------------------------------------------------ panes
     def action_zoom(self) -> None:
@@ -461,8 +347,8 @@ class RunScreen(Screen[None]):
 
     async def _switch_request(self, request: RunRequest) -> None:
         """Stop what runs, then run the new request (resume flags or applied overrides)."""
-        await self.stop_all()
-        self.app.replace_run(self, request)  # type: ignore[attr-defined]
+        await self.controller.stop_all()
+        self.post_message(RunRequested(request))
 
     def action_back(self) -> None:
         if self.any_alive():
@@ -472,27 +358,9 @@ class RunScreen(Screen[None]):
 
     def apply_request(self, request: RunRequest, config: RunConfig) -> bool:
         """Take a new request in place when it keeps the same children; False if it cannot."""
-        if config.actor.n_actors != self.config.actor.n_actors or self.any_alive():
+        if not self.controller.apply_request(request, config):
             return False
-        self.request = request
-        self.config = config
-        for spec in self._specs():
-            child = self.children_by_name[spec.name]
-            child.spec = spec
-            child.log_path = config.output_path / "logs" / f"{spec.name}.log"
-            self.pane(spec.name).bind(child)
-        self.last_mismatch = None
+        for name, child in self.children_by_name.items():
+            self.pane(name).bind(child)
         self._update_subtitle()
         return True
-
-
-def _last_error(child: ChildProcess) -> str:
-    """The child's most telling recent line (the one-line error the entry points print first)."""
-    lines = [line for line in child.last_lines if line.strip()]
-    for line in lines:
-        if line.startswith("error:"):
-            return line
-    for line in reversed(lines):
-        if "error" in line.lower():
-            return line
-    return lines[-1] if lines else "(no output)"

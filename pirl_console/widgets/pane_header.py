@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from pirl_console.procstats import TreeStats, format_bytes, format_duration
 from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning
+from pirl_core.errors import ExitCode
 
 BADGE_STYLES = {
     "idle": "bold #c0c0c0 on #3a3a3a",
@@ -35,9 +36,9 @@ def badge(child: ChildProcess | None) -> tuple[str, str]:
     if state is ChildState.EXITED:
         code = child.exit_code
         meaning = exit_meaning(code)
-        if code == 0:
+        if code == ExitCode.OK:
             return f"exited 0 · {meaning}", "done"
-        if child.stop_requested or code == 130:
+        if child.stop_requested or code == ExitCode.INTERRUPTED:
             return f"exited {code} · {meaning}", "stopped"
         return f"failed {code} · {meaning}", "failed"
     return state.value, state.value

@@ -11,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
+from textual.reactive import reactive
 from textual.widgets import Input, Static
 
 from pirl_console.procstats import TreeStats
@@ -25,10 +25,7 @@ class ProcessPane(Vertical):
 
     BINDINGS = [Binding("escape", "close_find", "Close find", show=False)]
 
-    class FindClosed(Message):
-        def __init__(self, pane: ProcessPane) -> None:
-            super().__init__()
-            self.pane = pane
+    stats: reactive[TreeStats | None] = reactive(None, init=False)  # the child's process tree, sampled
 
     def __init__(
         self, name: str, command: str, *, index: int, scrollback: int, id: str | None = None
@@ -39,7 +36,6 @@ class ProcessPane(Vertical):
         self.index = index
         self.scrollback = scrollback
         self.child: ChildProcess | None = None
-        self.stats: TreeStats | None = None
 
     def compose(self) -> ComposeResult:
         yield PaneHeader(classes="pane-header")
@@ -68,6 +64,9 @@ class ProcessPane(Vertical):
         self.child = child
         self.command = child.spec.display()
         self.query_one(".pane-command", Static).update(f"$ {self.command}")
+        self.refresh_header()
+
+    def watch_stats(self) -> None:
         self.refresh_header()
 
     def flush(self) -> int:

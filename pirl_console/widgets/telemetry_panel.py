@@ -16,10 +16,12 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from pirl_console.procstats import format_duration
-from pirl_console.telemetry_feed import RunTelemetry
+from pirl_console.telemetry_feed import RunTelemetry, describe
 from pirl_console.widgets.metric_spark import MetricSpark, format_value
 
-RATIO_TOLERANCE = 1e-4  # DESIGN.md: |ratio - 1| on the first minibatch must stay below this
+RATIO_TOLERANCE = 1e-4  # docs/design.md: |ratio - 1| on the first minibatch must stay below this
+
+NOTICES_SHOWN = 4  # newest notable events / errors under the sources
 
 SPARKS = (
     ("success_rate", "success"),
@@ -122,9 +124,8 @@ class TelemetryPanel(VerticalScroll):
                 text.append(f"no metrics for {format_duration(age)}", style="bold #e0b000")
             else:
                 text.append(f"last record {format_duration(age)} ago", style="dim")
-            source = tel.sources.get(name)
-            if source is not None and source.errors:
-                message = str(source.errors[-1].get("message", ""))[:60]
-                text.append(f"\n  error: {message}", style="#e05050")
             text.append("\n")
+        for record in list(tel.notices)[-NOTICES_SHOWN:]:
+            style = "#e05050" if record.get("kind") == "error" else "bold #e0b000"
+            text.append(f"! {describe(record)}\n", style=style)
         return text

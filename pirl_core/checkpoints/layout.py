@@ -98,6 +98,13 @@ def step_dirs(output_dir: Path | str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def has_checkpoints(output_dir: Path | str) -> bool:
+    """Does this output dir hold a run (a finished checkpoint or a ``last`` link, even a dangling
+    one)? The one answer the learner (refuse a new run), the launcher and the console share."""
+    link = last_link(output_dir)
+    return bool(step_dirs(output_dir)) or link.is_symlink() or link.exists()
+
+
 def leftovers(output_dir: Path | str) -> list[Path]:
     """In-flight work of a writer that died: temporary checkpoint dirs, link and delete debris."""
     root = checkpoints_root(output_dir)

