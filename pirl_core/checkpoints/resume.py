@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from pirl_core.checkpoints import fsutil, layout, store
 from pirl_core.checkpoints.identity import (
@@ -37,6 +39,7 @@ from pirl_core.checkpoints.identity import (
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError
+from pirl_core.recipe.numerics import require_finite_tensors
 
 LR_FIELDS = {"recipe.lr", "recipe.value_lr", "recipe.noise_lr"}
 
@@ -231,16 +234,33 @@ def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
 def save(cfg: RunConfig, step: int, trainer: Any, counters: Mapping[str, Any]) -> Path:
     """Write checkpoint ``step`` crash-safely, switch ``last``, apply retention; returns its path.
 
+    Refuses (:class:`DivergedError`, exit 6) before writing anything when a parameter or an
+    optimizer state tensor holds NaN/inf: such a checkpoint would replace ``last`` with garbage.
+
     ``counters`` are stored verbatim in training_step.json and come back from :func:`restore`;
     ``counters["version"]`` (or ``"policy_version"``) is the policy version (default: ``step``),
     ``"samples"`` and ``"episodes"`` are also written at the top level, as LeRobot-style fields.
     """
+    require_finite_tensors(
+        "checkpoint not written: tensor",
+        _state_tensors(trainer),
+        f"step {step}; {layout.last_link(cfg.output_path)} still points to the last good one",
+    )
     version = int(counters.get("version", counters.get("policy_version", step)))
     path = store.write_checkpoint(
         cfg.output_path, step, cfg.learner.updates, cfg.to_dict(), trainer, counters, version
     )
     apply_retention(cfg.output_path, cfg.checkpoint.keep_last)
     return path
+
+
+def _state_tensors(trainer: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    yield from store.actor_critic_of(trainer).state_dict().items()
+    for name, optimizer in store.optimizers_of(trainer).items():
+        for index, state in optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    yield f"optimizer {name} state[{index}].{key}", value
 
 
 def apply_retention(output_dir: Path, keep_last: int) -> list[Path]:

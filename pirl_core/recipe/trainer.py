@@ -180,7 +180,9 @@ class PolicyTrainer:
         """Clip each group's gradient separately, check every norm is finite, then step all.
         Per-group clipping keeps a large critic gradient early in training from shrinking the
         policy's step; checking all norms before any step keeps a NaN out of every group."""
-        params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()}
+        params = {
+            name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()
+        }
         norms = {}
         for name, group in params.items():
             norms[name] = float(torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip))
@@ -188,7 +190,9 @@ class PolicyTrainer:
         for opt in self.optimizers.values():
             opt.step()
         names = {id(p): n for n, p in self.actor_critic.named_parameters()}
-        named = ((names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps))
+        named = (
+            (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
+        )
         require_finite_tensors("after the step, parameter", named, where)
         return norms
 
