@@ -87,9 +87,11 @@ def learner_stopped(reason: str, step: int) -> LearnerStoppedError:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.actor", argv)
-    stop_at_once_on_signals()
-    cfg = args.config
-    actor_id = args.actor_id
+    with stop_at_once_on_signals():
+        return _collect(args.config, args.actor_id)
+
+
+def _collect(cfg: RunConfig, actor_id: int) -> int:
     limit_threads()
     seed_everything(cfg.seed + actor_id)
 

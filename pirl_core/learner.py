@@ -196,11 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.learner", argv)
     stop = StopRequest()
     stop.install()  # from here on SIGINT/SIGTERM only set a flag, read at safe points
-    lock = OutputDirLock(args.config.output_dir).acquire()  # exit 2 while another learner holds it
     try:
-        return _train(args.config, args.resume, args.resume_from, stop)
+        with OutputDirLock(args.config.output_dir):  # exit 2 while another learner holds it
+            return _train(args.config, args.resume, args.resume_from, stop)
     finally:
-        lock.release()
+        stop.uninstall()
 
 
 def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: StopRequest) -> int:

@@ -9,6 +9,9 @@ on disk. The actor holds no state worth saving, so it stops at once on the first
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from pirl_core.errors import Interrupted
 
@@ -20,14 +23,20 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
         return self.signum is not None
 
     def install(self) -> None:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+
+    def uninstall(self) -> None:
+        """Give the signals back (an entry point called in-process, e.g. by tests, leaves no trace)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
     def request(self, signum: int = signal.SIGINT) -> None:
         self.signum = signum
@@ -44,11 +53,17 @@ class StopRequest:
             raise Interrupted(self.signum)
 
 
-def stop_at_once_on_signals() -> None:
-    """SIGINT and SIGTERM raise :class:`Interrupted` where the process is (the actor's choice)."""
+@contextmanager
+def stop_at_once_on_signals() -> Iterator[None]:
+    """Inside: SIGINT and SIGTERM raise :class:`Interrupted` where the process is (the actor's
+    choice); the previous handlers come back on exit."""
 
     def handle(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, handle)
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

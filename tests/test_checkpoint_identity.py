@@ -70,6 +70,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.noise_lr": 1e-4,
     "recipe.grpo_group_size": 4,
     "recipe.grpo_filter": False,  # the toy profile uses true
+    "recipe.ratio_tolerance": 1e-2,
     "learner.host": "0.0.0.0",
     "learner.port": 50999,
     "learner.updates": 500,
