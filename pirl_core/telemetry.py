@@ -1,7 +1,7 @@
 """Telemetry: one JSON line per record under ``<output_dir>/telemetry/<source>.jsonl``.
 
 Why files and stdout both: the console (and any later tool) tails the JSONL files, while a
-researcher running headless in two terminals reads the stdout lines. Record schema (DESIGN.md):
+researcher running headless in two terminals reads the stdout lines. Record schema (docs/design.md, "Telemetry"):
 ``{"ts": unix seconds, "source": "learner"|"actor-N", "kind": "metrics"|"event"|"error",
 "step": int, ...fields}``. Events carry ``"event": name``. Each process starts its file with one
 ``event=run`` record (:func:`run_record`): what the run is, so a JSONL file can be read alone.
