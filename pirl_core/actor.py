@@ -5,7 +5,7 @@ and sampling noise derived from seed, actor id and version) -> send the chunk-le
 transitions (tagged with the version) and the episode stats -> wait for the next version.
 The actor needs no resume flag: a resumed learner pushes the restored parameters and version.
 It exits 0 only when the learner finished the run; a learner that was interrupted or terminated
-makes it exit with the same code (130/143), and SIGINT/SIGTERM stop it at once.
+makes it exit with the same code (130/143), one that failed with 5; SIGINT/SIGTERM stop it at once.
 """
 
 from __future__ import annotations
@@ -78,10 +78,14 @@ def collect_version(
 
 
 def learner_stopped(reason: str, step: int) -> LearnerStoppedError:
-    """The actor's exit when the learner stopped early: the learner's code and what to do."""
-    code = LEARNER_STOP_CODES.get(reason, ExitCode.TRANSPORT)
+    """The actor's exit when the learner stopped early: the learner's code (5 when it failed:
+    its own log says why) and what to do."""
+    if reason in LEARNER_STOP_CODES:
+        what, code = f"was {reason}", LEARNER_STOP_CODES[reason]
+    else:
+        what, code = "stopped with an error (see its log)", ExitCode.TRANSPORT
     return LearnerStoppedError(
-        f"learner was {reason} at step {step}; resume it with --resume, then restart this actor", code
+        f"learner {what} at step {step}; resume it with --resume, then restart this actor", code
     )
 
 

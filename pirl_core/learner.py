@@ -248,12 +248,13 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
         raise
     except PirlError as err:
         # Recorded for the console (kind "error"); run_main prints the line and exits with its code.
-        # No finish(): actors must not read a failed run as done. Nothing of the failed update is
-        # saved (mid_update); say which checkpoint is still the good one.
+        # finish("failed") lets actors exit at once (non-zero) instead of waiting out their connect
+        # timeout. Nothing of the failed update is saved (mid_update); say which checkpoint is good.
         if isinstance(err, (DivergedError, RatioCheckError)):
             last = layout.last_pointer(cfg.output_dir)
             err.detail = f"last good checkpoint (unchanged): {last or 'none yet'}"
         telemetry.error(err.message, progress.step, exit_code=int(err.exit_code))
+        server.finish("failed", timeout=2.0, step=progress.step)
         server.stop(grace=1.0)
         telemetry.close()
         raise

@@ -86,6 +86,12 @@ def test_actor_exit_for_a_stopped_learner_names_the_step_and_the_fix(reason: str
     )
 
 
+def test_actor_exit_for_a_failed_learner_is_5_and_points_to_its_log() -> None:
+    err = learner_stopped("failed", 3)
+    assert err.exit_code == ExitCode.TRANSPORT
+    assert "learner stopped with an error (see its log) at step 3" in err.line()
+
+
 # --------------------------------------------------------------------------- lock (unit)
 
 
