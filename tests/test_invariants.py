@@ -180,3 +180,12 @@ def test_checkpoint_of_non_finite_parameters_is_refused_and_last_is_kept(tmp_pat
     assert "checkpoint not written" in info.value.line() and "last" in info.value.line()
     assert [p.name for _, p in layout.step_dirs(cfg.output_path)] == ["000001"]
     assert os.readlink(layout.last_link(cfg.output_path)) == "000001"
+
+
+def test_first_nonfinite_names_the_first_bad_tensor_and_ignores_integers() -> None:
+    from pirl_core.recipe.numerics import first_nonfinite
+
+    ok = [("a", torch.zeros(3)), ("steps", torch.tensor([2**40])), ("empty", torch.zeros(0))]
+    assert first_nonfinite(ok) is None
+    assert first_nonfinite([*ok, ("b", torch.tensor([1.0, math.nan])), ("c", torch.tensor(math.inf))]) == "b"
+    assert first_nonfinite([("c", torch.tensor([-math.inf])), *ok]) == "c"
