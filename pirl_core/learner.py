@@ -225,7 +225,9 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
     server = LearnerServer(cfg.learner.host, cfg.learner.port)
     server.start()
     telemetry = Telemetry(cfg.output_dir, "learner")
-    telemetry.event("run", progress.step, echo=False, **run_record(cfg, resumed_from=plan and str(plan.path)))
+    telemetry.event(
+        "run", progress.step, echo=False, **run_record(cfg, resumed_from=str(plan.path) if plan else None)
+    )
     learner = Learner(cfg, telemetry, progress, trainer, server, stop)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)

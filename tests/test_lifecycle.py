@@ -215,3 +215,12 @@ def test_a_second_learner_on_the_same_output_dir_exits_2_naming_the_first(tmp_pa
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+def test_a_refused_learner_leaves_no_output_dir_behind(tmp_path: Path) -> None:
+    from pirl_core import learner
+
+    out = tmp_path / "never-run"
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        learner.main(["--profile", "toy", f"--output_dir={out}", "--resume"])
+    assert not out.exists()

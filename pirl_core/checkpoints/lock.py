@@ -10,6 +10,7 @@ believe they hold it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -41,8 +42,10 @@ class OutputDirLock:
     def __init__(self, output_dir: Path | str) -> None:
         self.path = lock_path(output_dir)
         self._fd: int | None = None
+        self._created_dir = False
 
     def acquire(self) -> OutputDirLock:
+        self._created_dir = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -50,6 +53,7 @@ class OutputDirLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
+                self._created_dir = False  # the holder created it
                 raise self._busy() from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -84,6 +88,9 @@ class OutputDirLock:
         finally:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
+        if self._created_dir:  # a learner refused before writing anything leaves no empty dir
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
     def __enter__(self) -> OutputDirLock:
         return self.acquire()
