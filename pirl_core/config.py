@@ -386,9 +386,13 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, value, "a number")
-        if not math.isfinite(value):  # TOML and the command line both accept nan and inf
+        try:  # TOML and the command line both accept nan, inf and integers beyond any float
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise ConfigError(name, value, "a finite number")
-        return float(value)
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(name, value, "a string")

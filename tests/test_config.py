@@ -61,6 +61,7 @@ def test_integer_literal_is_accepted_for_float_fields() -> None:
         ("recipe.sigma_max=inf", "recipe.sigma_max", "a finite number"),
         ("recipe.sigma_min=-inf", "recipe.sigma_min", "a finite number"),
         ("actor.connect_timeout_s=inf", "actor.connect_timeout_s", "a finite number"),
+        ("recipe.lr=1" + "0" * 400, "recipe.lr", "a finite number"),  # an int no float can hold
         ("recipe.sigma_max=50", "recipe.sigma_max", "10"),
         ("recipe.sde_noise_level=1e6", "recipe.sde_noise_level", "10"),
         ("recipe.lr=5", "recipe.lr", "[0, 1]"),
