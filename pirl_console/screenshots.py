@@ -51,20 +51,20 @@ async def _wait(pilot, predicate, timeout: float = 60.0) -> None:
 def _write_checkpoint_tree() -> None:
     """Checkpoints at steps 40, 80 and 120 of a toy run, and the learner metrics of a run."""
     from pirl_console.fake_child import learner_metrics
-    from pirl_core import checkpoints
+    from pirl_core.checkpoints import resume
     from pirl_core.config import load_config
     from pirl_core.learner import build_trainer
     from pirl_core.telemetry import Telemetry
 
     cfg = load_config("toy", {**TOY_OVERRIDES, "output_dir": RUN_DIR})
-    checkpoints.prepare_run(cfg, resume=False)
+    resume.prepare_run(cfg, resume=False)
     trainer = build_trainer(cfg)
     with open(os.devnull, "w") as quiet, Telemetry(cfg.output_dir, "learner", stdout=quiet) as tel:
         for step in range(1, 121):
             tel.metrics(step, **learner_metrics(step, 120))
             if step % 40 == 0:
                 counters = {"step": step, "version": step, "samples": 512 * step, "episodes": 4 * step}
-                checkpoints.save(cfg, step, trainer, counters)
+                resume.save(cfg, step, trainer, counters)
 
 
 def _request(**extra: object):

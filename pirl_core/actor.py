@@ -4,6 +4,8 @@ Per policy version: receive parameters -> run this actor's share of episodes (in
 and sampling noise derived from seed, actor id and version) -> send the chunk-level
 transitions (tagged with the version) and the episode stats -> wait for the next version.
 The actor needs no resume flag: a resumed learner pushes the restored parameters and version.
+It exits 0 only when the learner finished the run; a learner that was interrupted or terminated
+makes it exit with the same code (130/143), one that failed with 5; SIGINT/SIGTERM stop it at once.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import time
 
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
-from pirl_core.errors import ExitCode, PirlError
+from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
+from pirl_core.lifecycle import stop_at_once_on_signals
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.sinks import open_telemetry
-from pirl_core.telemetry import Telemetry
+from pirl_core.telemetry import Telemetry, run_record
+
+LEARNER_STOP_CODES = {"interrupted": ExitCode.INTERRUPTED, "terminated": ExitCode.TERMINATED}
 
 
 def build_policy(cfg: RunConfig):
@@ -73,10 +78,25 @@ def collect_version(
     )
 
 
+def learner_stopped(reason: str, step: int) -> LearnerStoppedError:
+    """The actor's exit when the learner stopped early: the learner's code (5 when it failed:
+    its own log says why) and what to do."""
+    if reason in LEARNER_STOP_CODES:
+        what, code = f"was {reason}", LEARNER_STOP_CODES[reason]
+    else:
+        what, code = "stopped with an error (see its log)", ExitCode.TRANSPORT
+    return LearnerStoppedError(
+        f"learner {what} at step {step}; resume it with --resume, then restart this actor", code
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.actor", argv)
-    cfg = args.config
-    actor_id = args.actor_id
+    with stop_at_once_on_signals():
+        return _collect(args.config, args.actor_id)
+
+
+def _collect(cfg: RunConfig, actor_id: int) -> int:
     limit_threads()
     seed_everything(cfg.seed + actor_id)
 
@@ -84,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from pirl_core.transport.client import ActorClient
 
     telemetry = open_telemetry(cfg, f"actor-{actor_id}")
+    telemetry.event("run", echo=False, **run_record(cfg, actor_id=actor_id))
     actor_critic = build_policy(cfg)
     env = make_env(cfg)
     client = ActorClient(cfg.learner.host, cfg.learner.port, actor_id, cfg.actor.connect_timeout_s)
@@ -95,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             header, tensors = client.receive_parameters(min_version=version + 1)
             if header.get("done"):
-                telemetry.event("learner_done", max(version, 0), reason=header.get("reason", "done"))
+                reason = str(header.get("reason", "done"))
+                telemetry.event("learner_done", max(version, 0), reason=reason)
+                if reason != "done":
+                    raise learner_stopped(reason, int(header.get("step", header.get("version", 0))))
                 break
             version = int(header["version"])
             load_parameters(actor_critic, tensors)

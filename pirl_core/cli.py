@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pirl_core.config import DEFAULT_PROFILE, RunConfig, load_config
-from pirl_core.errors import ExitCode, PirlError
+from pirl_core.errors import ExitCode, PirlError, interrupted_code
 
 
 @dataclass
@@ -113,7 +113,8 @@ def _mismatch_target(argv: list[str]) -> str | None:
 
 
 def run_main(main: Callable[[], int]) -> None:
-    """Run an entry point: map PirlError to its exit code and Ctrl-C to 130, one line first."""
+    """Run an entry point: map PirlError to its exit code, Ctrl-C to 130 and SIGTERM to 143
+    (see pirl_core.lifecycle), one line first."""
     os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
     try:
         code = main()
@@ -123,7 +124,7 @@ def run_main(main: Callable[[], int]) -> None:
             print(err.detail, file=sys.stderr, flush=True)
         write_mismatch_json(err, _mismatch_target(sys.argv[1:]))
         code = err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: stopped cleanly (exit 130)", file=sys.stderr, flush=True)
-        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt as exc:
+        code = interrupted_code(exc)
+        print(f"interrupted: stopped cleanly (exit {int(code)})", file=sys.stderr, flush=True)
     raise SystemExit(int(code))

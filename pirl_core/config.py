@@ -1,14 +1,15 @@
 """Run configuration: typed dataclasses, loaded from a TOML profile plus dotted overrides.
 
 Why one module: every process (learner, actor, console, checkpoint validator) must agree on
-what a run *is*. Profiles are parsed strictly here — an unknown key, a wrong type or an
-out-of-range value raises :class:`ConfigError` naming the dotted field, the value found and
+what a run *is*. Profiles are parsed strictly here — an unknown key, a wrong type, a NaN/inf
+or an out-of-range value raises :class:`ConfigError` naming the dotted field, the value found and
 what is allowed — so that a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -36,6 +37,7 @@ LIBERO_SUITES: dict[str, int] = {
 }
 TOY_SUITES: dict[str, int] = {"point_reach": 4, "point_reach_shaped": 4}
 SUITES_BY_ENV: dict[str, dict[str, int]] = {"libero": LIBERO_SUITES, "toy": TOY_SUITES}
+MAX_NOISE_STD = 10.0
 
 
 @dataclass
@@ -98,6 +100,12 @@ class RecipeConfig:
     critic_detach: bool = True
     grpo_group_size: int = 2
     grpo_filter: bool = False
+    # Largest max |ratio - 1| allowed on the first minibatch of an on-policy update. Before any
+    # step the exact value is 0; float32 re-scoring of the same data in other batch shapes stays
+    # below 1e-4 (tests/test_learning.py; measured 0 to ~2e-7), while a contract mismatch is far
+    # above (actor sigma_max 0.5 vs learner 0.8 on toy: 0.35). 1e-3 leaves headroom for float32 on
+    # other hardware and kernels; reduced precision (bf16) needs about 1e-2.
+    ratio_tolerance: float = 1e-3
 
 
 @dataclass
@@ -193,10 +201,19 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     r = cfg.recipe
     require(r.denoise_steps >= 1, "recipe.denoise_steps", r.denoise_steps, ">= 1")
+    # Actions are normalised to about [-1, 1]: a noise std beyond MAX_NOISE_STD only drowns them.
+    require(
+        r.sigma_max <= MAX_NOISE_STD, "recipe.sigma_max", r.sigma_max, f"in [sigma_min, {MAX_NOISE_STD:g}]"
+    )
     require(
         0 < r.sigma_min <= r.sigma_max, "recipe.sigma_min", r.sigma_min, f"in (0, sigma_max={r.sigma_max}]"
     )
-    require(r.sde_noise_level > 0, "recipe.sde_noise_level", r.sde_noise_level, "> 0")
+    require(
+        0 < r.sde_noise_level <= MAX_NOISE_STD,
+        "recipe.sde_noise_level",
+        r.sde_noise_level,
+        f"in (0, {MAX_NOISE_STD:g}]",
+    )
     require(0 < r.clip < 1, "recipe.clip", r.clip, "in (0, 1)")
     require(r.value_clip > 0, "recipe.value_clip", r.value_clip, "> 0")
     require(0 <= r.gamma <= 1, "recipe.gamma", r.gamma, "in [0, 1]")
@@ -205,7 +222,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(r.minibatches >= 1, "recipe.minibatches", r.minibatches, ">= 1")
     require(r.grad_clip > 0, "recipe.grad_clip", r.grad_clip, "> 0")
     for name in ("lr", "value_lr", "noise_lr"):
-        require(getattr(r, name) >= 0, f"recipe.{name}", getattr(r, name), ">= 0")
+        # AdamW moves each parameter by about lr per step: beyond 1 no setting is meaningful.
+        require(0 <= getattr(r, name) <= 1, f"recipe.{name}", getattr(r, name), "in [0, 1]")
+    require(r.entropy_coef >= 0, "recipe.entropy_coef", r.entropy_coef, ">= 0 (an entropy bonus)")
+    require(r.ratio_tolerance > 0, "recipe.ratio_tolerance", r.ratio_tolerance, "> 0")
     require(r.grpo_group_size >= 2, "recipe.grpo_group_size", r.grpo_group_size, ">= 2")
 
     require(1 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [1, 65535]")
@@ -383,7 +403,13 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(name, value, "a number")
-        return float(value)
+        try:  # TOML and the command line both accept nan, inf and integers beyond any float
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(name, value, "a finite number")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(name, value, "a string")

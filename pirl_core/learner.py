@@ -3,22 +3,27 @@
 The loop is deliberately plain: publish parameters (version v) -> gather the episodes that
 version produced -> one PPO/GRPO update -> v+1 -> checkpoint on cadence. Batches from older
 versions are dropped and counted unless ``learner.max_staleness`` allows them; that keeps the
-update on-policy, which the ratio-equals-one check then verifies every update.
+update on-policy, which the ratio-equals-one check then enforces every update (exit 5 above
+``recipe.ratio_tolerance``). Lifecycle (docs/design.md, "Lifecycle"): one learner per output dir
+(``.learner.lock``); SIGINT/SIGTERM stop at the next safe point with a checkpoint (exit 130/143);
+nothing is saved at step 0 or from an update that diverged or failed its ratio check.
 """
 
 from __future__ import annotations
 
-import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pirl_core import checkpoints, sinks
+from pirl_core import sinks
+from pirl_core.checkpoints import layout, resume
+from pirl_core.checkpoints.lock import OutputDirLock
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
-from pirl_core.errors import ExitCode, PirlError, TransportError
+from pirl_core.errors import DivergedError, ExitCode, PirlError, RatioCheckError, TransportError
+from pirl_core.lifecycle import StopRequest
 from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
-from pirl_core.telemetry import Telemetry
+from pirl_core.telemetry import Telemetry, run_record
 
 WAITING_NOTICE_S = 30.0
 LEARNER_HEADLINE = (
@@ -45,7 +50,6 @@ class Progress:
     samples: int = 0
     episodes: int = 0
     dropped_stale: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
     def counters(self) -> dict[str, int]:
         return {
@@ -69,28 +73,6 @@ def build_trainer(cfg: RunConfig):
     return PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed)
 
 
-class StopRequest:
-    """First Ctrl-C asks the learner to stop at the next safe point (never inside an update or a
-    checkpoint write, so the state it saves is one the uninterrupted run also passed through);
-    a second Ctrl-C stops at once — the atomic checkpoint writer still protects what is on disk."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("[learner] stopping after the current step (Ctrl-C again to stop now)", flush=True)
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
 class Learner:
     def __init__(
         self,
@@ -108,7 +90,9 @@ class Learner:
         self.trainer = trainer
         self.server = server
         self.last_checkpoint: Path | None = None
-        self.saved_step = progress.step if progress.step > 0 else -1
+        # The restored step is on disk already, and step 0 is never saved: a checkpoint of the
+        # untrained start would only make the output dir refuse a new run.
+        self.saved_step = progress.step
         self.mid_update = False  # True while in-memory state is between two consistent steps
 
     def publish(self) -> dict[str, float]:
@@ -170,7 +154,7 @@ class Learner:
         if self.saved_step == self.progress.step:
             return
         counters = {**self.progress.counters(), **sinks.checkpoint_state(self.telemetry)}
-        self.last_checkpoint = checkpoints.save(self.cfg, self.progress.step, self.trainer, counters)
+        self.last_checkpoint = resume.save(self.cfg, self.progress.step, self.trainer, counters)
         self.saved_step = self.progress.step
         self.telemetry.event("checkpoint", self.progress.step, path=str(self.last_checkpoint))
 
@@ -182,7 +166,8 @@ class Learner:
             batch, episodes = self.gather()
             trained_version = self.progress.version
             self.mid_update = True
-            metrics = self.trainer.update(batch)
+            # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
+            metrics = self.trainer.update(batch, check_ratio=cfg.learner.max_staleness == 0)
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)
@@ -209,14 +194,23 @@ class Learner:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.learner", argv)
-    cfg = args.config
-    plan = checkpoints.prepare_run(cfg, args.resume, args.resume_from)  # exits 2/3/4 before any write
+    stop = StopRequest()
+    stop.install()  # from here on SIGINT/SIGTERM only set a flag, read at safe points
+    try:
+        with OutputDirLock(args.config.output_dir):  # exit 2 while another learner holds it
+            return _train(args.config, args.resume, args.resume_from, stop)
+    finally:
+        stop.uninstall()
+
+
+def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: StopRequest) -> int:
+    plan = resume.prepare_run(cfg, resume_flag, resume_from)  # exits 2/3/4 before any write
     limit_threads()
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg)
     progress = Progress()
     if plan is not None:
-        restored = checkpoints.restore(plan, trainer)
+        restored = resume.restore(plan, trainer)
         progress = Progress(
             step=restored.step,
             version=restored.version,
@@ -235,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         "learner",
         wandb_run_id=sinks.resumed_wandb_run_id(cfg, plan and plan.path, restored.counters if plan else None),
     )
-    stop = StopRequest()
-    stop.install()
+    telemetry.event(
+        "run", progress.step, echo=False, **run_record(cfg, resumed_from=str(plan.path) if plan else None)
+    )
     learner = Learner(cfg, telemetry, progress, trainer, server, stop)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
@@ -245,24 +240,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         learner.run()
-    except KeyboardInterrupt:
-        # A clean interrupt keeps the work done so far: checkpoint (atomically), then 130.
-        # A hard one (second Ctrl-C) inside an update saves nothing: that state is half-applied.
+    except KeyboardInterrupt as exc:
+        # A clean stop (SIGINT/SIGTERM at a safe point) keeps the work done so far: checkpoint
+        # (atomically), then 130/143. A hard one (second signal) inside an update saves nothing:
+        # that state is half-applied. Actors learn why from finish(reason) and exit non-zero.
+        reason = getattr(exc, "reason", "interrupted")
         if not learner.mid_update:
             learner.save()
-        server.finish("interrupted")
+        server.finish(reason, step=progress.step)
         server.stop(grace=1.0)
-        telemetry.event("interrupted", progress.step, checkpoint=str(learner.last_checkpoint))
+        telemetry.event(reason, progress.step, checkpoint=str(learner.last_checkpoint))
         telemetry.close()
         raise
     except PirlError as err:
         # Recorded for the console (kind "error"); run_main prints the line and exits with its code.
-        # No finish(): actors must not read a failed run as done.
+        # finish("failed") lets actors exit at once (non-zero) instead of waiting out their connect
+        # timeout. Nothing of the failed update is saved (mid_update); say which checkpoint is good.
+        if isinstance(err, (DivergedError, RatioCheckError)):
+            last = layout.last_pointer(cfg.output_dir)
+            err.detail = f"last good checkpoint (unchanged): {last or 'none yet'}"
         telemetry.error(err.message, progress.step, exit_code=int(err.exit_code))
+        server.finish("failed", timeout=2.0, step=progress.step)
         server.stop(grace=1.0)
         telemetry.close()
         raise
-    server.finish("done")
+    server.finish("done", step=progress.step)
     server.stop(grace=2.0)
     wall = time.monotonic() - started
     telemetry.event(
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     telemetry.say(
         f"[learner] done updates={progress.step} samples={progress.samples} wall_s={wall:.1f} "
-        f"checkpoint={learner.last_checkpoint or checkpoints.last_pointer(cfg.output_dir)}"
+        f"checkpoint={learner.last_checkpoint or layout.last_pointer(cfg.output_dir)}"
     )
     telemetry.close()
     return ExitCode.OK

@@ -80,10 +80,13 @@ def version_rounds(cfg: RunConfig, env, actor_critic, actor_id: int, version: in
     n_envs = env.num_envs
     for round_index, first in enumerate(range(0, len(plan), n_envs)):
         generator = rollout_generator(cfg, actor_id, version, round_index)
+        # no_grad around the collection only: a generator suspended inside it would leave grad
+        # mode off in its caller between rounds (the in-process loop's update would not learn)
         with torch.no_grad():
-            yield collect_rollouts(
+            result = collect_rollouts(
                 env, actor_critic, plan[first : first + n_envs], generator, cfg.policy.action_steps
             )
+        yield result
 
 
 def parameters_to_tensors(module: torch.nn.Module) -> dict[str, Tensor]:

@@ -1,9 +1,10 @@
 """Telemetry: one JSON line per record under ``<output_dir>/telemetry/<source>.jsonl``.
 
 Why files and stdout both: the console (and any later tool) tails the JSONL files, while a
-researcher running headless in two terminals reads the stdout lines. Record schema (DESIGN.md):
+researcher running headless in two terminals reads the stdout lines. Record schema (docs/design.md, "Telemetry"):
 ``{"ts": unix seconds, "source": "learner"|"actor-N", "kind": "metrics"|"event"|"error",
-"step": int, ...fields}``. Events carry ``"event": name``.
+"step": int, ...fields}``. Events carry ``"event": name``. Each process starts its file with one
+``event=run`` record (:func:`run_record`): what the run is, so a JSONL file can be read alone.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+if TYPE_CHECKING:
+    from pirl_core.config import RunConfig
 
 TELEMETRY_DIR = "telemetry"
 
@@ -139,6 +145,47 @@ class Telemetry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pirl_version() -> str | None:
+    try:
+        return metadata.version("pirl")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit(repo: Path = Path(__file__).resolve().parents[1]) -> str | None:
+    """The checkout's commit (``+dirty`` when it has local changes); None outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def run_record(cfg: RunConfig, **extra: Any) -> dict[str, Any]:
+    """The fields of the ``event=run`` record: the headline facts plus the resolved config."""
+    return {
+        "profile": cfg.profile,
+        "env_type": cfg.env.type,
+        "suite": cfg.env.suite,
+        "task_ids": list(cfg.env.task_ids),
+        "seed": cfg.seed,
+        "pirl_version": pirl_version(),
+        "git_commit": git_commit(),
+        **extra,
+        "config": cfg.to_dict(),
+    }
 
 
 def read_records(path: Path | str) -> list[dict[str, Any]]:

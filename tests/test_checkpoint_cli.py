@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,20 @@ def test_validate_unreadable_exits_4_with_json(tmp_path: Path) -> None:
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in data["error"]
     listing = json.loads(cli("list", str(cfg.output_dir), "--json").stdout)["checkpoints"]
     assert [(r["step"], r["complete"]) for r in listing] == [(1, True), (2, False)]
+
+
+def test_list_flags_a_dangling_last(tmp_path: Path) -> None:
+    """Issue 8 finding 7: ``last`` pointing to a deleted checkpoint was listed as if all were well."""
+    cfg, _ = saved_run(tmp_path, steps=(1, 2))
+    fine = json.loads(cli("list", str(cfg.output_dir), "--json").stdout)
+    assert fine["last"] == {"target": "000002", "dangling": False}
+    shutil.rmtree(layout.step_dir(cfg.output_dir, 2))  # e.g. deleted by hand
+    proc = cli("list", str(cfg.output_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["last"] == {"target": "000002", "dangling": True}
+    assert [r["last"] for r in data["checkpoints"]] == [False]
+    text = cli("list", str(cfg.output_dir)).stdout
+    assert "points to 000002, which does not exist" in text and "--resume-from" in text
+    shutil.rmtree(layout.step_dir(cfg.output_dir, 1))  # no checkpoint left at all: still flagged
+    assert "which does not exist" in cli("list", str(cfg.output_dir)).stdout

@@ -16,8 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pirl_core import checkpoints
-from pirl_core.checkpoints import layout
+from pirl_core.checkpoints import layout, resume
 from pirl_core.errors import CheckpointUnreadableError, ConfigError, ExitCode
 from tests.test_checkpoint_support import SMALL_TOY, make_trainer, saved_run, tree_digest
 
@@ -96,7 +95,7 @@ def test_damaged_newest_checkpoint_exits_4_naming_the_older_one(tmp_path: Path, 
     damage(newest)
     digest = tree_digest(tmp_path)
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.prepare_run(cfg, resume=True)
+        resume.prepare_run(cfg, resume=True)
     err = info.value
     assert err.exit_code == ExitCode.CHECKPOINT_UNREADABLE == 4
     line = err.line()
@@ -110,7 +109,7 @@ def test_dangling_last_exits_4(tmp_path: Path) -> None:
     shutil.rmtree(layout.step_dir(cfg.output_dir, 2))
     digest = tree_digest(tmp_path)
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.prepare_run(cfg, resume=True)
+        resume.prepare_run(cfg, resume=True)
     line = info.value.line()
     assert "checkpoints/last points to 000002, which does not exist" in line
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in line
@@ -122,7 +121,7 @@ def test_explicit_resume_from_a_damaged_checkpoint_exits_4(tmp_path: Path) -> No
     only = layout.step_dir(cfg.output_dir, 1)
     _bad_json("pretrained_model/config.json")(only)
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.prepare_run(cfg, resume=True, resume_from=str(only))
+        resume.prepare_run(cfg, resume=True, resume_from=str(only))
     assert "config.json is not valid JSON" in info.value.line()
     assert "no complete checkpoint to fall back on: start a new output dir" in info.value.line()
 
@@ -149,11 +148,11 @@ def test_wrong_shapes_exit_4_before_anything_is_loaded(tmp_path: Path, where: st
         expected = f"wrong shapes: {rel} '{key}' is [5, 5]"
     _fix_manifest(ckpt, rel)
 
-    plan = checkpoints.prepare_run(cfg, resume=True)  # structurally fine
+    plan = resume.prepare_run(cfg, resume=True)  # structurally fine
     fresh = make_trainer(cfg)
     before = {k: v.clone() for k, v in fresh.actor_critic.state_dict().items()}
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.restore(plan, fresh)
+        resume.restore(plan, fresh)
     line = info.value.line()
     assert expected in line, line
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in line
@@ -195,7 +194,7 @@ def test_explicit_dangling_last_names_the_fallback(tmp_path: Path) -> None:
     cfg, _ = saved_run(tmp_path, steps=(1, 2))
     shutil.rmtree(layout.step_dir(cfg.output_dir, 2))
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.prepare_run(cfg, resume=True, resume_from=str(layout.last_link(cfg.output_dir)))
+        resume.prepare_run(cfg, resume=True, resume_from=str(layout.last_link(cfg.output_dir)))
     assert "dangling link" in info.value.line()
     assert f"--resume-from {layout.step_dir(cfg.output_dir, 1)}" in info.value.line()
 
@@ -208,11 +207,11 @@ def test_the_fallback_advice_for_a_damaged_newest_checkpoint_works(tmp_path: Pat
     newest, older = layout.step_dir(cfg.output_dir, 2), layout.step_dir(cfg.output_dir, 1)
     _truncate("pretrained_model/model.safetensors", keep_manifest=False)(newest)
     with pytest.raises(CheckpointUnreadableError) as info:
-        checkpoints.prepare_run(cfg, resume=True)
+        resume.prepare_run(cfg, resume=True)
     line = info.value.line()
     assert f"--output_dir=NEW --resume-from {older}" in line, line
     with pytest.raises(ConfigError):  # the same-dir resume the old advice suggested
-        checkpoints.prepare_run(cfg, resume=True, resume_from=str(older))
+        resume.prepare_run(cfg, resume=True, resume_from=str(older))
     forked = dataclasses.replace(cfg, output_dir=str(tmp_path / "fork"))
-    plan = checkpoints.prepare_run(forked, resume=True, resume_from=str(older))
+    plan = resume.prepare_run(forked, resume=True, resume_from=str(older))
     assert plan is not None and plan.step == 1

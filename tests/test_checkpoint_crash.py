@@ -32,15 +32,15 @@ KEEP_LAST = {"checkpoint.keep_last": 2}
 
 
 def _write_one_step(output_dir: str) -> None:
-    from pirl_core import checkpoints
+    from pirl_core.checkpoints import resume
     from tests.test_checkpoint_support import counters, make_trainer, toy_config, train
 
     cfg = toy_config(Path(output_dir), **KEEP_LAST)
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     trainer = make_trainer(cfg)
-    state = checkpoints.restore(plan, trainer)
+    state = resume.restore(plan, trainer)
     train(cfg, trainer, range(state.step, state.step + 1))
-    checkpoints.save(cfg, state.step + 1, trainer, counters(state.step + 1))
+    resume.save(cfg, state.step + 1, trainer, counters(state.step + 1))
 
 
 def _zygote() -> None:
@@ -153,8 +153,7 @@ def zygote():
 
 
 def _check_after_crash(output_dir: Path, expected_step: int, reference: dict) -> None:
-    from pirl_core import checkpoints
-    from pirl_core.checkpoints import layout, verify
+    from pirl_core.checkpoints import layout, resume, verify
     from tests.test_checkpoint_support import assert_bitwise_equal, make_trainer, snapshot, toy_config
 
     link = layout.last_link(output_dir)
@@ -166,12 +165,12 @@ def _check_after_crash(output_dir: Path, expected_step: int, reference: dict) ->
         verify.inspect(path)  # every finished (renamed) checkpoint is complete
 
     cfg = toy_config(output_dir, **KEEP_LAST)
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     assert plan is not None and plan.step == expected_step
     assert layout.leftovers(output_dir) == [], "leftovers are cleaned on the next start"
     assert layout.last_pointer(output_dir) == plan.path.resolve()
     fresh = make_trainer(cfg)
-    checkpoints.restore(plan, fresh)
+    resume.restore(plan, fresh)
     assert_bitwise_equal(snapshot(fresh), reference[expected_step])
 
 

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file, save_file
 
-from pirl_core import checkpoints
-from pirl_core.checkpoints import identity, layout
+from pirl_core.checkpoints import identity, layout, resume
 from pirl_core.config import RunConfig, parse_override
 from pirl_core.errors import ExitCode, ResumeMismatchError
 from tests.test_checkpoint_support import make_trainer, saved_run, toy_config, tree_digest
@@ -70,6 +69,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.noise_lr": 1e-4,
     "recipe.grpo_group_size": 4,
     "recipe.grpo_filter": False,  # the toy profile uses true
+    "recipe.ratio_tolerance": 1e-2,
     "learner.host": "0.0.0.0",
     "learner.port": 50999,
     "learner.updates": 500,
@@ -126,7 +126,7 @@ def test_fatal_field_refuses_with_its_row_and_writes_nothing(run, field: str) ->
     new_value = identity.flatten(current.to_dict())[field]
     digest = tree_digest(cfg.output_path)
     with pytest.raises(ResumeMismatchError) as info:
-        checkpoints.prepare_run(current, resume=True)
+        resume.prepare_run(current, resume=True)
     err = info.value
     assert err.exit_code == ExitCode.RESUME_MISMATCH == 3
     assert tree_digest(cfg.output_path) == digest
@@ -146,7 +146,7 @@ def test_tunables_are_reported_as_changed_not_fatal(run, tmp_path: Path) -> None
     profile = changes.pop("profile")
     current = toy_config(Path(changes.pop("output_dir")), **changes)
     current.profile = profile
-    plan = checkpoints.prepare_run(current, resume=True, resume_from=str(ckpt))
+    plan = resume.prepare_run(current, resume=True, resume_from=str(ckpt))
     assert plan is not None and plan.report.ok
     assert {r.field for r in plan.report.rows} == set(TUNABLE_CHANGES)
     assert all(r.severity == "changed" and r.fix.startswith("allowed") for r in plan.report.rows)
@@ -158,7 +158,7 @@ def test_table_and_json_for_the_console(run) -> None:
         cfg.output_path, **{"recipe.denoise_steps": 8, "policy.chunk_size": 8, "recipe.lr": 1e-4}
     )
     with pytest.raises(ResumeMismatchError) as info:
-        checkpoints.prepare_run(current, resume=True)
+        resume.prepare_run(current, resume=True)
     report = info.value.report
     lines = report.format_table().splitlines()
     assert lines[0].split() == [
@@ -203,11 +203,11 @@ def test_model_identity_mismatch_is_refused_at_restore_before_loading(tmp_path: 
     record["files"]["pretrained_model/rl_heads.safetensors"] = heads.stat().st_size
     record_path.write_text(json.dumps(record))
 
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     fresh = make_trainer(cfg)
     before = {k: v.clone() for k, v in fresh.actor_critic.state_dict().items()}
     with pytest.raises(ResumeMismatchError) as info:
-        checkpoints.restore(plan, fresh)
+        resume.restore(plan, fresh)
     (row,) = info.value.report.fatal
     assert row.field == "model.feature_dim" and row.checkpoint == ident["feature_dim"]
     after = fresh.actor_critic.state_dict()

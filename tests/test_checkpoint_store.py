@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pirl_core import checkpoints
-from pirl_core.checkpoints import layout
+from pirl_core.checkpoints import layout, resume
 from pirl_core.errors import ConfigError, ExitCode
 from tests.test_checkpoint_support import (
     assert_bitwise_equal,
@@ -77,9 +76,9 @@ def test_round_trip_is_bitwise_and_training_continues_identically(tmp_path: Path
     np.random.seed(123)
     torch.manual_seed(123)
     fresh.generator.manual_seed(99)
-    plan = checkpoints.prepare_run(cfg, resume=True, resume_from=None)
+    plan = resume.prepare_run(cfg, resume=True, resume_from=None)
     assert plan is not None and plan.step == 2 and plan.report.rows == []
-    state = checkpoints.restore(plan, fresh)
+    state = resume.restore(plan, fresh)
 
     assert (state.step, state.version, state.counters) == (2, 2, counters(2))
     assert_bitwise_equal(before, snapshot(fresh))
@@ -99,7 +98,7 @@ def test_new_run_into_used_output_dir_exits_2_and_writes_nothing(tmp_path: Path)
     cfg, _ = saved_run(tmp_path, steps=(1,))
     digest = tree_digest(tmp_path)
     with pytest.raises(ConfigError) as info:
-        checkpoints.prepare_run(cfg, resume=False)
+        resume.prepare_run(cfg, resume=False)
     assert info.value.exit_code == ExitCode.USAGE
     assert "--resume" in info.value.line() and "another --output_dir" in info.value.line()
     assert tree_digest(tmp_path) == digest
@@ -108,7 +107,7 @@ def test_new_run_into_used_output_dir_exits_2_and_writes_nothing(tmp_path: Path)
 def test_resume_with_nothing_to_resume_exits_2(tmp_path: Path) -> None:
     cfg = toy_config(tmp_path / "empty")
     with pytest.raises(ConfigError) as info:
-        checkpoints.prepare_run(cfg, resume=True)
+        resume.prepare_run(cfg, resume=True)
     assert "nothing to resume" in info.value.line()
     assert not (tmp_path / "empty").exists()
 
@@ -119,7 +118,7 @@ def test_resume_prefers_a_finished_checkpoint_newer_than_last(tmp_path: Path) ->
     link = layout.last_link(cfg.output_dir)
     link.unlink()
     link.symlink_to("000001")
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     assert plan is not None and plan.step == 2
     assert os.readlink(link) == "000002"  # repaired once everything validated
 
@@ -129,7 +128,7 @@ def test_resume_from_older_checkpoint_in_same_dir_is_refused(tmp_path: Path) -> 
     digest = tree_digest(tmp_path)
     old = str(layout.step_dir(cfg.output_dir, 1))
     with pytest.raises(ConfigError) as info:
-        checkpoints.prepare_run(cfg, resume=True, resume_from=old)
+        resume.prepare_run(cfg, resume=True, resume_from=old)
     assert "[2]" in info.value.line() and "--output_dir=NEW" in info.value.line()
     assert tree_digest(tmp_path) == digest
 
@@ -137,12 +136,12 @@ def test_resume_from_older_checkpoint_in_same_dir_is_refused(tmp_path: Path) -> 
 def test_fork_into_a_new_output_dir_restores_and_saves_there(tmp_path: Path) -> None:
     cfg, trainer = saved_run(tmp_path, steps=(1, 2))
     forked = toy_config(tmp_path / "fork")
-    plan = checkpoints.prepare_run(forked, resume=True, resume_from=str(layout.step_dir(cfg.output_dir, 1)))
+    plan = resume.prepare_run(forked, resume=True, resume_from=str(layout.step_dir(cfg.output_dir, 1)))
     assert plan is not None and plan.step == 1
     assert [r.field for r in plan.report.rows] == ["output_dir"] and plan.report.ok
     fresh = make_trainer(forked)
-    checkpoints.restore(plan, fresh)
-    path = checkpoints.save(forked, 2, fresh, counters(2))
+    resume.restore(plan, fresh)
+    path = resume.save(forked, 2, fresh, counters(2))
     assert path == layout.step_dir(forked.output_dir, 2)
     assert os.readlink(layout.last_link(forked.output_dir)) == "000002"
 
@@ -151,7 +150,7 @@ def test_saving_an_existing_step_is_a_no_op(tmp_path: Path) -> None:
     cfg, trainer = saved_run(tmp_path, steps=(1,))
     digest = tree_digest(tmp_path)
     train(cfg, trainer, range(1, 2))
-    assert checkpoints.save(cfg, 1, trainer, counters(1)) == layout.step_dir(cfg.output_dir, 1)
+    assert resume.save(cfg, 1, trainer, counters(1)) == layout.step_dir(cfg.output_dir, 1)
     assert tree_digest(tmp_path) == digest
 
 
@@ -163,7 +162,7 @@ def test_retention_keeps_newest_and_never_the_last_target(tmp_path: Path) -> Non
     link = layout.last_link(cfg2.output_dir)
     link.unlink()
     link.symlink_to("000001")
-    removed = checkpoints.apply_retention(cfg2.output_path, keep_last=1)
+    removed = resume.apply_retention(cfg2.output_path, keep_last=1)
     assert [p.name for p in removed] == ["000002"]
     assert [s for s, _ in layout.step_dirs(cfg2.output_dir)] == [1, 3]
     assert not list(layout.checkpoints_root(cfg2.output_dir).glob(".*"))
@@ -179,7 +178,7 @@ def test_leftovers_are_ignored_then_cleaned_on_the_next_start(tmp_path: Path) ->
         (d / "pretrained_model" / "model.safetensors").write_bytes(b"partial")
     (root / f".last-{dead_pid}").symlink_to("000002")
     assert [s for s, _ in layout.step_dirs(cfg.output_dir)] == [1]  # ignored by readers
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     assert plan is not None and plan.step == 1
     assert sorted(p.name for p in root.iterdir()) == ["000001", "last"]
 
@@ -187,10 +186,10 @@ def test_leftovers_are_ignored_then_cleaned_on_the_next_start(tmp_path: Path) ->
 def test_changed_learning_rate_takes_effect_on_resume(tmp_path: Path) -> None:
     cfg, trainer = saved_run(tmp_path, steps=(1,))
     new_cfg = toy_config(cfg.output_path, **{"recipe.lr": 1e-4})
-    plan = checkpoints.prepare_run(new_cfg, resume=True)
+    plan = resume.prepare_run(new_cfg, resume=True)
     assert plan is not None and [r.field for r in plan.report.changed] == ["recipe.lr"]
     fresh = make_trainer(new_cfg)
-    checkpoints.restore(plan, fresh)
+    resume.restore(plan, fresh)
     assert fresh.optimizers["policy"].param_groups[0]["lr"] == 1e-4
     assert fresh.optimizers["value"].param_groups[0]["lr"] == cfg.recipe.value_lr
     # moments still come from the checkpoint
@@ -206,6 +205,6 @@ def test_saving_again_after_an_interrupted_last_switch_finishes_the_switch(tmp_p
     link.unlink()
     link.symlink_to("000001")
     before = tree_digest(layout.step_dir(cfg.output_dir, 2))
-    checkpoints.save(cfg, 2, trainer, counters(2))
+    resume.save(cfg, 2, trainer, counters(2))
     assert os.readlink(link) == "000002"
     assert tree_digest(layout.step_dir(cfg.output_dir, 2)) == before

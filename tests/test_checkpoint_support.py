@@ -109,14 +109,14 @@ def tree_digest(root: Path) -> str:
 
 def saved_run(tmp_path: Path, steps: tuple[int, ...] = (1, 2), **overrides: Any) -> tuple[RunConfig, Any]:
     """An output dir holding checkpoints at ``steps`` of a real toy run; returns (cfg, trainer)."""
-    from pirl_core import checkpoints
+    from pirl_core.checkpoints import resume
 
     cfg = toy_config(tmp_path / "run", **overrides)
-    assert checkpoints.prepare_run(cfg, resume=False) is None
+    assert resume.prepare_run(cfg, resume=False) is None
     trainer = make_trainer(cfg)
     done = 0
     for step in steps:
         train(cfg, trainer, range(done, step))
         done = step
-        checkpoints.save(cfg, step, trainer, counters(step))
+        resume.save(cfg, step, trainer, counters(step))
     return cfg, trainer

@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pirl_core import checkpoints
-from pirl_core.checkpoints import layout
+from pirl_core.checkpoints import layout, resume
 from pirl_core.config import RunConfig, load_config
 from tests.test_checkpoint_support import assert_bitwise_equal, counters, make_trainer, snapshot
 from tests.test_xvla_adapter import raw_obs
@@ -37,7 +36,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory):
     trainer = make_trainer(cfg)
     obs = trainer.actor_critic.adapter.prepare_obs(raw_obs(batch=2, seed=5, size=64))
     _gradient_step(trainer, obs)
-    path = checkpoints.save(cfg, 1, trainer, counters(1))
+    path = resume.save(cfg, 1, trainer, counters(1))
     return cfg, trainer, obs, path
 
 
@@ -87,13 +86,13 @@ def test_extra_keys_in_model_safetensors_would_break_lerobot_loading(saved, tmp_
 
 def test_xvla_trainer_restores_bitwise(saved) -> None:
     cfg, trainer, obs, path = saved
-    meta = checkpoints.prepare_run(cfg, resume=True).info.rl_heads_metadata
+    meta = resume.prepare_run(cfg, resume=True).info.rl_heads_metadata
     assert meta["base_module"] == "adapter.policy"  # X-VLA weights in model.safetensors only
 
     fresh = make_trainer(cfg)
-    plan = checkpoints.prepare_run(cfg, resume=True)
+    plan = resume.prepare_run(cfg, resume=True)
     assert plan is not None and plan.path == path
-    state = checkpoints.restore(plan, fresh)
+    state = resume.restore(plan, fresh)
     assert state.step == 1 and state.counters == counters(1)
     assert_bitwise_equal(snapshot(trainer), snapshot(fresh))
     assert all(len(opt.state) > 0 for opt in fresh.optimizers.values())

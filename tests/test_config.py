@@ -55,6 +55,19 @@ def test_integer_literal_is_accepted_for_float_fields() -> None:
         ("env.task_ids=[42]", "env.task_ids", "[0, 9]"),
         ("policy.action_steps=99", "policy.action_steps", "chunk_size"),
         ("recipe.critic_detach=maybe", "recipe.critic_detach", "true or false"),
+        # issue 8: these ran to exit 0 and saved NaN checkpoints
+        ("recipe.lr=inf", "recipe.lr", "a finite number"),
+        ("recipe.entropy_coef=nan", "recipe.entropy_coef", "a finite number"),
+        ("recipe.sigma_max=inf", "recipe.sigma_max", "a finite number"),
+        ("recipe.sigma_min=-inf", "recipe.sigma_min", "a finite number"),
+        ("actor.connect_timeout_s=inf", "actor.connect_timeout_s", "a finite number"),
+        ("recipe.lr=1" + "0" * 400, "recipe.lr", "a finite number"),  # an int no float can hold
+        ("recipe.sigma_max=50", "recipe.sigma_max", "10"),
+        ("recipe.sde_noise_level=1e6", "recipe.sde_noise_level", "10"),
+        ("recipe.lr=5", "recipe.lr", "[0, 1]"),
+        ("recipe.value_lr=-1e-3", "recipe.value_lr", "[0, 1]"),
+        ("recipe.entropy_coef=-0.1", "recipe.entropy_coef", ">= 0"),
+        ("recipe.ratio_tolerance=0", "recipe.ratio_tolerance", "> 0"),
     ],
 )
 def test_bad_overrides_name_field_value_and_allowed(
@@ -126,3 +139,22 @@ def test_defaults_validate() -> None:
     from pirl_core.config import validate
 
     assert validate(RunConfig()).env.suite == "libero_10"
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "+inf"])
+def test_no_float_field_accepts_nan_or_inf(raw: str) -> None:
+    """Every float field, not a list: a field added later is covered by the same _coerce."""
+    cfg = RunConfig()
+    sections = [getattr(cfg, f.name) for f in dataclasses.fields(cfg)]
+    floats = [
+        f"{type(section).__name__.removesuffix('Config').lower()}.{f.name}"
+        for section in sections
+        if dataclasses.is_dataclass(section)
+        for f in dataclasses.fields(section)
+        if f.type == "float"  # annotations are strings (from __future__ import annotations)
+    ]
+    assert "recipe.lr" in floats and "actor.connect_timeout_s" in floats
+    for name in floats:
+        with pytest.raises(ConfigError) as info:
+            load_config("toy", [f"{name}={raw}"])
+        assert info.value.field == name and info.value.expected == "a finite number"

@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from pirl_core.recipe.checks import GaussianTargetAdapter
 from pirl_core.recipe.flow import (
     gaussian_entropy,
     gaussian_logpdf,
@@ -19,6 +18,7 @@ from pirl_core.recipe.flow import (
     to_velocity,
 )
 from pirl_core.recipe.samplers import FlowSdeSampler, OdeSampler
+from tests.recipe_checks import GaussianTargetAdapter
 
 
 def test_time_grid_runs_from_noise_to_action() -> None:

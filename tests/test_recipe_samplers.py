@@ -12,8 +12,8 @@ import torch
 from pirl_core.config import RecipeConfig
 from pirl_core.policies.mlp import MLPCleanActionAdapter, MLPFlowAdapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
-from pirl_core.recipe.checks import max_ratio_error
 from pirl_core.recipe.flow import ode_mean, sde_moments, time_grid, to_velocity
+from tests.recipe_checks import max_ratio_error
 
 CHUNK, STEPS_EXEC, ENV_DIM, PAD = 5, 3, 2, 1
 

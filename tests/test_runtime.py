@@ -123,3 +123,21 @@ def test_learner_actor_and_local_loop_build_the_same_seeded_modules() -> None:
     trainer_8, _, _ = built(8)
     first = "noise_head.net.0.weight"
     assert not torch.equal(ref[first], trainer_8.actor_critic.state_dict()[first])
+
+
+def test_version_rounds_leaves_grad_mode_on_in_its_caller_between_rounds() -> None:
+    """The generator used to hold torch.no_grad() across its yields, so the caller's code between
+    rounds (and after a partly consumed generator) ran with gradients off."""
+    from pirl_core.recipe.local_loop import build_loop
+    from pirl_core.runtime import version_rounds
+
+    state = build_loop(load_config("toy", {"env.n_envs": 4, "learner.episodes_per_update": 8}))
+    assert torch.is_grad_enabled()
+    rounds = version_rounds(state.cfg, state.env, state.actor_critic, actor_id=0, version=0)
+    seen = 0
+    for batch, _stats, _timing in rounds:
+        seen += 1
+        assert torch.is_grad_enabled(), f"grad mode off in the caller after round {seen}"
+        assert not batch.logp.requires_grad  # the collection itself ran without a graph
+    assert seen == 2 and torch.is_grad_enabled()
+    state.env.close()

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from pirl_console.checkpoint_source import CheckpointSource, ValidationResult
+from pirl_console.checkpoint_source import CheckpointEntry, CheckpointSource, ValidationResult
 from pirl_console.messages import CheckpointsListed, CheckpointValidated
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.charts import ChartRun, runs_from_checkpoints

@@ -56,7 +56,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise ConfigError("OUTPUT_DIR", str(output_dir), "an existing directory")
     entries = catalog.list_checkpoints(output_dir)
     if args.json:
-        _emit_json({"output_dir": str(output_dir), "checkpoints": [e.to_dict() for e in entries]})
+        last = catalog.last_link_status(output_dir)
+        _emit_json(
+            {
+                "output_dir": str(output_dir),
+                "checkpoints": [e.to_dict() for e in entries],
+                "last": None if last is None else last.to_dict(),  # {"target", "dangling"}
+            }
+        )
     else:
         print(catalog.format_listing(output_dir, entries))
     return ExitCode.OK

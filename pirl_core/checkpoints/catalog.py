@@ -6,6 +6,7 @@ reader, so a listing, the console and the learner's own resume check cannot disa
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,33 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class LastLink:
+    """Where ``checkpoints/last`` points; ``dangling`` when that checkpoint does not exist
+    (deleted by hand, or a copy that left it out): ``--resume`` refuses such a dir with exit 4."""
+
+    target: str
+    dangling: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def last_link_status(output_dir: Path | str) -> LastLink | None:
+    """None when the output dir has no ``last`` symlink."""
+    link = layout.last_link(output_dir)
+    if not link.is_symlink():
+        return None
+    return LastLink(target=os.readlink(link), dangling=not link.exists())
+
+
+def dangling_warning(output_dir: Path | str, last: LastLink) -> str:
+    return (
+        f"warning: {layout.last_link(output_dir)} points to {last.target}, which does not exist; "
+        "--resume refuses this dir (exit 4): resume with --resume-from PATH of a complete checkpoint"
+    )
 
 
 def learner_metrics_by_step(output_dir: Path) -> dict[int, dict[str, Any]]:
@@ -95,8 +123,10 @@ def list_checkpoints(output_dir: Path | str) -> list[Entry]:
 
 
 def format_listing(output_dir: Path | str, entries: list[Entry]) -> str:
+    last = last_link_status(output_dir)
+    warning = [dangling_warning(output_dir, last)] if last is not None and last.dangling else []
     if not entries:
-        return f"no checkpoints in {layout.checkpoints_root(output_dir)}"
+        return "\n".join([f"no checkpoints in {layout.checkpoints_root(output_dir)}", *warning])
     header = ("step", "saved", "size", "complete", "last", "version", "metrics")
     rows = []
     for e in entries:
@@ -115,7 +145,7 @@ def format_listing(output_dir: Path | str, entries: list[Entry]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join([f"checkpoints in {layout.checkpoints_root(output_dir)}", *lines])
+    return "\n".join([f"checkpoints in {layout.checkpoints_root(output_dir)}", *lines, *warning])
 
 
 def _num(value: Any) -> str:

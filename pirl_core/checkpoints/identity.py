@@ -88,6 +88,7 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.critic_detach": FATAL,  # which parameters the critic's gradients reach
     "recipe.grpo_group_size": CHANGED,
     "recipe.grpo_filter": CHANGED,
+    "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it
     # learner / actor / checkpoint / telemetry: cadence, counts and addresses
     "learner.host": CHANGED,
     "learner.port": CHANGED,

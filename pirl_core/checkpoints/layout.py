@@ -7,7 +7,6 @@
                                                            rl_heads.safetensors (pirl: value/noise heads)
     <output_dir>/checkpoints/<step:06d>/training_state/    <optimizer name>/optimizer_state.safetensors,
                                                            <optimizer name>/optimizer_param_groups.json,
-                                                           [<scheduler name>/scheduler_state.json],
                                                            rng_state.safetensors, training_step.json
     <output_dir>/checkpoints/last -> <step:06d>            (relative symlink, as LeRobot's update_last_checkpoint)
 
@@ -32,7 +31,6 @@ from lerobot.utils.constants import (
     OPTIMIZER_STATE,
     PRETRAINED_MODEL_DIR,
     RNG_STATE,
-    SCHEDULER_STATE,
     TRAINING_STATE_DIR,
     TRAINING_STEP,
 )
@@ -44,7 +42,6 @@ __all__ = [
     "OPTIMIZER_STATE",
     "PRETRAINED_MODEL_DIR",
     "RNG_STATE",
-    "SCHEDULER_STATE",
     "TRAINING_STATE_DIR",
     "TRAINING_STEP",
     "TRAIN_CONFIG",

@@ -2,14 +2,14 @@
 
 ::
 
-    plan = checkpoints.prepare_run(cfg, args.resume, args.resume_from)   # before anything is written
+    plan = resume.prepare_run(cfg, args.resume, args.resume_from)   # before anything is written
     trainer = build_trainer(cfg)
     if plan is not None:
-        state = checkpoints.restore(plan, trainer)     # TrainingState(step, version, counters)
+        state = resume.restore(plan, trainer)     # TrainingState(step, version, counters)
     ...
-    checkpoints.save(cfg, step, trainer, counters)     # every checkpoint.every steps, at the end, on Ctrl-C
+    resume.save(cfg, step, trainer, counters)     # on cadence, at the end, on SIGINT/SIGTERM (never step 0)
 
-Rules (DESIGN.md "Resume"): a resume continues exactly or refuses at once. ``prepare_run`` judges
+Rules (docs/design.md, "Resume"): a resume continues exactly or refuses at once. ``prepare_run`` judges
 the output dir and the checkpoint's config identity and raises ConfigError (exit 2),
 ResumeMismatchError (exit 3) or CheckpointUnreadableError (exit 4) *before it writes anything*;
 only when all is well does it clean the leftovers of a killed writer and repair ``last``.
@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from pirl_core.checkpoints import fsutil, layout, store
 from pirl_core.checkpoints.identity import (
@@ -37,6 +39,10 @@ from pirl_core.checkpoints.identity import (
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError
+from pirl_core.recipe.numerics import require_finite_tensors
+
+if TYPE_CHECKING:
+    from pirl_core.recipe.trainer import PolicyTrainer
 
 LR_FIELDS = {"recipe.lr", "recipe.value_lr", "recipe.noise_lr"}
 
@@ -187,8 +193,8 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
 # --------------------------------------------------------------------------- restore
 
 
-def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
-    """Load the checkpoint into ``trainer`` (weights incl. heads, optimizers, schedulers, RNGs,
+def restore(plan: ResumePlan, trainer: PolicyTrainer) -> TrainingState:
+    """Load the checkpoint into ``trainer`` (weights incl. heads, optimizers, RNGs,
     generator). Checks the built model's identity (exit 3) and every shape (exit 4) first.
 
     Learning rates: the optimizer state (moments, step counts) and hyperparameters come from the
@@ -196,7 +202,7 @@ def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
     config's learning rates are applied on top, so the change takes effect.
     """
     info = plan.info
-    actor_critic = store.actor_critic_of(trainer)
+    actor_critic = trainer.actor_critic
     saved_identity = info.rl_heads_metadata.get("model_identity")
     if saved_identity is not None:
         rows = compare_model(json.loads(saved_identity), store.model_identity(actor_critic))
@@ -209,12 +215,11 @@ def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
         raise unreadable(info.path, str(problem), layout.checkpoint_output_dir(info.path)) from None
 
     current_lrs = {
-        name: [group["lr"] for group in opt.param_groups]
-        for name, opt in store.optimizers_of(trainer).items()
+        name: [group["lr"] for group in opt.param_groups] for name, opt in trainer.optimizers.items()
     }
     store.load_into(info, trainer)
     if any(row.field in LR_FIELDS for row in plan.report.changed):
-        for name, opt in store.optimizers_of(trainer).items():
+        for name, opt in trainer.optimizers.items():
             for group, lr in zip(opt.param_groups, current_lrs[name], strict=True):
                 group["lr"] = lr
     return TrainingState(step=info.step, version=info.version, counters=info.counters)
@@ -223,19 +228,36 @@ def restore(plan: ResumePlan, trainer: Any) -> TrainingState:
 # --------------------------------------------------------------------------- save
 
 
-def save(cfg: RunConfig, step: int, trainer: Any, counters: Mapping[str, Any]) -> Path:
+def save(cfg: RunConfig, step: int, trainer: PolicyTrainer, counters: Mapping[str, Any]) -> Path:
     """Write checkpoint ``step`` crash-safely, switch ``last``, apply retention; returns its path.
+
+    Refuses (:class:`DivergedError`, exit 6) before writing anything when a parameter or an
+    optimizer state tensor holds NaN/inf: such a checkpoint would replace ``last`` with garbage.
 
     ``counters`` are stored verbatim in training_step.json and come back from :func:`restore`;
     ``counters["version"]`` (or ``"policy_version"``) is the policy version (default: ``step``),
     ``"samples"`` and ``"episodes"`` are also written at the top level, as LeRobot-style fields.
     """
+    require_finite_tensors(
+        "checkpoint not written: tensor",
+        _state_tensors(trainer),
+        f"step {step}; {layout.last_link(cfg.output_path)} still points to the last good one",
+    )
     version = int(counters.get("version", counters.get("policy_version", step)))
     path = store.write_checkpoint(
         cfg.output_path, step, cfg.learner.updates, cfg.to_dict(), trainer, counters, version
     )
     apply_retention(cfg.output_path, cfg.checkpoint.keep_last)
     return path
+
+
+def _state_tensors(trainer: PolicyTrainer) -> Iterator[tuple[str, torch.Tensor]]:
+    yield from trainer.actor_critic.state_dict().items()
+    for name, optimizer in trainer.optimizers.items():
+        for index, state in optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    yield f"optimizer {name} state[{index}].{key}", value
 
 
 def apply_retention(output_dir: Path, keep_last: int) -> list[Path]:

@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -39,33 +39,11 @@ from pirl_core.checkpoints.verify import CheckpointInfo, Problem, safetensors_he
 GENERATOR_KEY = "trainer_generator_state"  # no py/np/torch prefix: LeRobot's deserializer skips it
 HEADS_FORMAT = "pirl-rl-heads/1"
 
-
-# --------------------------------------------------------------------------- duck-typed trainer
-
-
-def actor_critic_of(trainer: Any) -> nn.Module:
-    return trainer.actor_critic
+if TYPE_CHECKING:  # the recipe pulls in the policy stack; listing and validating never need it
+    from pirl_core.recipe.trainer import PolicyTrainer
 
 
-def optimizers_of(trainer: Any) -> dict[str, torch.optim.Optimizer]:
-    opts = getattr(trainer, "optimizers", None)
-    if isinstance(opts, Mapping):
-        return dict(opts)
-    single = getattr(trainer, "optimizer", None)
-    return {"default": single} if single is not None else {}
-
-
-def schedulers_of(trainer: Any) -> dict[str, Any]:
-    scheds = getattr(trainer, "schedulers", None)
-    if isinstance(scheds, Mapping):
-        return {k: v for k, v in scheds.items() if v is not None}
-    single = getattr(trainer, "scheduler", None)
-    return {"default": single} if single is not None else {}
-
-
-def generator_of(trainer: Any) -> torch.Generator | None:
-    gen = getattr(trainer, "generator", None)
-    return gen if isinstance(gen, torch.Generator) else None
+# --------------------------------------------------------------------------- identity
 
 
 def model_identity(actor_critic: nn.Module) -> dict[str, Any]:
@@ -124,13 +102,12 @@ def write_checkpoint(
     step: int,
     total_steps: int,
     train_config: dict[str, Any],
-    trainer: Any,
+    trainer: PolicyTrainer,
     counters: Mapping[str, Any],
     version: int,
 ) -> Path:
     """Write checkpoint ``step`` and point ``last`` at it; returns its final path."""
     from lerobot.optim.optimizers import save_optimizer_state
-    from lerobot.optim.schedulers import save_scheduler_state
     from lerobot.utils.random_utils import serialize_rng_state
 
     root = layout.checkpoints_root(output_dir)
@@ -157,7 +134,7 @@ def write_checkpoint(
         pretrained.mkdir(parents=True)
         state_dir.mkdir(parents=True)
 
-        actor_critic = actor_critic_of(trainer)
+        actor_critic = trainer.actor_critic
         actor_critic.adapter.save_pretrained(pretrained)
         pause(step, "pretrained_model")
 
@@ -176,21 +153,13 @@ def write_checkpoint(
         (pretrained / layout.TRAIN_CONFIG).write_text(json.dumps(train_config, indent=4), encoding="utf-8")
         pause(step, "train_config")
 
-        optimizers = optimizers_of(trainer)
+        optimizers = trainer.optimizers
         for opt_name, optimizer in optimizers.items():
             save_optimizer_state({opt_name: optimizer}, state_dir)  # -> training_state/<name>/
             pause(step, f"optimizer:{opt_name}")
-        schedulers = schedulers_of(trainer)
-        for sched_name, scheduler in schedulers.items():
-            sched_dir = state_dir / sched_name
-            sched_dir.mkdir(exist_ok=True)
-            save_scheduler_state(scheduler, sched_dir)
-            pause(step, f"scheduler:{sched_name}")
 
         rng = serialize_rng_state()
-        generator = generator_of(trainer)
-        if generator is not None:
-            rng[GENERATOR_KEY] = generator.get_state()
+        rng[GENERATOR_KEY] = trainer.generator.get_state()
         save_file(_cpu_copy(rng), state_dir / layout.RNG_STATE)
         pause(step, "rng_state")
 
@@ -201,8 +170,7 @@ def write_checkpoint(
             "episodes": counters.get("episodes"),
             "counters": dict(counters),
             "optimizers": sorted(optimizers),
-            "schedulers": sorted(schedulers),
-            "generator": generator is not None,
+            "generator": True,
             "saved_at": time.time(),
             "pirl_format": layout.FORMAT_VERSION,
             "files": _manifest(tmp),
@@ -248,9 +216,9 @@ def _tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
     return {k: g for g in groups.values() for k in g if len(g) > 1}
 
 
-def check_compatible(info: CheckpointInfo, trainer: Any) -> None:
+def check_compatible(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
     """Everything a restore needs, checked against the live trainer without changing it."""
-    actor_critic = actor_critic_of(trainer)
+    actor_critic = trainer.actor_critic
     meta = info.rl_heads_metadata
     if meta.get("format") != HEADS_FORMAT:
         raise Problem(f"{layout.PRETRAINED_MODEL_DIR}/{layout.RL_HEADS} has format {meta.get('format')!r}")
@@ -282,22 +250,13 @@ def check_compatible(info: CheckpointInfo, trainer: Any) -> None:
         raise Problem(f"{rel} lacks tensor(s) of the current model: {missing[:5]}")
 
     saved_opts = set(info.training_step.get("optimizers", []))
-    live_opts = optimizers_of(trainer)
+    live_opts = trainer.optimizers
     if saved_opts != set(live_opts):
         raise Problem(
             f"the checkpoint has optimizers {sorted(saved_opts)}, the current trainer {sorted(live_opts)}"
         )
     for name, optimizer in live_opts.items():
         _check_optimizer(info.path, name, optimizer)
-    saved_scheds = set(info.training_step.get("schedulers", []))
-    if saved_scheds != set(schedulers_of(trainer)):
-        raise Problem(
-            f"the checkpoint has schedulers {sorted(saved_scheds)}, the current trainer {sorted(schedulers_of(trainer))}"
-        )
-    if info.training_step.get("generator") and generator_of(trainer) is None:
-        raise Problem(
-            "the checkpoint holds a trainer generator state but the current trainer has no .generator"
-        )
 
 
 def _optimizer_files(name: str) -> tuple[str, str]:
@@ -358,11 +317,11 @@ def _load_optimizer(path: Path, name: str, optimizer: torch.optim.Optimizer) -> 
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def load_into(info: CheckpointInfo, trainer: Any) -> None:
-    """Weights (base + heads), optimizers, schedulers, RNG and generator. Call check_compatible first."""
+def load_into(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
+    """Weights (base + heads), optimizers, RNG and generator. Call check_compatible first."""
     from lerobot.utils.random_utils import deserialize_rng_state
 
-    actor_critic = actor_critic_of(trainer)
+    actor_critic = trainer.actor_critic
     meta = info.rl_heads_metadata
     base = meta.get("base_module", "") if meta.get("base_in_model_safetensors") == "true" else None
     device = next(actor_critic.parameters()).device
@@ -376,15 +335,11 @@ def load_into(info: CheckpointInfo, trainer: Any) -> None:
         heads = load_file(info.path / layout.PRETRAINED_MODEL_DIR / layout.RL_HEADS, device=str(device))
         actor_critic.load_state_dict(heads, strict=False)  # exact key set was checked
 
-    for name, optimizer in optimizers_of(trainer).items():
+    for name, optimizer in trainer.optimizers.items():
         _load_optimizer(info.path, name, optimizer)
-    for name, scheduler in schedulers_of(trainer).items():
-        data = json.loads((info.path / layout.TRAINING_STATE_DIR / name / layout.SCHEDULER_STATE).read_text())
-        scheduler.load_state_dict(data)
 
     rng = load_file(info.path / layout.TRAINING_STATE_DIR / layout.RNG_STATE)
     generator_state = rng.pop(GENERATOR_KEY, None)
     deserialize_rng_state(rng)
-    generator = generator_of(trainer)
-    if generator is not None and generator_state is not None:
-        generator.set_state(generator_state)
+    if generator_state is not None:
+        trainer.generator.set_state(generator_state)

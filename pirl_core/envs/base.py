@@ -9,7 +9,7 @@ into this small interface; the collector owns time limits and chunking.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,6 @@ class StepResult:
     reward: np.ndarray  # (n_envs,) float
     terminated: np.ndarray  # (n_envs,) bool: task ended (success or failure), no bootstrap
     success: np.ndarray  # (n_envs,) bool: task solved at this step
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class PirlVectorEnv(ABC):

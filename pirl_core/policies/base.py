@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 PredictionType = Literal["velocity", "clean_action"]
@@ -102,7 +101,3 @@ class FlowPolicyAdapter(nn.Module, ABC):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(True)
-
-
-def sample_device(adapter: nn.Module) -> torch.device:
-    return next(adapter.parameters()).device

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,6 @@ class LoopState:
     env: PirlVectorEnv
     actor_critic: ActorCritic
     trainer: PolicyTrainer
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_loop(cfg: RunConfig, adapter: FlowPolicyAdapter | None = None) -> LoopState:
@@ -105,5 +104,4 @@ def train_in_process(
                 break
     if final_eval_episodes > 0:
         history[-1]["final_eval_success"] = evaluate(state, final_eval_episodes)
-    state.history = history
     return history

@@ -5,6 +5,9 @@ passes over shuffled minibatches -> per-group gradient clipping -> one AdamW per
 (policy / value / noise, each with its own learning rate). Returns the per-update metrics the
 learner logs, including ``ratio_check`` = max |ratio - 1| on the first minibatch of the first
 epoch: before any step the parameters equal the rollout's, so anything above ~1e-4 is a bug.
+Above ``recipe.ratio_tolerance`` the update raises :class:`RatioCheckError` before its first
+step, and a NaN/inf loss, gradient norm or parameter raises :class:`DivergedError` (see
+``numerics``): a run stops rather than train off-policy or on garbage.
 
 Metric conventions: ``return_mean``/``return_std`` are the critic's targets (GAE returns) under
 PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy group's norm
@@ -22,8 +25,10 @@ import torch
 from torch import Tensor
 
 from pirl_core.config import RecipeConfig
+from pirl_core.errors import RatioCheckError
 from pirl_core.recipe.actor_critic import ActorCritic
 from pirl_core.recipe.advantages import episode_returns, explained_variance, gae, grpo_advantages
+from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
 from pirl_core.recipe.ppo import ppo_loss
 from pirl_core.rollout import RolloutBatch
 
@@ -80,7 +85,9 @@ class PolicyTrainer:
             adv = (adv - kept.mean()) / (kept.std() + 1e-8)
         return adv, returns, keep
 
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
+    def update(self, batch: RolloutBatch, *, check_ratio: bool = True) -> dict[str, float]:
+        """One update. ``check_ratio`` enforces ``recipe.ratio_tolerance``; turn it off only for
+        batches that are off-policy by design (``learner.max_staleness`` > 0, re-used batches)."""
         started = time.perf_counter()
         r = self.recipe
         ac = self.actor_critic
@@ -133,12 +140,16 @@ class PolicyTrainer:
                     returns=returns[index].to(device),
                     value_clip=r.value_clip,
                 )
+                where = f"epoch {epoch + 1}, minibatch {start // mb_size + 1}"
+                require_finite_value("the loss", float(out.loss.detach()), where)
                 if epoch == 0 and start == 0:
                     metrics["ratio_check"] = float((out.ratio - 1.0).abs().max())
+                    if check_ratio:
+                        self._check_ratio(metrics["ratio_check"])
                 for opt in self.optimizers.values():
                     opt.zero_grad(set_to_none=True)
                 out.loss.backward()
-                norms = self._clip_and_step()
+                norms = self._clip_and_step(where)
                 steps += 1
                 sums["policy_loss"] += float(out.policy_loss.detach())
                 sums["value_loss"] += float(out.value_loss.detach())
@@ -153,14 +164,36 @@ class PolicyTrainer:
         metrics.update(skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed)
         return metrics
 
-    def _clip_and_step(self) -> dict[str, float]:
-        """Clip each group's gradient separately, then step. Per-group clipping keeps a large
-        critic gradient early in training from shrinking the policy's step."""
+    def _check_ratio(self, ratio_check: float) -> None:
+        tolerance = self.recipe.ratio_tolerance
+        if ratio_check <= tolerance:
+            return
+        raise RatioCheckError(
+            f"ratio check failed: max |ratio - 1| on the first minibatch is {ratio_check:.3g}, "
+            f"above recipe.ratio_tolerance={tolerance:g}; the learner scores the batch differently "
+            "from how the actor sampled it, so this update would train off-policy and was not applied. "
+            "Likely causes: actor and learner started with different settings or pirl versions, "
+            "non-deterministic layers (dropout) active, or a different precision or device"
+        )
+
+    def _clip_and_step(self, where: str) -> dict[str, float]:
+        """Clip each group's gradient separately, check every norm is finite, then step all.
+        Per-group clipping keeps a large critic gradient early in training from shrinking the
+        policy's step; checking all norms before any step keeps a NaN out of every group."""
+        params = {
+            name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()
+        }
         norms = {}
-        for name, opt in self.optimizers.items():
-            params = [p for group in opt.param_groups for p in group["params"]]
-            norms[name] = float(torch.nn.utils.clip_grad_norm_(params, self.recipe.grad_clip))
+        for name, group in params.items():
+            norms[name] = float(torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip))
+            require_finite_value(f"the {name} gradient norm", norms[name], where)
+        for opt in self.optimizers.values():
             opt.step()
+        names = {id(p): n for n, p in self.actor_critic.named_parameters()}
+        named = (
+            (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
+        )
+        require_finite_tensors("after the step, parameter", named, where)
         return norms
 
     def _lr(self, name: str) -> float:

@@ -321,16 +321,18 @@ class LearnerServer:
                 self._cond.wait(min(remaining, _POLL_S))
             return True
 
-    def finish(self, reason: str = "done", timeout: float = 5.0) -> dict[str, Any]:
+    def finish(self, reason: str = "done", timeout: float = 5.0, step: int | None = None) -> dict[str, Any]:
         """Tell every actor the run is over (a final ``done`` message) and wait up to ``timeout``.
 
         Actors that connect afterwards (while the server still runs) get the same message at
-        once. Returns ``{"notified": actors sent the message, "pending": still connected but not
+        once. ``reason`` ("done", "interrupted", "terminated") and ``step`` tell an actor whether
+        the run is over or must be resumed. Returns ``{"notified": actors sent the message, "pending": still connected but not
         sent it within ``timeout``, "gone": disconnected before it was sent}``.
         """
         with self._cond:
             version = self._latest.version if self._latest is not None else 0
-        payload = self._encode({"kind": "parameters", "version": version, "done": True, "reason": reason}, {})
+        header = {"kind": "parameters", "version": version, "done": True, "reason": reason}
+        payload = self._encode(header if step is None else {**header, "step": int(step)}, {})
         with self._cond:
             self._finished = True
             pub = _Published(next(self._seq), version, payload, done=True)
