@@ -25,7 +25,19 @@ HISTORY_FIELDS = ("success_rate", "return_mean", "policy_loss", "value_loss", "a
 # Lifecycle events the panes already show as state (badges, progress). Every other event —
 # ``actor_lost``, ``waiting``, whatever the learner adds next — is surfaced as it comes.
 ROUTINE_EVENTS = frozenset(
-    {"ready", "connecting", "connected", "resumed", "checkpoint", "done", "learner_done", "interrupted"}
+    {
+        "ready",
+        "connecting",
+        "connected",
+        "resumed",
+        "checkpoint",
+        "done",
+        "learner_done",
+        "interrupted",
+        "terminated",
+        "run",
+        "logging_backend",
+    }
 )
 _ENVELOPE = ("ts", "source", "kind", "step", "event", "message")
 
