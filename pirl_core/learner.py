@@ -183,7 +183,7 @@ class Learner:
             batch, episodes = self.gather()
             trained_version = self.progress.version
             self.mid_update = True
-            metrics = self.trainer.update(batch)
+            metrics = self.trainer.update(batch, update_index=self.progress.step)
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)
