@@ -337,7 +337,17 @@ def test_full_size_builds_offline_with_the_default_architecture() -> None:
     assert policy.config.hidden_size == 1024 and policy.config.depth == 24
     text = policy.model.vlm.language_model.model.encoder
     assert len(text.layers) == 12 and text.layers[0].self_attn.embed_dim == 1024
-    assert float(policy.model.vlm.image_projection.abs().max()) < 1.0  # initialised, not torch.empty
+    assert float(policy.model.vlm.image_projection.detach().abs().max()) < 1.0  # initialised, not torch.empty
     assert built.source == "full(seed=0)"
     del built, policy
     gc.collect()
+
+
+def test_bench_profile_carries_the_scale_settings() -> None:
+    """The memory budget in profiles/bench.toml assumes these; changing one needs a new budget."""
+    cfg = load_config("bench", {"policy.device": "cpu"})
+    assert (cfg.policy.dtype, cfg.recipe.train_vlm) == ("bfloat16", False)
+    per_minibatch = cfg.learner.episodes_per_update * 52 // cfg.recipe.minibatches
+    assert 0 < cfg.recipe.micro_batch_size <= 32 < per_minibatch
+    assert cfg.recipe.target_kl > 0 and cfg.recipe.lr_warmup_updates > 0
+    assert (cfg.recipe.logprob_action_reduction, cfg.recipe.logprob_step_reduction) == ("mean", "mean")
