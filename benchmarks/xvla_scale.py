@@ -298,7 +298,7 @@ def sampling_table(ac: ActorCritic, args, device: torch.device) -> None:
         times = {}
         for dtype in ("float32", "bfloat16"):
             configure(ac, dtype, True)
-            times[dtype] = timeit(lambda: ac.act(obs, gen), device, args.repeats)
+            times[dtype] = timeit(lambda o=obs, g=gen: ac.act(o, g), device, args.repeats)
         print(
             f"| {b} | {times['float32'] * 1e3:.1f} | {times['bfloat16'] * 1e3:.1f} | "
             f"{times['float32'] / times['bfloat16']:.2f}x |"
@@ -345,7 +345,6 @@ def precision_table(ac: ActorCritic, args, device: torch.device) -> None:
             ms = timeit(fn, device, args.repeats) * 1e3
         base = base or ms
         print(f"| {name} | {ms:.1f} | {base / ms:.2f} | {peak.peak / GIB:.2f} |")
-    del bf16_blocks
 
 
 def variants(args) -> list[Variant]:
