@@ -239,6 +239,26 @@ def full_push_bytes(ac: ActorCritic) -> tuple[int, float]:
     return sum(t.numel() * t.element_size() for t in tensors.values()), time.perf_counter() - t0
 
 
+def push_summary(ac: ActorCritic) -> None:
+    """Bytes per push of this model: today's full float32 state dict vs the lean pushes (real
+    ``parameters_to_tensors`` output, fingerprint included)."""
+    today = sum(t.numel() * t.element_size() for t in ac.state_dict().values())
+    print("\n## parameter push per version")
+    print("| push | MiB | x today |")
+    print("|---|---|---|")
+    print(f"| today: full state dict, fp32 | {today / MIB:.1f} | 1.000 |")
+    for dtype, train_vlm in (("float32", True), ("float32", False), ("bfloat16", True), ("bfloat16", False)):
+        configure(ac, dtype, train_vlm)
+        t0 = time.perf_counter()
+        push = parameters_to_tensors(ac)
+        seconds = time.perf_counter() - t0
+        nbytes = push_nbytes(push)
+        del push
+        what = f"trainable only ({'VLM trained' if train_vlm else 'VLM frozen'}), {dtype}"
+        print(f"| {what} (built in {seconds:.1f} s) | {nbytes / MIB:.1f} | {nbytes / today:.3f} |")
+    configure(ac, "float32", True)
+
+
 def run_variant(
     ac: ActorCritic, cfg: RunConfig, variant: Variant, initial: dict[str, torch.Tensor], args
 ) -> dict[str, float]:
@@ -476,6 +496,7 @@ def main() -> None:
         f"built in {time.perf_counter() - t0:.1f} s: {total / 1e6:.1f} M parameters "
         f"({vlm / 1e6:.1f} M VLM, {(total - vlm) / 1e6:.1f} M action transformer + heads)"
     )
+    push_summary(ac)
     if not args.skip_updates:
         precision_table(ac, args, ac.device)
         sampling_table(ac, args, ac.device)

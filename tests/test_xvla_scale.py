@@ -216,6 +216,19 @@ def test_lean_bf16_push_is_accepted_and_a_fingerprint_mismatch_is_refused() -> N
     assert "\n" not in err.value.line()
 
 
+def test_lean_bf16_push_survives_the_wire_format() -> None:
+    """bf16 tensors and the uint8 fingerprint through the transport's own payload codec."""
+    from pirl_core.transport.payload import decode_payload, encode_payload
+
+    cfg = xvla_cfg(**{"recipe.train_vlm": False, "policy.dtype": "bfloat16"})
+    learner, actor = build(cfg), build(cfg)
+    push = parameters_to_tensors(learner)
+    _, received = decode_payload(encode_payload(push, {"version": 0}))
+    assert received.keys() == push.keys()
+    assert all(torch.equal(received[n], t) for n, t in push.items())
+    load_parameters(actor, received)
+
+
 def test_push_bytes_full_fp32_vs_trainable_only_bf16() -> None:
     """Tiny model: bytes of today's push (full state dict, fp32) vs the lean bf16 one."""
     full_cfg = xvla_cfg()
