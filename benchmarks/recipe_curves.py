@@ -62,7 +62,7 @@ def _update_seconds(cfg: RunConfig, batch, repeats: int) -> tuple[float, int]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state.trainer.update(batch)
+        state.trainer.update(batch, on_policy=False)  # the batch is re-used: no longer on-policy
         times.append(time.perf_counter() - start)
     return statistics.median(times), len(batch)
 

@@ -183,7 +183,9 @@ class Learner:
             batch, episodes = self.gather()
             trained_version = self.progress.version
             self.mid_update = True
-            metrics = self.trainer.update(batch, update_index=self.progress.step)
+            metrics = self.trainer.update(
+                batch, update_index=self.progress.step, on_policy=cfg.learner.max_staleness == 0
+            )
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)

@@ -157,6 +157,19 @@ def test_mismatch_above_tolerance_stops_with_exit_5(recompute: bool) -> None:
     assert all(torch.equal(p, before[n]) for n, p in ac.named_parameters())  # nothing applied
 
 
+def test_a_stale_batch_is_reported_not_refused_and_keeps_its_behaviour_logprobs() -> None:
+    """learner.max_staleness > 0: the difference includes real policy lag. It is reported, not
+    bounded, and recompute would erase the lag correction, so it is skipped."""
+    cfg = xvla_cfg(**{"recipe.recompute_logprobs": True, "recipe.logprob_tolerance": 0.5})
+    ac = build(cfg)
+    batch = xvla_batch(ac)
+    batch.logp = batch.logp + 3.0  # as if sampled by an older version
+    metrics = PolicyTrainer(ac, cfg.recipe, seed=cfg.seed).update(batch, on_policy=False)
+    assert metrics["logprob_recomputed"] == 0.0
+    assert metrics["logprob_mismatch_mean"] == pytest.approx(3.0, abs=1e-3)
+    assert metrics["ratio_check"] > 0.9  # exp(-3) - 1: the lag reaches the ratio
+
+
 # ------------------------------------------------------------------ frozen VLM and lean pushes
 
 
@@ -289,13 +302,15 @@ def test_lr_warmup_is_linear_and_follows_the_update_index() -> None:
     cfg = load_config("toy", {"env.n_envs": 16, "recipe.lr_warmup_updates": 4})
     state = build_loop(cfg)
     batch, _, _ = collect_rollouts(state.env, state.actor_critic, list(range(8)), torch.Generator(), 4)
-    lrs = [state.trainer.update(batch)["lr_policy"] for _ in range(5)]
+    lrs = [state.trainer.update(batch, on_policy=False)["lr_policy"] for _ in range(5)]
     assert lrs == pytest.approx([cfg.recipe.lr * f for f in (0.25, 0.5, 0.75, 1.0, 1.0)])
     resumed = build_loop(cfg).trainer
     for opt in resumed.optimizers.values():  # as restored from a checkpoint taken after update 1
         for group in opt.param_groups:
             group["lr"] = 123.0
-    assert resumed.update(batch, update_index=2)["lr_policy"] == pytest.approx(cfg.recipe.lr * 0.75)
+    assert resumed.update(batch, update_index=2, on_policy=False)["lr_policy"] == pytest.approx(
+        cfg.recipe.lr * 0.75
+    )
     assert resumed.updates_done == 3
 
 

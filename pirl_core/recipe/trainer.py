@@ -185,9 +185,14 @@ class PolicyTrainer:
 
     # ------------------------------------------------------------------ update
 
-    def update(self, batch: RolloutBatch, update_index: int | None = None) -> dict[str, float]:
+    def update(
+        self, batch: RolloutBatch, update_index: int | None = None, on_policy: bool = True
+    ) -> dict[str, float]:
         """One PPO/GRPO update. ``update_index``: updates completed before this one (the learner
-        passes its progress step; defaults to this trainer's own count)."""
+        passes its progress step; defaults to this trainer's own count). ``on_policy=False``
+        (stale batches allowed, or a batch re-used): the rollout-vs-learner difference then
+        includes genuine policy lag, so it is reported but not bounded, and the behaviour
+        log-probs are kept as sampled (they are what corrects for the lag)."""
         started = time.perf_counter()
         r = self.recipe
         ac = self.actor_critic
@@ -231,7 +236,8 @@ class PolicyTrainer:
         ac.adapter.set_rl_mode()
         first_order = rows[torch.randperm(n, generator=self.generator)]
         old_logp = batch.logp
-        if self.recompute_logprobs:
+        recompute = self.recompute_logprobs and on_policy
+        if recompute:
             old_logp, mismatch = self._recompute_old_logp(batch, first_order, mb_size)
             metrics.update(mismatch, logprob_recomputed=1.0)
             self._check_logprob_mismatch(mismatch)
@@ -245,10 +251,11 @@ class PolicyTrainer:
                 )
                 if first:
                     metrics["ratio_check"] = stats.pop("ratio_dev_max")
-                    if not self.recompute_logprobs:
+                    if not recompute:
                         mismatch = self._mismatch_metrics(stats.pop("logp_delta"))
                         metrics.update(mismatch)
-                        self._check_logprob_mismatch(mismatch)
+                        if on_policy:
+                            self._check_logprob_mismatch(mismatch)
                 if self._kl_exceeded(stats["approx_kl"]):
                     metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
                     stopped = True
