@@ -379,3 +379,34 @@ def test_bench_profile_carries_the_scale_settings() -> None:
     assert 0 < cfg.recipe.micro_batch_size <= 32 < per_minibatch
     assert cfg.recipe.target_kl > 0 and cfg.recipe.lr_warmup_updates > 0
     assert (cfg.recipe.logprob_action_reduction, cfg.recipe.logprob_step_reduction) == ("mean", "mean")
+
+
+@pytest.mark.slow
+def test_learner_and_actor_run_bf16_with_a_frozen_vlm_and_lean_pushes(tmp_path) -> None:
+    """The real processes over gRPC: bf16 autocast, frozen VLM, micro-batches, lean bf16 pushes
+    with the fingerprint, recompute + mismatch metric, warm-up. The actor accepts every push."""
+    from pirl_core.telemetry import read_records
+    from tests.e2e_helpers import free_port, run_pair
+
+    out = tmp_path / "bf16-frozen"
+    args = [
+        "--profile",
+        "smoke",
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        "--policy.dtype=bfloat16",
+        "--recipe.train_vlm=false",
+        "--recipe.micro_batch_size=2",
+        "--recipe.lr_warmup_updates=2",
+        "--learner.updates=2",
+    ]
+    codes, learner_log, actor_log = run_pair(args, out, timeout=600)
+    assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
+    rows = [r for r in read_records(out / "telemetry" / "learner.jsonl") if "logprob_mismatch_max" in r]
+    assert len(rows) == 2
+    cfg = load_config("smoke")
+    assert [r["lr_policy"] for r in rows] == pytest.approx([cfg.recipe.lr / 2, cfg.recipe.lr])
+    for r in rows:
+        assert r["logprob_recomputed"] == 1.0 and r["ratio_check"] == 0.0
+        assert 0.0 < r["logprob_mismatch_max"] < cfg.recipe.logprob_tolerance
+        assert 0.0 < r["push_mb"] < 1.0  # lean bf16 push of the tiny model (full fp32: ~2.5 MB)
