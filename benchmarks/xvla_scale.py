@@ -56,7 +56,7 @@ from pirl_core.policies.xvla import VLM_PREFIX  # noqa: E402
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic  # noqa: E402
 from pirl_core.recipe.trainer import PolicyTrainer  # noqa: E402
 from pirl_core.rollout import RolloutBatch  # noqa: E402
-from pirl_core.runtime import frozen_fingerprint, parameters_to_tensors, push_nbytes  # noqa: E402
+from pirl_core.runtime import parameters_to_tensors, push_nbytes  # noqa: E402
 
 GIB = 1024**3
 MIB = 1024**2
@@ -229,7 +229,7 @@ def configure(ac: ActorCritic, dtype: str, train_vlm: bool) -> None:
     adapter.compute_dtype = COMPUTE_DTYPES[dtype]
     adapter.frozen_prefixes = () if train_vlm else (VLM_PREFIX,)
     adapter.set_rl_mode()
-    ac.frozen_fingerprint = frozen_fingerprint(ac)
+    ac.frozen_fingerprint = None  # recomputed by the next push (hashing 2.3 GB costs seconds)
 
 
 def full_push_bytes(ac: ActorCritic) -> tuple[int, float]:
