@@ -60,11 +60,11 @@ def _update_seconds(cfg: RunConfig, batch, repeats: int) -> tuple[float, int]:
     # The batch comes from another policy (shared by both methods) and is re-used: off-policy by
     # design, so the ratio check is not enforced; the cost measured is the same.
     state = build_loop(cfg)
-    state.trainer.update(batch, check_ratio=False)  # warm-up (allocations, optimiser state)
+    state.trainer.update(batch, on_policy=False)  # warm-up (allocations, optimiser state)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state.trainer.update(batch, check_ratio=False)
+        state.trainer.update(batch, on_policy=False)  # the batch is re-used: no longer on-policy
         times.append(time.perf_counter() - start)
     return statistics.median(times), len(batch)
 

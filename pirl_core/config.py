@@ -58,8 +58,9 @@ class EnvConfig:
 @dataclass
 class PolicyConfig:
     type: Literal["xvla", "mlp"] = "xvla"
-    # "tiny": built from config, random init, offline. "pretrained": loaded from pretrained_path.
-    size: Literal["tiny", "pretrained"] = "tiny"
+    # "tiny": built from config, random init, offline. "full": LeRobot's default X-VLA architecture
+    # (~0.88 B) built the same way (benchmarks, GPU checks). "pretrained": loaded from pretrained_path.
+    size: Literal["tiny", "full", "pretrained"] = "tiny"
     pretrained_path: str = ""
     # Empty: the tokenizer the project builds from the suite's task instructions.
     tokenizer: str = ""
@@ -68,6 +69,12 @@ class PolicyConfig:
     action_steps: int = 4
     hidden_dim: int = 64
     device: str = "cpu"
+    # Compute precision of the actor's sampling and the learner's forward/backward (autocast over
+    # float32 weights); log-densities, advantages, losses and optimizer state stay float32.
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    # Recompute activations in the backward pass (X-VLA: action transformer; the VLM too when it
+    # trains). The MLP policy has nothing worth checkpointing and ignores it.
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -106,6 +113,22 @@ class RecipeConfig:
     # above (actor sigma_max 0.5 vs learner 0.8 on toy: 0.35). 1e-3 leaves headroom for float32 on
     # other hardware and kernels; reduced precision (bf16) needs about 1e-2.
     ratio_tolerance: float = 1e-3
+    # Gradient accumulation inside each minibatch: memory follows this size, the step does not
+    # change. 0 = off (one forward/backward per minibatch).
+    micro_batch_size: int = 0
+    # The learner re-scores the behaviour log-probs with its own numerics before each update.
+    # "auto": on when actor and learner numerics can differ (dtype != float32 or a non-CPU device).
+    recompute_logprobs: Literal["auto"] | bool = "auto"
+    # Bound on max |rollout log-prob - learner log-prob| per transition (0 = unchecked). Catches
+    # actor/learner contract bugs that recompute would otherwise hide; exceeding it exits 5.
+    logprob_tolerance: float = 1.0
+    # False: the VLM is frozen (no gradients, not optimised, not pushed); the action head trains.
+    train_vlm: bool = True
+    # PPO early stop: end the update when a minibatch's approx_kl exceeds 1.5 * target_kl (SB3).
+    # 0 = off.
+    target_kl: float = 0.0
+    # Linear learning-rate warm-up over the first N updates (all groups). 0 = off.
+    lr_warmup_updates: int = 0
 
 
 @dataclass
@@ -193,7 +216,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"in [1, policy.chunk_size={cfg.policy.chunk_size}]",
     )
     require(
-        cfg.policy.size == "tiny" or bool(cfg.policy.pretrained_path),
+        cfg.policy.size in ("tiny", "full") or bool(cfg.policy.pretrained_path),
         "policy.pretrained_path",
         cfg.policy.pretrained_path,
         "a repo id or local directory when policy.size = 'pretrained'",
@@ -227,6 +250,23 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(r.entropy_coef >= 0, "recipe.entropy_coef", r.entropy_coef, ">= 0 (an entropy bonus)")
     require(r.ratio_tolerance > 0, "recipe.ratio_tolerance", r.ratio_tolerance, "> 0")
     require(r.grpo_group_size >= 2, "recipe.grpo_group_size", r.grpo_group_size, ">= 2")
+    require(r.micro_batch_size >= 0, "recipe.micro_batch_size", r.micro_batch_size, ">= 0 (0 = off)")
+    require(
+        math.isfinite(r.logprob_tolerance) and r.logprob_tolerance >= 0,
+        "recipe.logprob_tolerance",
+        r.logprob_tolerance,
+        "a finite number >= 0 (0 = unchecked)",
+    )
+    require(
+        math.isfinite(r.target_kl) and r.target_kl >= 0, "recipe.target_kl", r.target_kl, ">= 0 (0 = off)"
+    )
+    require(r.lr_warmup_updates >= 0, "recipe.lr_warmup_updates", r.lr_warmup_updates, ">= 0 (0 = off)")
+    require(
+        r.train_vlm or cfg.policy.type == "xvla",
+        "recipe.train_vlm",
+        r.train_vlm,
+        "true for policy.type = 'mlp' (it has no VLM to freeze)",
+    )
 
     require(1 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [1, 65535]")
     require(cfg.learner.updates >= 1, "learner.updates", cfg.learner.updates, ">= 1")

@@ -167,7 +167,9 @@ class Learner:
             trained_version = self.progress.version
             self.mid_update = True
             # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
-            metrics = self.trainer.update(batch, check_ratio=cfg.learner.max_staleness == 0)
+            metrics = self.trainer.update(
+                batch, update_index=self.progress.step, on_policy=cfg.learner.max_staleness == 0
+            )
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)

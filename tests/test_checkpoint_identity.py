@@ -39,6 +39,12 @@ FATAL_CHANGES: dict[str, dict[str, Any]] = {
     "recipe.denoise_steps": {"recipe.denoise_steps": 8},
     "recipe.critic": {"recipe.critic": "action_head"},
     "recipe.critic_detach": {"recipe.critic_detach": True},
+    "recipe.train_vlm": {
+        "recipe.train_vlm": False,
+        "policy.type": "xvla",
+        "env.type": "libero",
+        "env.suite": "libero_10",
+    },
 }
 
 TUNABLE_CHANGES: dict[str, Any] = {
@@ -70,6 +76,13 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.grpo_group_size": 4,
     "recipe.grpo_filter": False,  # the toy profile uses true
     "recipe.ratio_tolerance": 1e-2,
+    "recipe.micro_batch_size": 4,
+    "recipe.recompute_logprobs": True,
+    "recipe.logprob_tolerance": 0.5,
+    "recipe.target_kl": 0.02,
+    "recipe.lr_warmup_updates": 5,
+    "policy.dtype": "bfloat16",
+    "policy.gradient_checkpointing": True,
     "learner.host": "0.0.0.0",
     "learner.port": 50999,
     "learner.updates": 500,

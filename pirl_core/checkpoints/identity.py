@@ -62,6 +62,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "policy.action_steps": FATAL,  # executed and scored steps: the MDP's action and the log-prob
     "policy.hidden_dim": FATAL,
     "policy.device": CHANGED,  # a CPU checkpoint resumes on a GPU and back
+    "policy.dtype": CHANGED,  # compute precision only: weights and optimizer state stay float32
+    "policy.gradient_checkpointing": CHANGED,  # memory vs time; same gradients
     # recipe: structure (fatal) vs loss/optimiser coefficients (tunable)
     "recipe.method": FATAL,  # flow_noise has a noise head and its optimizer, flow_sde does not
     "recipe.algorithm": FATAL,  # ppo has a critic and its optimizer, grpo does not
@@ -89,6 +91,12 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.grpo_group_size": CHANGED,
     "recipe.grpo_filter": CHANGED,
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it
+    "recipe.micro_batch_size": CHANGED,  # same step, split differently
+    "recipe.recompute_logprobs": CHANGED,
+    "recipe.logprob_tolerance": CHANGED,
+    "recipe.train_vlm": FATAL,  # which parameters the policy optimizer holds
+    "recipe.target_kl": CHANGED,
+    "recipe.lr_warmup_updates": CHANGED,
     # learner / actor / checkpoint / telemetry: cadence, counts and addresses
     "learner.host": CHANGED,
     "learner.port": CHANGED,

@@ -23,11 +23,13 @@ Time runs from t=1 (noise) to t=0 (action): x_t = t * eps + (1 - t) * a.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 PredictionType = Literal["velocity", "clean_action"]
@@ -50,6 +52,11 @@ class FlowPolicyAdapter(nn.Module, ABC):
     chunk_size: int
     action_dim: int
     action_steps: int  # executed steps per chunk (<= chunk_size)
+    # Parameter-name prefixes frozen at build (e.g. X-VLA's VLM when recipe.train_vlm = false).
+    # ``set_rl_mode`` never turns their gradients back on: a freeze survives every update.
+    frozen_prefixes: tuple[str, ...] = ()
+    # Autocast dtype of the network passes (None: float32 throughout). See ``compute_context``.
+    compute_dtype: torch.dtype | None = None
 
     @abstractmethod
     def prepare_obs(self, raw_obs: dict[str, Any]) -> dict[str, Tensor]:
@@ -96,8 +103,33 @@ class FlowPolicyAdapter(nn.Module, ABC):
         }
 
     def set_rl_mode(self) -> None:
-        """Dropout and drop-path off, gradients on: RL forward passes must be deterministic,
-        otherwise recomputed log-probs never reproduce the rollout's (ratio != 1)."""
+        """Dropout and drop-path off, gradients on for every part not frozen: RL forward passes
+        must be deterministic, otherwise recomputed log-probs never reproduce the rollout's."""
         self.eval()
-        for p in self.parameters():
-            p.requires_grad_(True)
+        for name, p in self.named_parameters():
+            p.requires_grad_(not self.is_frozen(name))
+
+    def is_frozen(self, name: str) -> bool:
+        return any(name == pre or name.startswith(pre + ".") for pre in self.frozen_prefixes)
+
+    def freeze(self, *prefixes: str) -> None:
+        """Freeze the named sub-modules for good (no gradients, left out of optimizer and pushes)."""
+        self.frozen_prefixes = tuple(dict.fromkeys((*self.frozen_prefixes, *prefixes)))
+        self.set_rl_mode()
+
+    def compute_context(self) -> AbstractContextManager:
+        """Autocast for the network passes when ``compute_dtype`` is set.
+
+        Why autocast over float32 weights rather than bfloat16 weights + float32 master copy: the
+        optimizer keeps float32 weights either way, so bf16 weights would only add a second copy
+        to keep in sync; autocast casts each matmul's weight on the fly (the same
+        round-to-nearest the actor's bf16 push applies), keeps reductions and norms in float32, and
+        the measured speed-up comes from the matmuls (see docs/design.md, precision)."""
+        if self.compute_dtype is None:
+            return nullcontext()
+        device_type = sample_device(self).type
+        return torch.autocast(device_type=device_type, dtype=self.compute_dtype)
+
+
+def sample_device(adapter: nn.Module) -> torch.device:
+    return next(adapter.parameters()).device

@@ -14,15 +14,21 @@ from pirl_core.errors import ConfigError
 from pirl_core.policies.base import FlowPolicyAdapter
 from pirl_core.policies.device import check_device
 
+COMPUTE_DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+"""policy.dtype -> the adapter's autocast dtype (None: plain float32)."""
+
 
 def make_adapter(cfg: RunConfig, task_descriptions: list[str]) -> FlowPolicyAdapter:
     if cfg.policy.type == "xvla":
         from pirl_core.policies.xvla import build_xvla_adapter
 
-        return build_xvla_adapter(cfg, task_descriptions)
-    if cfg.policy.type == "mlp":
-        return _make_mlp(cfg)
-    raise ConfigError("policy.type", cfg.policy.type, "'xvla' or 'mlp'")
+        adapter = build_xvla_adapter(cfg, task_descriptions)
+    elif cfg.policy.type == "mlp":
+        adapter = _make_mlp(cfg)
+    else:
+        raise ConfigError("policy.type", cfg.policy.type, "'xvla' or 'mlp'")
+    adapter.compute_dtype = COMPUTE_DTYPES[cfg.policy.dtype]
+    return adapter
 
 
 def _make_mlp(cfg: RunConfig) -> FlowPolicyAdapter:

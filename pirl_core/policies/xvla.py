@@ -43,6 +43,7 @@ from pirl_core.policies.base import Context, CriticPlacement, FlowPolicyAdapter,
 from pirl_core.policies.xvla_config import BuiltPolicy, build_policy
 from pirl_core.policies.xvla_processors import XVLAProcessors, make_env_processors, make_policy_processors
 
+VLM_PREFIX = "policy.model.vlm"  # Florence-2: DaViT vision tower + BART encoder (+ shared embeddings)
 ENV_ACTION_DIM = 7  # LIBERO: xyz, axis-angle, gripper
 EXECUTED_ACTION_DIMS = 10  # ee6d channels the LIBERO env postprocessor reads (first arm)
 
@@ -86,13 +87,36 @@ class XVLAAdapter(FlowPolicyAdapter):
         randomness anywhere in the chain, so the learner re-scores exactly what the actor saw)."""
         return self.processors.observation(raw_obs)
 
+    @property
+    def vlm_frozen(self) -> bool:
+        return self.is_frozen(VLM_PREFIX)
+
+    def freeze_vlm(self) -> None:
+        """``recipe.train_vlm = false``: Florence-2 (569.5 M of the full model's 880 M parameters)
+        stays at its build values; only the action transformer (and the recipe's heads) train."""
+        self.freeze(VLM_PREFIX)
+
+    def enable_gradient_checkpointing(self) -> int:
+        """Checkpoint the action transformer's blocks, and the VLM's (DaViT stages, BART encoder
+        layers) when it trains; a frozen VLM runs under no-grad and keeps no activations anyway."""
+        blocks = list(self.model.transformer.blocks)
+        if not self.vlm_frozen:
+            vlm = self.model.vlm
+            blocks += list(vlm.vision_tower.blocks)
+            blocks += list(vlm.language_model.model.encoder.layers)
+        from pirl_core.policies.activation_checkpoint import checkpoint_blocks
+
+        return checkpoint_blocks(blocks)
+
     def encode(self, obs: dict[str, Tensor]) -> Context:
-        """The Florence-2 pass, once per observation batch."""
+        """The Florence-2 pass, once per observation batch (under no-grad when the VLM is frozen:
+        no activations are kept for a backward that would not use them)."""
         inputs = self.policy._build_model_inputs(obs)
         dtype = self.model._get_target_dtype()
-        enc = self.model.forward_vlm(
-            inputs["input_ids"], inputs["image_input"].to(dtype), inputs["image_mask"]
-        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vlm_frozen):
+            enc = self.model.forward_vlm(
+                inputs["input_ids"], inputs["image_input"].to(dtype), inputs["image_mask"]
+            )
         proprio = inputs["proprio"].to(dtype)
         return {
             "vlm_features": enc["vlm_features"],
@@ -213,7 +237,7 @@ class XVLAAdapter(FlowPolicyAdapter):
             {
                 "policy_type": "xvla",
                 "policy_size": self.size,
-                "policy_source": self.source if self.size == "pretrained" else "tiny",
+                "policy_source": self.source if self.size == "pretrained" else self.size,
                 "action_mode": cfg.action_mode,
                 "hidden_size": int(cfg.hidden_size),
                 "depth": int(cfg.depth),
@@ -250,7 +274,12 @@ def build_xvla_adapter(cfg: RunConfig, task_descriptions: list[str]) -> XVLAAdap
         env_pre=env_pre, policy_pre=policy_pre, policy_post=policy_post, env_post=env_post
     )
     _check_instructions(processors, task_descriptions, ConfigError)
-    return XVLAAdapter(built, processors, cfg.policy.action_steps, cfg.policy.size)
+    adapter = XVLAAdapter(built, processors, cfg.policy.action_steps, cfg.policy.size)
+    if not cfg.recipe.train_vlm:
+        adapter.freeze_vlm()
+    if cfg.policy.gradient_checkpointing:
+        adapter.enable_gradient_checkpointing()
+    return adapter
 
 
 def _check_instructions(processors: XVLAProcessors, texts: list[str], error_cls) -> None:

@@ -185,6 +185,52 @@ def tiny_xvla_config(cfg: RunConfig, tokenizer_path: str):
     )
 
 
+def full_florence_config(camera_size: int) -> dict[str, Any]:
+    """Florence-2-large as LeRobot 0.4.4's default ``XVLAConfig`` builds it (DaViT 256-2048 wide,
+    depths 1-1-9-1; BART encoder 12 x 1024), with every dropout / drop-path rate at 0 (RL forward
+    passes must be deterministic; the pretrained checkpoint's rates do not matter in eval mode)."""
+    side = max(1, camera_size // DAVIT_DOWNSAMPLE)
+    return {
+        "vision_config": {
+            "model_type": "davit",
+            "drop_path_rate": 0.0,
+            "image_pos_embed": {"type": "learned_abs_2d", "max_pos_embeddings": max(50, side)},
+        },
+        "text_config": {
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "activation_dropout": 0.0,
+            "encoder_layerdrop": 0.0,
+            "decoder_layerdrop": 0.0,
+        },
+    }
+
+
+def full_xvla_config(cfg: RunConfig, tokenizer_path: str):
+    """XVLAConfig for ``policy.size = "full"``: every architecture field at LeRobot 0.4.4's default
+    (hidden 1024, depth 24, 16 heads, 32 soft prompts, 30 domains, max_len_seq 512; ~0.88 B
+    parameters), the views, state layout and action mode of ``lerobot/xvla-libero``, and pirl's
+    shipped tokenizer (its ids fit Florence-2's 51,289-token vocabulary), so it builds offline."""
+    from lerobot.policies.xvla.configuration_xvla import XVLAConfig
+
+    inputs, outputs = _input_features(cfg.env.camera_size)
+    return XVLAConfig(
+        input_features=inputs,
+        output_features=outputs,
+        device=cfg.policy.device,
+        chunk_size=cfg.policy.chunk_size,
+        n_action_steps=cfg.policy.action_steps,
+        dtype="float32",
+        florence_config=full_florence_config(cfg.env.camera_size),
+        tokenizer_name=tokenizer_path,
+        action_mode="ee6d",
+        num_denoising_steps=cfg.recipe.denoise_steps,
+        use_proprio=True,
+        max_action_dim=EE6D_ACTION_DIM,
+        num_image_views=len(IMAGE_KEYS),
+    )
+
+
 @torch.no_grad()
 def init_uninitialised_params(policy: torch.nn.Module, std: float = 0.02) -> None:
     """Initialise what LeRobot leaves as ``torch.empty``: Florence-2's ``image_projection``."""
@@ -200,8 +246,8 @@ def check_finite_params(policy: torch.nn.Module, limit: float = 1e3) -> None:
 
 
 def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
-    """A randomly initialised tiny X-VLA; deterministic given ``seed`` (default ``cfg.seed``)
-    without disturbing the global torch RNG."""
+    """A randomly initialised X-VLA from config (``tiny`` or ``full``); deterministic given ``seed``
+    (default ``cfg.seed``) without disturbing the global torch RNG."""
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
     tokenizer_path = cfg.policy.tokenizer or str(TOKENIZER_DIR)
@@ -209,9 +255,11 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
         raise ConfigError(
             "policy.tokenizer",
             cfg.policy.tokenizer,
-            "'' (pirl's shipped LIBERO tokenizer) or a local tokenizer directory for policy.size = 'tiny'",
+            f"'' (pirl's shipped LIBERO tokenizer) or a local tokenizer directory for policy.size = "
+            f"{cfg.policy.size!r}",
         )
-    config = tiny_xvla_config(cfg, tokenizer_path)
+    make_config = full_xvla_config if cfg.policy.size == "full" else tiny_xvla_config
+    config = make_config(cfg, tokenizer_path)
     seed = cfg.seed if seed is None else seed
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
@@ -220,7 +268,7 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
     check_finite_params(policy)
     check_device(cfg.policy.device)
     policy.to(cfg.policy.device)
-    return BuiltPolicy(policy, tokenizer_path, LIBERO_DOMAIN_ID, f"tiny(seed={seed})")
+    return BuiltPolicy(policy, tokenizer_path, LIBERO_DOMAIN_ID, f"{cfg.policy.size}(seed={seed})")
 
 
 # --------------------------------------------------------------------------- pretrained
@@ -316,6 +364,6 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
 
 
 def build_policy(cfg: RunConfig) -> BuiltPolicy:
-    if cfg.policy.size == "tiny":
+    if cfg.policy.size in ("tiny", "full"):
         return build_tiny_policy(cfg)
     return build_pretrained_policy(cfg)

@@ -48,6 +48,7 @@ class ActorCritic(nn.Module):
         self.eval_sampler = OdeSampler(
             recipe.denoise_steps, recipe.logprob_action_reduction, recipe.logprob_step_reduction
         )
+        self.frozen_fingerprint: str | None = None  # set by build_actor_critic (runtime.frozen_fingerprint)
 
     @property
     def device(self) -> torch.device:
@@ -65,10 +66,16 @@ class ActorCritic(nn.Module):
         chain's own first state, so rollout and update see the same critic input."""
         if self.value_head is None:
             return x1.new_zeros(x1.shape[0])
-        features = self.adapter.value_features(ctx, self.recipe.critic, x1)
+        with self.adapter.compute_context():
+            features = self.adapter.value_features(ctx, self.recipe.critic, x1).float()
         if self.recipe.critic_detach:
             features = features.detach()
         return self.value_head(features)
+
+    def encode(self, obs: dict[str, Tensor]) -> Context:
+        """The adapter's observation pass, in the adapter's compute precision."""
+        with self.adapter.compute_context():
+            return self.adapter.encode(obs)
 
     # ------------------------------------------------------------------ API
 
@@ -77,7 +84,7 @@ class ActorCritic(nn.Module):
         self, obs: dict[str, Tensor], generator: torch.Generator, deterministic: bool = False
     ) -> ActOutput:
         """Sample one action chunk per observation. ``deterministic``: ODE sampling (evaluation)."""
-        ctx = self.adapter.encode(obs)
+        ctx = self.encode(obs)
         batch = next(iter(obs.values())).shape[0]
         x1 = self.initial_noise(batch, generator)
         sampler = self.eval_sampler if deterministic else self.sampler
@@ -89,7 +96,7 @@ class ActorCritic(nn.Module):
         self, obs: dict[str, Tensor], chain: Tensor, sde_step: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Re-score stored chains with gradients: (logp, entropy, value), each (B,)."""
-        ctx = self.adapter.encode(obs)
+        ctx = self.encode(obs)
         logp, entropy = self.sampler.score(self.adapter, ctx, chain, sde_step)
         return logp, entropy, self.critic(ctx, chain[:, 0])
 
@@ -100,7 +107,7 @@ class ActorCritic(nn.Module):
         if self.value_head is None:
             batch = next(iter(obs.values())).shape[0]
             return torch.zeros(batch, device=self.device)
-        ctx = self.adapter.encode(obs)
+        ctx = self.encode(obs)
         batch = next(iter(obs.values())).shape[0]
         return self.critic(ctx, self.initial_noise(batch, generator))
 
@@ -152,4 +159,10 @@ def build_actor_critic(adapter: FlowPolicyAdapter, recipe: RecipeConfig, seed: i
         value_head.to(device)
     if noise_head is not None:
         noise_head.to(device)
-    return ActorCritic(adapter, recipe, value_head, noise_head)
+    actor_critic = ActorCritic(adapter, recipe, value_head, noise_head)
+    # Hash of everything that never trains (a frozen VLM, buffers), taken once at build: every
+    # parameter push names it and an actor whose own build differs refuses the push.
+    from pirl_core.runtime import frozen_fingerprint
+
+    actor_critic.frozen_fingerprint = frozen_fingerprint(actor_critic)
+    return actor_critic

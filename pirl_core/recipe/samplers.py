@@ -98,9 +98,11 @@ class ChainSampler(ABC):
     def velocity(
         self, adapter: FlowPolicyAdapter, ctx: Context, x_t: Tensor, t: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One network evaluation -> (velocity, per-token features)."""
-        pred = adapter.predict(x_t, t, ctx)
-        return to_velocity(pred.value, x_t, t, adapter.prediction_type), pred.features
+        """One network evaluation -> (velocity, per-token features), both float32 whatever the
+        adapter's compute precision: chains and log-densities are always float32."""
+        with adapter.compute_context():
+            pred = adapter.predict(x_t, t, ctx)
+        return to_velocity(pred.value.float(), x_t, t, adapter.prediction_type), pred.features.float()
 
     @abstractmethod
     def sample(

@@ -9,6 +9,23 @@ Above ``recipe.ratio_tolerance`` the update raises :class:`RatioCheckError` befo
 step, and a NaN/inf loss, gradient norm or parameter raises :class:`DivergedError` (see
 ``numerics``): a run stops rather than train off-policy or on garbage.
 
+Two checks, two guarantees (docs/design.md, "precision and the two invariants"):
+
+* ``ratio_check`` guarantees that the *update* is on-policy with respect to the behaviour
+  log-probs it uses: the loss's old log-probs and its first forward pass agree. With
+  ``recipe.recompute_logprobs`` on, the learner re-scores the behaviour log-probs itself, in the
+  exact chunks the first minibatch evaluates, so the check is 0 by construction (it then guards
+  the trainer's own bookkeeping: chunking, ordering, a forward that is not deterministic).
+* ``logprob_mismatch_mean`` / ``_max`` = |rollout log-prob - learner log-prob| guarantees that the
+  *actor sampled from the policy the learner scores*: same weights, observations, sampler and
+  sigma bounds, up to the precision difference. Bounded by ``recipe.logprob_tolerance`` (exit 5);
+  with recompute off it is measured on the first minibatch (the ratio check's own difference).
+
+Memory: ``recipe.micro_batch_size`` splits each minibatch into micro-batches whose gradients add
+up to the minibatch's (loss terms weighted by their share of rows). ``recipe.target_kl`` stops an
+update early (SB3: a minibatch with approx_kl > 1.5 x target_kl is not applied);
+``recipe.lr_warmup_updates`` scales every learning rate linearly over the first updates.
+
 Metric conventions: ``return_mean``/``return_std`` are the critic's targets (GAE returns) under
 PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy group's norm
 before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``samples_per_s`` is
@@ -20,12 +37,13 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from pirl_core.config import RecipeConfig
-from pirl_core.errors import RatioCheckError
+from pirl_core.errors import RatioCheckError, TransportError
 from pirl_core.recipe.actor_critic import ActorCritic
 from pirl_core.recipe.advantages import episode_returns, explained_variance, gae, grpo_advantages
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
@@ -57,6 +75,8 @@ class PolicyTrainer:
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
         lrs = {"policy": recipe.lr, "value": recipe.value_lr, "noise": recipe.noise_lr}
+        self.base_lrs = lrs
+        self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             name: torch.optim.AdamW(params, lr=lrs[name], betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY)
             for name, params in actor_critic.param_groups().items()
@@ -85,13 +105,103 @@ class PolicyTrainer:
             adv = (adv - kept.mean()) / (kept.std() + 1e-8)
         return adv, returns, keep
 
-    def update(self, batch: RolloutBatch, *, check_ratio: bool = True) -> dict[str, float]:
-        """One update. ``check_ratio`` enforces ``recipe.ratio_tolerance``; turn it off only for
-        batches that are off-policy by design (``learner.max_staleness`` > 0, re-used batches)."""
+    # ------------------------------------------------------------------ precision contract
+
+    @property
+    def recompute_logprobs(self) -> bool:
+        """Resolved ``recipe.recompute_logprobs``. "auto" turns it on wherever actor and learner
+        numerics can differ: a compute dtype other than float32 (bf16 rounding depends on the batch
+        shape) or a non-CPU device (CUDA kernels pick algorithms by batch size; measured fp32
+        mismatch 1.2e-4 - 1.8e-4 on an H200, 2.8e-2 with TF32). CPU float32 keeps the rollout's
+        log-probs (bitwise reproducible there), so smoke and toy runs are unchanged."""
+        setting = self.recipe.recompute_logprobs
+        if setting != "auto":
+            return bool(setting)
+        return self.actor_critic.adapter.compute_dtype is not None or self.actor_critic.device.type != "cpu"
+
+    def _chunks(self, index: Tensor) -> list[Tensor]:
+        """A minibatch's rows split into micro-batches (one chunk when micro-batching is off).
+        Recompute and update evaluate exactly these chunks, so shapes and numerics match."""
+        size = self.recipe.micro_batch_size
+        if size <= 0 or size >= index.numel():
+            return [index]
+        return list(index.split(size))
+
+    def _recompute_old_logp(
+        self, batch: RolloutBatch, first_order: Tensor, mb_size: int
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Behaviour log-probs re-scored with the learner's numerics, in the exact chunks the
+        first epoch evaluates (so its first minibatch has ratio == 1 bitwise), and the
+        rollout-vs-learner difference |delta| as its own metric."""
+        ac = self.actor_critic
+        device = ac.device
+        old_logp = batch.logp.clone().float()
+        with torch.no_grad():
+            for start in range(0, first_order.numel(), mb_size):
+                for chunk in self._chunks(first_order[start : start + mb_size]):
+                    mb = batch.select(chunk)
+                    obs = {k: v.to(device) for k, v in mb.obs.items()}
+                    logp, _, _ = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
+                    old_logp[chunk] = logp.float().cpu()
+        delta = (old_logp[first_order] - batch.logp[first_order].float()).abs()
+        return old_logp, self._mismatch_metrics(delta)
+
+    @staticmethod
+    def _mismatch_metrics(delta: Tensor) -> dict[str, float]:
+        if delta.numel() == 0:
+            return {"logprob_mismatch_mean": 0.0, "logprob_mismatch_max": 0.0}
+        return {"logprob_mismatch_mean": float(delta.mean()), "logprob_mismatch_max": float(delta.max())}
+
+    def _check_logprob_mismatch(self, mismatch: dict[str, float]) -> None:
+        """The actor/learner contract bound. With recompute on, ``ratio_check`` is 0 by
+        construction and this is what still catches an actor that sampled from other weights,
+        other observations or another sampler; with recompute off it bounds the same difference
+        on the first minibatch."""
+        tol = self.recipe.logprob_tolerance
+        worst = mismatch["logprob_mismatch_max"]
+        if tol > 0 and not worst <= tol:
+            raise TransportError(
+                f"rollout log-probs differ from the learner's by up to {worst:.4g} "
+                f"(mean {mismatch['logprob_mismatch_mean']:.4g}), above recipe.logprob_tolerance={tol:g}: "
+                "the actor did not sample from the policy the learner scores. Likely causes: a stale or "
+                "partial parameter push, learner and actor started with different overrides "
+                "(policy.dtype, sigma bounds, reductions, denoise_steps), or observations altered on the wire"
+            )
+
+    # ------------------------------------------------------------------ schedule
+
+    def _apply_lr_schedule(self, update_index: int) -> None:
+        """Linear warm-up over ``recipe.lr_warmup_updates`` updates, from the learner's update
+        count (``Progress.step``), so a resumed run continues the schedule exactly without any
+        scheduler state of its own. Off (0): learning rates are left as they are."""
+        warmup = self.recipe.lr_warmup_updates
+        if warmup <= 0:
+            return
+        scale = min(1.0, (update_index + 1) / warmup)
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lrs[name] * scale
+
+    def _kl_exceeded(self, approx_kl: float) -> bool:
+        """SB3's early stop: a minibatch whose approx_kl exceeds 1.5 x target_kl is not applied."""
+        target = self.recipe.target_kl
+        return target > 0 and approx_kl > 1.5 * target
+
+    # ------------------------------------------------------------------ update
+
+    def update(
+        self, batch: RolloutBatch, update_index: int | None = None, on_policy: bool = True
+    ) -> dict[str, float]:
+        """One PPO/GRPO update. ``update_index``: updates completed before this one (the learner
+        passes its progress step; defaults to this trainer's own count). ``on_policy=False``
+        (stale batches allowed, or a batch re-used): the rollout-vs-learner difference then
+        includes genuine policy lag, so it is reported but not bounded, and the behaviour
+        log-probs are kept as sampled (they are what corrects for the lag)."""
         started = time.perf_counter()
         r = self.recipe
         ac = self.actor_critic
-        device = ac.device
+        update_index = self.updates_done if update_index is None else int(update_index)
+        self._apply_lr_schedule(update_index)
         adv, returns, keep = self.advantages(batch)
         _, ep_ret = episode_returns(batch.reward, batch.episode_id)
         stat_returns = returns[keep] if self.uses_critic else ep_ret.float()
@@ -109,6 +219,12 @@ class PolicyTrainer:
             "lr_value": self._lr("value"),
             "lr_noise": self._lr("noise"),
             "ratio_check": 0.0,
+            "logprob_mismatch_mean": 0.0,
+            "logprob_mismatch_max": 0.0,
+            "logprob_recomputed": 0.0,
+            "kl_stopped": 0.0,
+            "early_stop_epoch": -1.0,
+            "minibatch_steps": 0.0,
         }
         sums = dict.fromkeys(METRIC_KEYS, 0.0)
         rows = torch.nonzero(keep).squeeze(-1)
@@ -117,51 +233,58 @@ class PolicyTrainer:
         if n == 0:  # e.g. GRPO with every group filtered: nothing to learn from this batch
             metrics.update(sums)
             metrics.update(skipped=1.0, update_s=time.perf_counter() - started, samples_per_s=0.0)
+            self.updates_done = update_index + 1
             return metrics
 
         mb_size = math.ceil(n / r.minibatches)
         ac.adapter.set_rl_mode()
+        first_order = rows[torch.randperm(n, generator=self.generator)]
+        old_logp = batch.logp
+        recompute = self.recompute_logprobs and on_policy
+        if recompute:
+            old_logp, mismatch = self._recompute_old_logp(batch, first_order, mb_size)
+            metrics.update(mismatch, logprob_recomputed=1.0)
+            self._check_logprob_mismatch(mismatch)
+        stopped = False
         for epoch in range(r.update_epochs):
-            order = rows[torch.randperm(n, generator=self.generator)]
+            order = first_order if epoch == 0 else rows[torch.randperm(n, generator=self.generator)]
             for start in range(0, n, mb_size):
-                index = order[start : start + mb_size]
-                mb = batch.select(index)
-                obs = {k: v.to(device) for k, v in mb.obs.items()}
-                new_logp, entropy, new_value = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
-                out = ppo_loss(
-                    new_logp=new_logp,
-                    old_logp=mb.logp.to(device),
-                    advantages=adv[index].to(device),
-                    entropy=entropy,
-                    clip=r.clip,
-                    entropy_coef=r.entropy_coef,
-                    new_value=new_value if self.uses_critic else None,
-                    old_value=mb.value.to(device),
-                    returns=returns[index].to(device),
-                    value_clip=r.value_clip,
+                first = epoch == 0 and start == 0
+                stats = self._accumulate_gradients(
+                    batch, order[start : start + mb_size], old_logp, adv, returns, first
                 )
                 where = f"epoch {epoch + 1}, minibatch {start // mb_size + 1}"
-                require_finite_value("the loss", float(out.loss.detach()), where)
-                if epoch == 0 and start == 0:
-                    metrics["ratio_check"] = float((out.ratio - 1.0).abs().max())
-                    if check_ratio:
+                require_finite_value("the loss", stats.pop("loss"), where)
+                if first:
+                    metrics["ratio_check"] = stats.pop("ratio_dev_max")
+                    if on_policy:
                         self._check_ratio(metrics["ratio_check"])
-                for opt in self.optimizers.values():
-                    opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                    if not recompute:
+                        mismatch = self._mismatch_metrics(stats.pop("logp_delta"))
+                        metrics.update(mismatch)
+                        if on_policy:
+                            self._check_logprob_mismatch(mismatch)
+                if self._kl_exceeded(stats["approx_kl"]):
+                    metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
+                    stopped = True
+                    break
                 norms = self._clip_and_step(where)
                 steps += 1
-                sums["policy_loss"] += float(out.policy_loss.detach())
-                sums["value_loss"] += float(out.value_loss.detach())
-                sums["entropy"] += float(out.entropy.detach())
-                sums["approx_kl"] += float(out.approx_kl)
-                sums["clip_frac"] += float(out.clip_frac)
+                for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
+                    sums[key] += stats[key]
                 sums["grad_norm"] += norms.get("policy", 0.0)
                 sums["grad_norm_value"] += norms.get("value", 0.0)
                 sums["grad_norm_noise"] += norms.get("noise", 0.0)
-        metrics.update({k: v / steps for k, v in sums.items()})
+            if stopped:
+                break
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)  # a stopped minibatch leaves gradients behind
+        metrics.update({k: v / max(steps, 1) for k, v in sums.items()})
         elapsed = time.perf_counter() - started
-        metrics.update(skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed)
+        metrics.update(
+            skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed, minibatch_steps=float(steps)
+        )
+        self.updates_done = update_index + 1
         return metrics
 
     def _check_ratio(self, ratio_check: float) -> None:
@@ -175,6 +298,64 @@ class PolicyTrainer:
             "Likely causes: actor and learner started with different settings or pirl versions, "
             "non-deterministic layers (dropout) active, or a different precision or device"
         )
+
+    def _accumulate_gradients(
+        self,
+        batch: RolloutBatch,
+        index: Tensor,
+        old_logp: Tensor,
+        adv: Tensor,
+        returns: Tensor,
+        first: bool,
+    ) -> dict[str, Any]:
+        """Forward/backward of one minibatch as micro-batches, gradients summed in place.
+
+        Every loss term is a mean over the minibatch, so micro-batch i's loss is weighted by
+        n_i / n: the summed gradient equals the un-split minibatch's (advantages are normalised
+        before splitting, over the whole batch). Statistics are weighted the same way."""
+        r = self.recipe
+        ac = self.actor_critic
+        device = ac.device
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        total = index.numel()
+        stats: dict[str, Any] = dict.fromkeys(
+            ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"), 0.0
+        )
+        ratio_dev_max = 0.0
+        deltas = []
+        for chunk in self._chunks(index):
+            weight = chunk.numel() / total
+            mb = batch.select(chunk)
+            obs = {k: v.to(device) for k, v in mb.obs.items()}
+            new_logp, entropy, new_value = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
+            chunk_old = old_logp[chunk].to(device)
+            out = ppo_loss(
+                new_logp=new_logp,
+                old_logp=chunk_old,
+                advantages=adv[chunk].to(device),
+                entropy=entropy,
+                clip=r.clip,
+                entropy_coef=r.entropy_coef,
+                new_value=new_value if self.uses_critic else None,
+                old_value=mb.value.to(device),
+                returns=returns[chunk].to(device),
+                value_clip=r.value_clip,
+            )
+            (out.loss * weight).backward()
+            stats["loss"] += weight * float(out.loss.detach())
+            stats["policy_loss"] += weight * float(out.policy_loss.detach())
+            stats["value_loss"] += weight * float(out.value_loss.detach())
+            stats["entropy"] += weight * float(out.entropy.detach())
+            stats["approx_kl"] += weight * float(out.approx_kl)
+            stats["clip_frac"] += weight * float(out.clip_frac)
+            if first:
+                ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
+                deltas.append((new_logp.detach() - chunk_old).abs().float().cpu())
+        if first:
+            stats["ratio_dev_max"] = ratio_dev_max
+            stats["logp_delta"] = torch.cat(deltas)
+        return stats
 
     def _clip_and_step(self, where: str) -> dict[str, float]:
         """Clip each group's gradient separately, check every norm is finite, then step all.
