@@ -28,7 +28,7 @@ from pirl_core.errors import DivergedError, ExitCode, RatioCheckError
 from pirl_core.learner import Learner, Progress, build_trainer
 from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import collect_rollouts
-from pirl_core.runtime import load_parameters, version_rounds
+from pirl_core.runtime import load_parameters, parameters_to_tensors, version_rounds
 from pirl_core.telemetry import Telemetry
 
 
@@ -118,7 +118,8 @@ def test_ratio_above_tolerance_stops_before_the_step_and_saves_nothing(tmp_path:
 
 
 def parameters_now(learner: Learner) -> dict[str, torch.Tensor]:
-    return snapshot(learner.trainer.actor_critic)
+    """The learner's parameters in the form a push carries them (trainable tensors + fingerprint)."""
+    return parameters_to_tensors(learner.trainer.actor_critic)
 
 
 def test_matching_actor_passes_the_ratio_check(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pirl_core.config import load_config
-from pirl_core.errors import ConfigError, ExitCode, TransportError
+from pirl_core.errors import ConfigError, ExitCode, RatioCheckError, TransportError
 from pirl_core.policies.factory import make_adapter
 from pirl_core.policies.xvla import VLM_PREFIX
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
@@ -144,16 +144,19 @@ def test_without_recompute_the_mismatch_is_measured_on_the_first_minibatch() -> 
 
 @pytest.mark.parametrize("recompute", [True, False])
 def test_mismatch_above_tolerance_stops_with_exit_5(recompute: bool) -> None:
-    """An actor that scored another policy (here: log-probs shifted by 3) is refused either way."""
+    """An actor that scored another policy (here: log-probs shifted by 3) is refused either way:
+    with recompute by the log-prob bound, without it by the (tighter) ratio check first."""
     cfg = xvla_cfg(**{"recipe.recompute_logprobs": recompute, "recipe.logprob_tolerance": 0.5})
     ac = build(cfg)
     batch = xvla_batch(ac)
     batch.logp = batch.logp + 3.0
     before = snapshot(ac)
-    with pytest.raises(TransportError, match="recipe.logprob_tolerance=0.5") as err:
+    bound = "recipe.logprob_tolerance=0.5" if recompute else "recipe.ratio_tolerance=0.001"
+    with pytest.raises(RatioCheckError, match=bound) as err:
         PolicyTrainer(ac, cfg.recipe, seed=cfg.seed).update(batch)
     assert err.value.exit_code == ExitCode.TRANSPORT
-    assert "stale or partial parameter push" in err.value.message
+    if recompute:
+        assert "stale or partial parameter push" in err.value.message
     assert all(torch.equal(p, before[n]) for n, p in ac.named_parameters())  # nothing applied
 
 

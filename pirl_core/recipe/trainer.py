@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from pirl_core.config import RecipeConfig
-from pirl_core.errors import RatioCheckError, TransportError
+from pirl_core.errors import RatioCheckError
 from pirl_core.recipe.actor_critic import ActorCritic
 from pirl_core.recipe.advantages import episode_returns, explained_variance, gae, grpo_advantages
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
@@ -160,7 +160,7 @@ class PolicyTrainer:
         tol = self.recipe.logprob_tolerance
         worst = mismatch["logprob_mismatch_max"]
         if tol > 0 and not worst <= tol:
-            raise TransportError(
+            raise RatioCheckError(
                 f"rollout log-probs differ from the learner's by up to {worst:.4g} "
                 f"(mean {mismatch['logprob_mismatch_mean']:.4g}), above recipe.logprob_tolerance={tol:g}: "
                 "the actor did not sample from the policy the learner scores. Likely causes: a stale or "
