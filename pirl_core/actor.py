@@ -37,13 +37,13 @@ def collect_version(
     started = time.monotonic()
     rounds = version_rounds(cfg, env, actor_critic, actor_id, version)
     for round_index, (batch, stats, timing) in enumerate(rounds):
-        header = {"version": version, "actor_id": actor_id, "episodes": len(stats), "round": round_index}
-        client.send_rollout(batch.to_tensors(), header)
-        client.send_interactions(
-            [
+        header = {
+            "version": version,
+            "episodes": len(stats),
+            "round": round_index,
+            # the round's episode statistics travel with its transitions: one message, one handler
+            "stats": [
                 {
-                    "version": version,
-                    "actor_id": actor_id,
                     "return": s.ret,
                     "length": s.length,
                     "success": float(s.success),
@@ -51,8 +51,9 @@ def collect_version(
                     "init_state_id": s.init_state_id,
                 }
                 for s in stats
-            ]
-        )
+            ],
+        }
+        client.send_rollout(batch.to_tensors(), header)
         stats_all.extend(stats)
         env_steps += int(timing.get("env_steps", 0))
         inference_ms.append(float(timing.get("inference_ms_per_chunk", 0.0)))
@@ -72,6 +73,23 @@ def collect_version(
     )
 
 
+def make_client(cfg: RunConfig, actor_id: int):
+    """Client that announces this actor's run identity and carries the token / trusts the CA."""
+    from pirl_core.checkpoints.identity import actor_identity
+    from pirl_core.transport.auth import resolve_token, trusted_ca
+    from pirl_core.transport.client import ActorClient
+
+    return ActorClient(
+        cfg.learner.host,
+        cfg.learner.port,
+        actor_id,
+        cfg.actor.connect_timeout_s,
+        identity=actor_identity(cfg),
+        auth_token=resolve_token(cfg.learner),
+        tls_ca=trusted_ca(cfg.learner),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.actor", argv)
     cfg = args.config
@@ -79,14 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     limit_threads()
     seed_everything(cfg.seed + actor_id)
 
+    from pirl_core.behaviour import apply_behaviour
     from pirl_core.envs.factory import make_env
-    from pirl_core.transport.client import ActorClient
 
     telemetry = Telemetry(cfg.output_dir, f"actor-{actor_id}")
     actor_critic = build_policy(cfg)
     env = make_env(cfg)
-    client = ActorClient(cfg.learner.host, cfg.learner.port, actor_id, cfg.actor.connect_timeout_s)
+    client = make_client(cfg, actor_id)
     version = -1
+    run_cfg = cfg  # the actor's flags plus the learner's pushed behaviour settings
     try:
         telemetry.event("connecting", host=cfg.learner.host, port=cfg.learner.port)
         client.wait_for_learner()
@@ -99,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             version = int(header["version"])
             load_parameters(actor_critic, tensors)
             actor_critic.adapter.set_rl_mode()
-            collect_version(cfg, env, actor_critic, client, actor_id, version, telemetry)
+            run_cfg = apply_behaviour(run_cfg, actor_critic, header.get("behaviour"), actor_id)
+            collect_version(run_cfg, env, actor_critic, client, actor_id, version, telemetry)
     except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
         telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))
         raise
