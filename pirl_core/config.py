@@ -214,7 +214,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         require(getattr(r, name) >= 0, f"recipe.{name}", getattr(r, name), ">= 0")
     require(r.grpo_group_size >= 2, "recipe.grpo_group_size", r.grpo_group_size, ">= 2")
 
-    require(1 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [1, 65535]")
+    # 0: the learner binds any free port and reports it in its "ready" telemetry event (tests)
+    require(0 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [0, 65535]")
     require(cfg.learner.updates >= 1, "learner.updates", cfg.learner.updates, ">= 1")
     require(
         cfg.learner.episodes_per_update >= 1,

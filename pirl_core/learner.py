@@ -233,12 +233,15 @@ class Learner:
         )
         if self.progress.step > 0:
             self.save()
+            then = f"then the learner with --resume (update {self.progress.step} is saved)"
+        else:
+            then = "then restart the learner (no update was completed)"
         ids = ", ".join(map(str, silent))
         flags = " and ".join(f"--actor-id={a}" for a in silent)
         raise ActorLostError(
             f"actor {ids} sent nothing for policy version {version} in {waited_s:.0f}s "
             f"(learner.actor_timeout_s={self.cfg.learner.actor_timeout_s:g}; connected: {connected or 'none'}); "
-            f"restart it with `python -m pirl_core.actor ... {flags}`, then the learner with --resume"
+            f"restart it with `python -m pirl_core.actor ... {flags}`, {then}"
         )
 
     def episode_stats(self) -> dict[str, float]:
@@ -321,9 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     learner = Learner(cfg, telemetry, progress, trainer, server, stop)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
-    telemetry.event(
-        "ready", progress.step, host=cfg.learner.host, port=cfg.learner.port, version=progress.version
-    )
+    telemetry.event("ready", progress.step, host=cfg.learner.host, port=server.port, version=progress.version)
     try:
         learner.run()
     except KeyboardInterrupt:

@@ -77,7 +77,7 @@ class Handshake:
             diffs = ["identity hash differs (different pirl versions?)"]
         return (
             f"actor {actor} does not match the learner's run: {'; '.join(diffs)}. Start the actor with "
-            "the learner's --profile and overrides"
+            "the learner's --profile and overrides (the values named 'learner')"
         )
 
 
