@@ -70,15 +70,18 @@ def make_server(cfg: RunConfig, actor_critic):
 
     adapter = actor_critic.adapter
     chain_shape = (cfg.recipe.denoise_steps + 1, adapter.chunk_size, adapter.action_dim)
-    return LearnerServer(
+    contract = RolloutContract(cfg.actor.n_actors, chain_shape)
+    server = LearnerServer(
         cfg.learner.host,
         cfg.learner.port,
         token=resolve_token(cfg.learner),
         credentials=server_credentials(cfg.learner),
         identity=identity.actor_identity(cfg),
-        rollout_check=RolloutContract(cfg.actor.n_actors, chain_shape),
+        rollout_check=contract,
         max_payload_bytes=int(cfg.learner.max_payload_mb * 1e6),
     )
+    contract.published = server.broadcast.latest_version
+    return server
 
 
 def build_trainer(cfg: RunConfig):

@@ -75,7 +75,8 @@ BAD: list[tuple[str, dict[str, Any], dict[str, torch.Tensor], str]] = [
     ("ragged lengths", header(), replaced("logp", torch.zeros(3)), "tensor 'logp': shape [3]"),
     ("version as text", header(version="3"), rollout(), "header 'version': got '3' (str)"),
     ("version not integer", header(version=1.5), rollout(), "header 'version': got 1.5"),
-    ("negative version", header(version=-1), rollout(), "header 'version': got -1, expected >= 0"),
+    ("negative version", header(version=-1), rollout(), "header 'version': got -1, expected in [0, 3]"),
+    ("future version", header(version=4), rollout(), "header 'version': got 4, expected in [0, 3]"),
     ("no version", header(version=DROP), rollout(), "header 'version': got None"),
     ("unknown actor id", header(actor_id=7), rollout(), "header 'actor_id': got 7, expected in [0, 1]"),
     ("actor id as text", header(actor_id="0"), rollout(), "header 'actor_id': got '0' (str)"),
@@ -100,8 +101,11 @@ BAD: list[tuple[str, dict[str, Any], dict[str, torch.Tensor], str]] = [
 
 @pytest.fixture
 def server() -> Iterator[LearnerServer]:
-    srv = LearnerServer("127.0.0.1", 0, rollout_check=RolloutContract(2, CHAIN), max_payload_bytes=3_000_000)
+    contract = RolloutContract(2, CHAIN)
+    srv = LearnerServer("127.0.0.1", 0, rollout_check=contract, max_payload_bytes=3_000_000)
+    contract.published = srv.broadcast.latest_version
     srv.start()
+    srv.publish_parameters(3, {"w": torch.zeros(1)}, wait_s=0)
     yield srv
     srv.stop(grace=0)
 

@@ -62,6 +62,7 @@ class ToyRun:
 
     def __init__(self, out: Path, extra: list[str] = ()) -> None:
         self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
         self.args = [*TOY, f"--output_dir={out}", *extra]
         self.procs: dict[str, subprocess.Popen] = {}
         self.port = 0

@@ -2,7 +2,8 @@
 
 The checks run in the RPC handler (:class:`~pirl_core.transport.collector.RolloutCollector`),
 before a payload reaches the learner's queue, so a wrong request costs the sender an
-``INVALID_ARGUMENT`` and the learner nothing. Header: ``version`` (int >= 0), ``actor_id`` (int in
+``INVALID_ARGUMENT`` and the learner nothing. Header: ``version`` (int in [0, newest published];
+an older one is well-formed and left to the learner's staleness rule), ``actor_id`` (int in
 ``[0, actor.n_actors)``), ``round`` (int >= 0), ``episodes`` (int >= 1) and ``stats`` (one dict
 per episode with numeric ``return`` and ``success``). Tensors: every ``RolloutBatch`` field with
 its dtype, one leading length N >= 1, ``chain`` of shape (N, K+1, chunk, action_dim), and the
@@ -13,6 +14,7 @@ handshake-checked policy, so they all send the same).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -58,14 +60,19 @@ def header_int(header: dict[str, Any], key: str, minimum: int, maximum: int | No
 class RolloutContract:
     """Callable check for :class:`RolloutCollector`; raises TransportError naming what is wrong."""
 
-    def __init__(self, n_actors: int, chain_shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, n_actors: int, chain_shape: tuple[int, int, int], published: Callable[[], int] | None = None
+    ) -> None:
         self.n_actors = n_actors
+        # the newest version the learner has published: no honest actor can be ahead of it
+        self.published = published
         self.chain_shape = tuple(chain_shape)
         self._obs: dict[str, tuple[torch.dtype, tuple[int, ...]]] | None = None
         self._lock = threading.Lock()
 
     def __call__(self, header: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        header_int(header, "version", 0)
+        latest = None if self.published is None else self.published()
+        header_int(header, "version", 0, latest)
         header_int(header, "actor_id", 0, self.n_actors - 1)
         header_int(header, "round", 0)
         episodes = header_int(header, "episodes", 1)
