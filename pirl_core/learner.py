@@ -242,8 +242,9 @@ class Learner:
         ids = ", ".join(map(str, silent))
         flags = " and ".join(f"--actor-id={a}" for a in silent)
         raise ActorLostError(
-            f"actor {ids} sent nothing for policy version {version} in {waited_s:.0f}s "
-            f"(learner.actor_timeout_s={self.cfg.learner.actor_timeout_s:g}; connected: {connected or 'none'}); "
+            f"actor {ids} sent nothing for policy version {version} in {waited_s:.1f}s "
+            f"(learner.actor_timeout_s={self.cfg.learner.actor_timeout_s:g}; connected actors: "
+            f"{', '.join(connected) or 'none'}); "
             f"restart it with `python -m pirl_core.actor ... {flags}`, {then}"
         )
 

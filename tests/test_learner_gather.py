@@ -47,7 +47,7 @@ class QueueServer:
         self.items = list(items)
 
     def get_rollout(self, timeout: float | None = None):
-        return self.items.pop(0) if self.items else None
+        return self.items.pop(0) if self.items else None  # a None item stands for an empty poll
 
     def connected_actors(self) -> list[dict[str, Any]]:
         return [{"actor_id": "0"}]
@@ -145,10 +145,25 @@ def test_silent_actor_stops_the_run_naming_it(tmp_path: Path) -> None:
     assert info.value.exit_code == ExitCode.TRANSPORT == 5
     line = info.value.line()
     assert (
-        "actor 1 sent nothing for policy version 0" in line and "--actor-id=1" in line and "--resume" in line
+        "actor 1 sent nothing for policy version 0" in line
+        and "--actor-id=1" in line
+        and "connected actors: 0)" in line
     )
     (event,) = [
         r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "actor_lost"
     ]
     assert event["actor_ids"] == [1] and event["version"] == 0 and event["waited_s"] >= 0.2
-    assert event["connected_actors"] == ["0"]
+    assert event["connected_actors"] == ["0"] and "then restart the learner (no update was completed)" in line
+
+
+def test_waiting_notice_names_the_missing_actors(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pirl_core.learner.WAITING_NOTICE_S", 0.0)
+    items = [_item(0, 2, 0.0, actor=0), _item(0, 2, 0.0, actor=1)]
+    # actor 0's round, one empty poll (the notice), then actor 1's round
+    learner = _learner(tmp_path, [items[0], None, items[1]], version=0, **{"actor.n_actors": 2})
+    learner.gather()
+    (notice,) = [
+        r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
+    ]
+    assert notice["missing_actors"] == [1] and notice["connected_actors"] == ["0"]
+    assert notice["episodes"] == 2 and notice["wanted"] == 4
