@@ -28,7 +28,14 @@ def build_policy(cfg: RunConfig):
 
 
 def collect_version(
-    cfg, env, actor_critic, client, actor_id: int, version: int, telemetry: Telemetry
+    cfg,
+    env,
+    actor_critic,
+    client,
+    actor_id: int,
+    version: int,
+    telemetry: Telemetry,
+    learner_epoch: str | None = None,
 ) -> None:
     """Run this actor's episodes for one policy version and ship them, one payload per round."""
     stats_all = []
@@ -41,6 +48,8 @@ def collect_version(
             "version": version,
             "episodes": len(stats),
             "round": round_index,
+            # which learner process's parameters produced it (a restarted learner drops the others)
+            "learner_epoch": learner_epoch,
             # the round's episode statistics travel with its transitions: one message, one handler
             "stats": [
                 {
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(cfg.seed + actor_id)
 
     from pirl_core.behaviour import apply_behaviour
+    from pirl_core.checkpoints.identity import behaviour
     from pirl_core.envs.factory import make_env
 
     telemetry = Telemetry(cfg.output_dir, f"actor-{actor_id}")
@@ -118,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             version = int(header["version"])
             load_parameters(actor_critic, tensors)
             actor_critic.adapter.set_rl_mode()
-            run_cfg = apply_behaviour(run_cfg, actor_critic, header.get("behaviour"), actor_id)
-            collect_version(run_cfg, env, actor_critic, client, actor_id, version, telemetry)
+            adopted = apply_behaviour(run_cfg, actor_critic, header.get("behaviour"), actor_id)
+            if adopted is not run_cfg:  # the learner's settings differ from what this actor used so far
+                before = behaviour(run_cfg)
+                changed = {k: v for k, v in behaviour(adopted).items() if before[k] != v}
+                telemetry.event("behaviour", version, version=version, changed=changed)
+            run_cfg = adopted
+            collect_version(
+                run_cfg, env, actor_critic, client, actor_id, version, telemetry, header.get("learner_epoch")
+            )
     except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
         telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))
         raise

@@ -199,7 +199,10 @@ class Learner:
             header, tensors = item
             actor, batch_version, round_index = header["actor_id"], header["version"], header["round"]
             lag = version - batch_version
-            if lag < 0 or lag > cfg.learner.max_staleness:
+            # a round collected under another learner process (sent before a restart, delivered
+            # after it) was sampled with that learner's parameters and settings: stale as well
+            other_epoch = header.get("learner_epoch") != self.server.epoch
+            if lag < 0 or lag > cfg.learner.max_staleness or other_epoch:
                 self.progress.dropped_stale += 1
                 continue
             key = (batch_version, actor, round_index)

@@ -42,6 +42,7 @@ class QueueServer:
     """Just the calls ``gather`` makes, fed from a list."""
 
     rejected_payloads = 0
+    epoch = "this-learner"
 
     def __init__(self, items: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]) -> None:
         self.items = list(items)
@@ -80,9 +81,12 @@ def _learner(tmp_path: Path, items, version: int, max_staleness: int = 0, **extr
 
 
 def test_gather_keeps_only_the_current_version_and_counts_the_rest(tmp_path: Path) -> None:
+    before_restart = _item(3, 2, 7.0)
+    before_restart[0]["learner_epoch"] = "previous-learner"  # sent before a restart, delivered after
     items = [
         _item(2, 2, 2.0),  # stale
         _item(4, 2, 4.0),  # from the future (an old learner run)
+        before_restart,
         _item(3, 2, 3.0, round_index=0),
         _item(3, 2, 3.0, round_index=1),
     ]
@@ -90,7 +94,7 @@ def test_gather_keeps_only_the_current_version_and_counts_the_rest(tmp_path: Pat
     batch, episodes = learner.gather()
     assert episodes == 4 and len(batch) == 4
     assert torch.all(batch.reward == 3.0)
-    assert learner.progress.dropped_stale == 2
+    assert learner.progress.dropped_stale == 3
 
 
 def test_max_staleness_admits_bounded_lag(tmp_path: Path) -> None:

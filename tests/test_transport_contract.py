@@ -81,6 +81,7 @@ BAD: list[tuple[str, dict[str, Any], dict[str, torch.Tensor], str]] = [
     ("unknown actor id", header(actor_id=7), rollout(), "header 'actor_id': got 7, expected in [0, 1]"),
     ("actor id as text", header(actor_id="0"), rollout(), "header 'actor_id': got '0' (str)"),
     ("round as bool", header(round=True), rollout(), "header 'round'"),
+    ("epoch as number", header(learner_epoch=5), rollout(), "header 'learner_epoch': got 5"),
     ("stats missing", header(stats=DROP), rollout(), "header 'stats'"),
     ("stats wrong type", header(stats=[{"return": "x", "success": 0}] * 2), rollout(), "numeric 'return'"),
     (

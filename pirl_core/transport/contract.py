@@ -4,7 +4,7 @@ The checks run in the RPC handler (:class:`~pirl_core.transport.collector.Rollou
 before a payload reaches the learner's queue, so a wrong request costs the sender an
 ``INVALID_ARGUMENT`` and the learner nothing. Header: ``version`` (int in [0, newest published];
 an older one is well-formed and left to the learner's staleness rule), ``actor_id`` (int in
-``[0, actor.n_actors)``), ``round`` (int >= 0), ``episodes`` (int >= 1) and ``stats`` (one dict
+``[0, actor.n_actors)``), ``round`` (int >= 0), ``episodes`` (int >= 1), ``learner_epoch`` (str, optional) and ``stats`` (one dict
 per episode with numeric ``return`` and ``success``). Tensors: every ``RolloutBatch`` field with
 its dtype, one leading length N >= 1, ``chain`` of shape (N, K+1, chunk, action_dim), and the
 observation keys/shapes/dtypes of the first accepted rollout (every actor runs the same
@@ -76,6 +76,9 @@ class RolloutContract:
         header_int(header, "actor_id", 0, self.n_actors - 1)
         header_int(header, "round", 0)
         episodes = header_int(header, "episodes", 1)
+        epoch = header.get("learner_epoch")
+        if epoch is not None and not isinstance(epoch, str):
+            raise _reject(f"header 'learner_epoch': got {epoch!r}, expected a string")
         stats = header.get("stats")
         if not isinstance(stats, list) or len(stats) != episodes:
             raise _reject(f"header 'stats': expected a list of {episodes} episode records, got {stats!r:.80}")
