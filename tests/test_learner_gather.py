@@ -64,6 +64,7 @@ def _item(
         "actor_id": actor,
         "round": round_index,
         "stats": stats,
+        "learner_epoch": QueueServer.epoch,
     }
     return header, _batch(episodes, tag)
 
