@@ -74,6 +74,7 @@ def _learner(tmp_path: Path, items, version: int, max_staleness: int = 0, **extr
         "output_dir": str(tmp_path),
         "learner.episodes_per_update": 4,
         "learner.max_staleness": max_staleness,
+        "learner.actor_timeout_s": 5.0,  # a regression fails in seconds instead of hanging
         **extra,
     }
     cfg = load_config("toy", overrides)
