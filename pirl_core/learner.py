@@ -179,22 +179,24 @@ class Learner:
             self.stop.check()
             item = self.server.get_rollout(timeout=1.0)
             now = time.monotonic()
+            # checked on every pass, not only on empty polls: stale or duplicate rounds arriving
+            # from one actor must not hide that another one went silent
+            missing = [a for a in share if got[a] < share[a]]
+            silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
+            if silent:
+                self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
+            if now >= notice_at:
+                self.telemetry.event(
+                    "waiting",
+                    self.progress.step,
+                    version=version,
+                    episodes=episodes,
+                    wanted=wanted,
+                    missing_actors=missing,
+                    connected_actors=self._connected_ids(),
+                )
+                notice_at = now + WAITING_NOTICE_S
             if item is None:
-                missing = [a for a in share if got[a] < share[a]]
-                silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
-                if silent:
-                    self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
-                if now >= notice_at:
-                    self.telemetry.event(
-                        "waiting",
-                        self.progress.step,
-                        version=version,
-                        episodes=episodes,
-                        wanted=wanted,
-                        missing_actors=missing,
-                        connected_actors=self._connected_ids(),
-                    )
-                    notice_at = now + WAITING_NOTICE_S
                 continue
             header, tensors = item
             actor, batch_version, round_index = header["actor_id"], header["version"], header["round"]

@@ -168,8 +168,10 @@ def test_waiting_notice_names_the_missing_actors(tmp_path: Path, monkeypatch) ->
     # actor 0's round, one empty poll (the notice), then actor 1's round
     learner = _learner(tmp_path, [items[0], None, items[1]], version=0, **{"actor.n_actors": 2})
     learner.gather()
-    (notice,) = [
+    notices = [
         r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
     ]
-    assert notice["missing_actors"] == [1] and notice["connected_actors"] == ["0"]
-    assert notice["episodes"] == 2 and notice["wanted"] == 4
+    assert notices[0]["missing_actors"] == [0, 1] and notices[0]["episodes"] == 0
+    after_first = notices[-1]  # once actor 0's round is in, only actor 1 is missing
+    assert after_first["missing_actors"] == [1] and after_first["connected_actors"] == ["0"]
+    assert after_first["episodes"] == 2 and after_first["wanted"] == 4
