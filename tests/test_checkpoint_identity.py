@@ -154,6 +154,7 @@ def test_tunables_are_reported_as_changed_not_fatal(run, tmp_path: Path) -> None
     assert plan is not None and plan.report.ok
     assert {r.field for r in plan.report.rows} == set(TUNABLE_CHANGES)
     assert all(r.severity == "changed" and r.fix.startswith("allowed") for r in plan.report.rows)
+    assert "s3cret" not in plan.report.to_json() and "s3cret" not in plan.report.format_table()
 
 
 def test_table_and_json_for_the_console(run) -> None:

@@ -187,6 +187,8 @@ def behaviour(cfg: RunConfig) -> dict[str, Any]:
 
 
 ABSENT = "(absent)"
+HIDDEN = "(hidden)"
+SECRET_FIELDS = frozenset({"learner.auth_token"})
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -276,6 +278,9 @@ def compare_configs(saved: dict[str, Any], current: RunConfig | dict[str, Any]) 
         if old == new:
             continue
         cls = severity(name, saved_flat, current_flat)
+        if name in SECRET_FIELDS:  # never echo a secret into a table, JSON or a suggested flag
+            rows.append(Row(name, HIDDEN, HIDDEN, cls, "allowed"))
+            continue
         rows.append(Row(name, old, new, cls, _fix(name, old, cls, configurable=name in current_flat)))
     return rows
 
