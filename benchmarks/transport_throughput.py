@@ -6,7 +6,7 @@ What is timed (same process, same run, so the ratio is meaningful on a busy mach
   memory: the serialisation floor any safetensors-based transport pays.
 * **push**: the learner (this process) calls ``LearnerServer.publish_parameters``; a real actor
   process (``ActorClient``, spawned by this script) receives, reassembles, checks and decodes the
-  payload, then acknowledges through ``SendInteractions``. Timed from the publish call to the
+  payload, then acknowledges with a tiny rollout payload. Timed from the publish call to the
   ack's arrival: encode + chunked gRPC stream over 127.0.0.1 + decode + a tiny ack.
 
 MB/s = payload MB / seconds; ratio = push MB/s / baseline MB/s (1.0 would mean the network part
@@ -43,7 +43,7 @@ while True:
     if header.get("done"):
         break
     n = sum(t.numel() for t in tensors.values())
-    client.send_interactions({"ack_version": header["version"], "numel": n})
+    client.send_rollout({}, {"ack_version": header["version"], "numel": n})
     version = header["version"] + 1
 client.close()
 """
@@ -68,10 +68,9 @@ def baseline(tensors: dict[str, torch.Tensor]) -> tuple[float, int]:
 def wait_ack(server: LearnerServer, version: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for item in server.get_interactions():
-            if item.get("ack_version") == version:
-                return
-        time.sleep(0.002)
+        item = server.get_rollout(timeout=0.01)
+        if item is not None and item[0].get("ack_version") == version:
+            return
     raise TimeoutError(f"actor did not acknowledge version {version} within {timeout}s")
 
 

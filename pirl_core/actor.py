@@ -34,7 +34,14 @@ def build_policy(cfg: RunConfig):
 
 
 def collect_version(
-    cfg, env, actor_critic, client, actor_id: int, version: int, telemetry: Telemetry
+    cfg,
+    env,
+    actor_critic,
+    client,
+    actor_id: int,
+    version: int,
+    telemetry: Telemetry,
+    learner_epoch: str | None = None,
 ) -> None:
     """Run this actor's episodes for one policy version and ship them, one payload per round."""
     stats_all = []
@@ -43,13 +50,15 @@ def collect_version(
     started = time.monotonic()
     rounds = version_rounds(cfg, env, actor_critic, actor_id, version)
     for round_index, (batch, stats, timing) in enumerate(rounds):
-        header = {"version": version, "actor_id": actor_id, "episodes": len(stats), "round": round_index}
-        client.send_rollout(batch.to_tensors(), header)
-        client.send_interactions(
-            [
+        header = {
+            "version": version,
+            "episodes": len(stats),
+            "round": round_index,
+            # which learner process's parameters produced it (a restarted learner drops the others)
+            "learner_epoch": learner_epoch,
+            # the round's episode statistics travel with its transitions: one message, one handler
+            "stats": [
                 {
-                    "version": version,
-                    "actor_id": actor_id,
                     "return": s.ret,
                     "length": s.length,
                     "success": float(s.success),
@@ -57,8 +66,9 @@ def collect_version(
                     "init_state_id": s.init_state_id,
                 }
                 for s in stats
-            ]
-        )
+            ],
+        }
+        client.send_rollout(batch.to_tensors(), header)
         stats_all.extend(stats)
         env_steps += int(timing.get("env_steps", 0))
         inference_ms.append(float(timing.get("inference_ms_per_chunk", 0.0)))
@@ -75,6 +85,23 @@ def collect_version(
         env_steps_per_s=env_steps / elapsed,
         inference_ms=sum(inference_ms) / max(len(inference_ms), 1),
         collect_s=elapsed,
+    )
+
+
+def make_client(cfg: RunConfig, actor_id: int):
+    """Client that announces this actor's run identity and carries the token / trusts the CA."""
+    from pirl_core.checkpoints.identity import actor_identity
+    from pirl_core.transport.auth import resolve_token, trusted_ca
+    from pirl_core.transport.client import ActorClient
+
+    return ActorClient(
+        cfg.learner.host,
+        cfg.learner.port,
+        actor_id,
+        cfg.actor.connect_timeout_s,
+        identity=actor_identity(cfg),
+        auth_token=resolve_token(cfg.learner),
+        tls_ca=trusted_ca(cfg.learner),
     )
 
 
@@ -100,15 +127,17 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
     limit_threads()
     seed_everything(cfg.seed + actor_id)
 
+    from pirl_core.behaviour import apply_behaviour
+    from pirl_core.checkpoints.identity import behaviour
     from pirl_core.envs.factory import make_env
-    from pirl_core.transport.client import ActorClient
 
     telemetry = open_telemetry(cfg, f"actor-{actor_id}")
     telemetry.event("run", echo=False, **run_record(cfg, actor_id=actor_id))
     actor_critic = build_policy(cfg)
     env = make_env(cfg)
-    client = ActorClient(cfg.learner.host, cfg.learner.port, actor_id, cfg.actor.connect_timeout_s)
+    client = make_client(cfg, actor_id)
     version = -1
+    run_cfg = cfg  # the actor's flags plus the learner's pushed behaviour settings
     try:
         telemetry.event("connecting", host=cfg.learner.host, port=cfg.learner.port)
         client.wait_for_learner()
@@ -124,7 +153,15 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
             version = int(header["version"])
             load_parameters(actor_critic, tensors)
             actor_critic.adapter.set_rl_mode()
-            collect_version(cfg, env, actor_critic, client, actor_id, version, telemetry)
+            adopted = apply_behaviour(run_cfg, actor_critic, header.get("behaviour"), actor_id)
+            if adopted is not run_cfg:  # the learner's settings differ from what this actor used so far
+                before = behaviour(run_cfg)
+                changed = {k: v for k, v in behaviour(adopted).items() if before[k] != v}
+                telemetry.event("behaviour", version, version=version, changed=changed)
+            run_cfg = adopted
+            collect_version(
+                run_cfg, env, actor_critic, client, actor_id, version, telemetry, header.get("learner_epoch")
+            )
     except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
         telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))
         raise

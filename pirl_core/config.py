@@ -9,6 +9,7 @@ what is allowed — so that a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import sys
 import types
@@ -139,6 +140,18 @@ class LearnerConfig:
     episodes_per_update: int = 2
     # 0 = strictly on-policy: batches produced by an older policy version are dropped.
     max_staleness: int = 0
+    # An expected actor silent this long (seconds) for the current version stops the run (exit 5).
+    actor_timeout_s: float = 600.0
+    # Shared secret every RPC must carry; required when host is not loopback. The file form (which
+    # wins when both are set) keeps the secret out of command lines and saved configs.
+    auth_token: str = ""
+    auth_token_file: str = ""
+    # TLS: server certificate and key (PEM); actors trust tls_ca (default: tls_cert itself).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # Largest rollout payload the learner accepts (checked while it streams in).
+    max_payload_mb: float = 1024.0
 
 
 @dataclass
@@ -268,7 +281,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         "true for policy.type = 'mlp' (it has no VLM to freeze)",
     )
 
-    require(1 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [1, 65535]")
+    # 0: the learner binds any free port and reports it in its "ready" telemetry event (tests)
+    require(0 <= cfg.learner.port <= 65535, "learner.port", cfg.learner.port, "in [0, 65535]")
     require(cfg.learner.updates >= 1, "learner.updates", cfg.learner.updates, ">= 1")
     require(
         cfg.learner.episodes_per_update >= 1,
@@ -288,6 +302,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"{cfg.actor.n_actors} = {whole} (GRPO: every actor runs whole groups)",
         )
     require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
+    _validate_transport(cfg.learner)
     require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")
     require(cfg.actor.connect_timeout_s > 0, "actor.connect_timeout_s", cfg.actor.connect_timeout_s, "> 0")
     require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")
@@ -304,6 +319,39 @@ def validate(cfg: RunConfig) -> RunConfig:
         require(0 < len(tag) <= 64, "telemetry.wandb_tags", t.wandb_tags, "tags of 1 to 64 characters")
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
     return cfg
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_transport(lc: LearnerConfig) -> None:
+    """Transport and security settings (learner and actor read the same section)."""
+    for name in ("actor_timeout_s", "max_payload_mb"):
+        value = getattr(lc, name)
+        if not (isinstance(value, float) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"learner.{name}", value, "a finite number > 0")
+    if lc.auth_token_file and not Path(lc.auth_token_file).is_file():
+        raise ConfigError("learner.auth_token_file", lc.auth_token_file, "a readable file holding the token")
+    if not is_loopback(lc.host) and not (lc.auth_token or lc.auth_token_file):
+        raise ConfigError(
+            "learner.auth_token",
+            lc.auth_token,
+            f"a shared secret because learner.host={lc.host!r} is not loopback",
+            hint="pass --learner.auth_token_file=PATH (or --learner.auth_token=SECRET) to the learner "
+            "and every actor, or bind --learner.host=127.0.0.1",
+        )
+    if lc.tls_key and not lc.tls_cert:
+        raise ConfigError("learner.tls_cert", "", "the certificate that goes with learner.tls_key")
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        path = getattr(lc, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"learner.{name}", path, "an existing PEM file")
 
 
 # --------------------------------------------------------------------------- loading

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pirl_core import sinks
-from pirl_core.checkpoints import layout, resume
+from pirl_core.checkpoints import identity, layout, resume
 from pirl_core.checkpoints.lock import OutputDirLock
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
@@ -61,6 +61,32 @@ class Progress:
         }
 
 
+class ActorLostError(TransportError):
+    """An expected actor went silent for ``learner.actor_timeout_s`` (exit 5)."""
+
+
+def make_server(cfg: RunConfig, actor_critic):
+    """The learner's gRPC server for this run: auth, TLS, handshake identity, rollout contract, caps."""
+    from pirl_core.transport.auth import resolve_token, server_credentials
+    from pirl_core.transport.contract import RolloutContract
+    from pirl_core.transport.server import LearnerServer
+
+    adapter = actor_critic.adapter
+    chain_shape = (cfg.recipe.denoise_steps + 1, adapter.chunk_size, adapter.action_dim)
+    contract = RolloutContract(cfg.actor.n_actors, chain_shape)
+    server = LearnerServer(
+        cfg.learner.host,
+        cfg.learner.port,
+        token=resolve_token(cfg.learner),
+        credentials=server_credentials(cfg.learner),
+        identity=identity.actor_identity(cfg),
+        rollout_check=contract,
+        max_payload_bytes=int(cfg.learner.max_payload_mb * 1e6),
+    )
+    contract.published = server.broadcast.latest_version
+    return server
+
+
 def build_trainer(cfg: RunConfig):
     """Adapter -> actor-critic -> trainer, exactly as the actor builds its policy."""
     from pirl_core.envs.factory import task_descriptions
@@ -94,60 +120,130 @@ class Learner:
         # untrained start would only make the output dir refuse a new run.
         self.saved_step = progress.step
         self.mid_update = False  # True while in-memory state is between two consistent steps
+        self.duplicate_rounds = 0  # rounds received twice (a restarted actor) and dropped
+        self._seen_rounds: set[tuple[int, int, int]] = set()  # (version, actor, round) still admissible
+        self._episode_records: list[dict] = []
 
     def publish(self) -> dict[str, float]:
+        """Push the current parameters with the behaviour-policy settings the actors must sample
+        with (``identity.PUSHED_FIELDS``): what the actors sample is what this learner scores."""
         tensors = parameters_to_tensors(self.trainer.actor_critic)
-        header = {"version": self.progress.version, "step": self.progress.step, "profile": self.cfg.profile}
+        header = {
+            "version": self.progress.version,
+            "step": self.progress.step,
+            "profile": self.cfg.profile,
+            "behaviour": identity.behaviour(self.cfg),
+        }
         return self.server.publish_parameters(self.progress.version, tensors, header)
 
     def gather(self):
-        """Block until this version's episodes are in; drop (and count) stale batches."""
-        from pirl_core.rollout import RolloutBatch, concat
+        """Block until every actor's share of this version is in; return (batch, episodes).
 
-        wanted = self.cfg.learner.episodes_per_update
-        batches: list[RolloutBatch] = []
+        Accepts a round once per (actor, version, round): a restarted actor re-collects its whole
+        share of the current version and the rounds already received are dropped, so nothing is
+        counted twice. Batches from older versions are dropped and counted unless
+        ``learner.max_staleness`` admits them. An expected actor silent for
+        ``learner.actor_timeout_s`` stops the run (:meth:`_actors_lost`). The batch is ordered by
+        (version, actor, round), not by arrival, so the update does not depend on timing.
+        """
+        from pirl_core.rollout import RolloutBatch, concat
+        from pirl_core.runtime import episode_plan
+
+        cfg, version = self.cfg, self.progress.version
+        share = {a: len(episode_plan(cfg, a, version)) for a in range(cfg.actor.n_actors)}
+        wanted = sum(share.values())
+        got = dict.fromkeys(share, 0)  # this version's episodes per actor
+        started = time.monotonic()
+        last_heard = dict.fromkeys(share, started)
+        accepted: dict[tuple[int, int, int], tuple[RolloutBatch, list[dict]]] = {}
         episodes = 0
-        waited_since = time.monotonic()
+        notice_at = started + WAITING_NOTICE_S
         while episodes < wanted:
             self.stop.check()
             item = self.server.get_rollout(timeout=1.0)
+            now = time.monotonic()
+            # checked on every pass, not only on empty polls: stale or duplicate rounds arriving
+            # from one actor must not hide that another one went silent
+            missing = [a for a in share if got[a] < share[a]]
+            silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
+            if silent:
+                self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
+            if now >= notice_at:
+                self.telemetry.event(
+                    "waiting",
+                    self.progress.step,
+                    version=version,
+                    episodes=episodes,
+                    wanted=wanted,
+                    missing_actors=missing,
+                    connected_actors=self._connected_ids(),
+                )
+                notice_at = now + WAITING_NOTICE_S
             if item is None:
-                if time.monotonic() - waited_since > WAITING_NOTICE_S:
-                    self.telemetry.event(
-                        "waiting",
-                        self.progress.step,
-                        version=self.progress.version,
-                        episodes=episodes,
-                        wanted=wanted,
-                        actors=len(self.server.connected_actors()),
-                    )
-                    waited_since = time.monotonic()
                 continue
             header, tensors = item
-            missing = [k for k in ("version", "episodes") if k not in header]
-            if missing:
-                raise TransportError(
-                    f"rollout from actor {header.get('actor_id')}: header fields {missing} missing "
-                    f"(found {sorted(header)}); start actor and learner from the same pirl checkout"
-                )
-            lag = self.progress.version - int(header["version"])
-            if lag < 0 or lag > self.cfg.learner.max_staleness:
+            actor, batch_version, round_index = header["actor_id"], header["version"], header["round"]
+            lag = version - batch_version
+            # a round collected under another learner process (sent before a restart, delivered
+            # after it) was sampled with that learner's parameters and settings: stale as well
+            other_epoch = header.get("learner_epoch") != self.server.epoch
+            if lag < 0 or lag > cfg.learner.max_staleness or other_epoch:
                 self.progress.dropped_stale += 1
                 continue
-            batches.append(RolloutBatch.from_tensors(tensors))
-            episodes += int(header["episodes"])
-        return concat(batches), episodes
+            key = (batch_version, actor, round_index)
+            n = int(header["episodes"])
+            over_share = lag == 0 and got[actor] + n > share[actor]
+            if key in accepted or key in self._seen_rounds or over_share:
+                self.duplicate_rounds += 1  # a restarted actor re-sending a round we have
+                continue
+            accepted[key] = (RolloutBatch.from_tensors(tensors), list(header["stats"]))
+            episodes += n
+            if lag == 0:
+                got[actor] += n
+                last_heard[actor] = now
+        self._seen_rounds = {
+            k for k in (*self._seen_rounds, *accepted) if version - k[0] <= cfg.learner.max_staleness
+        }
+        ordered = [accepted[k] for k in sorted(accepted)]
+        self._episode_records = [record for _, records in ordered for record in records]
+        return concat([batch for batch, _ in ordered]), episodes
 
-    def episode_stats(self, version: int) -> dict[str, float]:
-        """Success and return of the episodes the given version produced (the ones trained on)."""
-        stats = [s for s in self.server.get_interactions() if int(s.get("version", -1)) == version]
-        if not stats:
+    def _connected_ids(self) -> list[str]:
+        return sorted({str(a["actor_id"]) for a in self.server.connected_actors()})
+
+    def _actors_lost(self, silent: list[int], version: int, waited_s: float) -> None:
+        """Stop cleanly: keep the last completed update on disk and name the silent actors."""
+        connected = self._connected_ids()
+        self.telemetry.event(
+            "actor_lost",
+            self.progress.step,
+            actor_ids=silent,
+            version=version,
+            waited_s=round(waited_s, 1),
+            connected_actors=connected,
+        )
+        if self.progress.step > 0:
+            self.save()
+            then = f"then the learner with --resume (update {self.progress.step} is saved)"
+        else:
+            then = "then restart the learner (no update was completed)"
+        ids = ", ".join(map(str, silent))
+        flags = " and ".join(f"--actor-id={a}" for a in silent)
+        raise ActorLostError(
+            f"actor {ids} sent nothing for policy version {version} in {waited_s:.1f}s "
+            f"(learner.actor_timeout_s={self.cfg.learner.actor_timeout_s:g}; connected actors: "
+            f"{', '.join(connected) or 'none'}); "
+            f"restart it with `python -m pirl_core.actor ... {flags}`, {then}"
+        )
+
+    def episode_stats(self) -> dict[str, float]:
+        """Success and return of the episodes in the last gathered batch (the ones trained on)."""
+        records = self._episode_records
+        if not records:
             return {}
-        successes = [float(s.get("success", 0.0)) for s in stats]
-        returns = [float(s.get("return", 0.0)) for s in stats]
         return {
-            "success_rate": sum(successes) / len(successes),
-            "return_mean": sum(returns) / len(returns),
+            "success_rate": sum(float(r["success"]) for r in records) / len(records),
+            "return_mean": sum(float(r["return"]) for r in records) / len(records),
         }
 
     def save(self) -> None:
@@ -164,7 +260,6 @@ class Learner:
             self.stop.check()
             push = self.publish()
             batch, episodes = self.gather()
-            trained_version = self.progress.version
             self.mid_update = True
             # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
             metrics = self.trainer.update(
@@ -177,7 +272,7 @@ class Learner:
             if self.progress.step % cfg.telemetry.log_every == 0 or self.progress.step == cfg.learner.updates:
                 # one dict: the trainer's metrics also carry "samples" (this batch) and
                 # "return_mean"; the run counters and episode stats below take precedence
-                fields = {**metrics, **self.episode_stats(trained_version)}
+                fields = {**metrics, **self.episode_stats()}
                 fields.update(
                     update=self.progress.step,
                     updates_total=cfg.learner.updates,
@@ -185,6 +280,8 @@ class Learner:
                     samples=self.progress.samples,
                     episodes=self.progress.episodes,
                     dropped_stale=self.progress.dropped_stale,
+                    rejected_payloads=self.server.rejected_payloads,
+                    duplicate_rounds=self.duplicate_rounds,
                     push_mb=push.get("push_mb", 0.0),
                     push_s=push.get("push_s", 0.0),
                 )
@@ -221,10 +318,8 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
             dropped_stale=int(restored.counters.get("dropped_stale", 0)),
         )
 
-    from pirl_core.transport.server import LearnerServer
-
     started = time.monotonic()
-    server = LearnerServer(cfg.learner.host, cfg.learner.port)
+    server = make_server(cfg, trainer.actor_critic)
     server.start()
     telemetry = sinks.open_telemetry(
         cfg,
@@ -237,9 +332,7 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
     learner = Learner(cfg, telemetry, progress, trainer, server, stop)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
-    telemetry.event(
-        "ready", progress.step, host=cfg.learner.host, port=cfg.learner.port, version=progress.version
-    )
+    telemetry.event("ready", progress.step, host=cfg.learner.host, port=server.port, version=progress.version)
     try:
         learner.run()
     except KeyboardInterrupt as exc:

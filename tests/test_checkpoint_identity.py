@@ -25,7 +25,6 @@ FATAL_CHANGES: dict[str, dict[str, Any]] = {
     "env.type": {"env.type": "libero", "env.suite": "libero_10"},
     "env.suite": {"env.suite": "point_reach"},
     "env.task_ids": {"env.task_ids": [0, 1]},
-    "env.camera_size": {"env.camera_size": 32},
     "env.control_mode": {"env.control_mode": "relative"},
     "policy.type": {"policy.type": "xvla"},
     "policy.size": {"policy.size": "pretrained", "policy.pretrained_path": "/models/xvla"},
@@ -38,7 +37,6 @@ FATAL_CHANGES: dict[str, dict[str, Any]] = {
     "recipe.algorithm": {"recipe.algorithm": "grpo", "recipe.grpo_group_size": 2},
     "recipe.denoise_steps": {"recipe.denoise_steps": 8},
     "recipe.critic": {"recipe.critic": "action_head"},
-    "recipe.critic_detach": {"recipe.critic_detach": True},
     "recipe.train_vlm": {
         "recipe.train_vlm": False,
         "policy.type": "xvla",
@@ -54,6 +52,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "env.episode_length": 9,
     "env.n_envs": 2,
     "env.hard_reset": False,
+    "env.camera_size": 32,  # the toy env has no camera (fatal on LIBERO: see the test below)
     "policy.device": "cuda",
     "recipe.sigma_min": 0.05,
     "recipe.sigma_max": 0.2,
@@ -73,6 +72,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.lr": 1e-4,
     "recipe.value_lr": 1e-4,
     "recipe.noise_lr": 1e-4,
+    "recipe.critic_detach": True,  # the toy profile uses false
     "recipe.grpo_group_size": 4,
     "recipe.grpo_filter": False,  # the toy profile uses true
     "recipe.ratio_tolerance": 1e-2,
@@ -88,6 +88,13 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "learner.updates": 500,
     "learner.episodes_per_update": 8,
     "learner.max_staleness": 1,
+    "learner.actor_timeout_s": 30.0,
+    "learner.auth_token": "s3cret",
+    "learner.auth_token_file": str(ROOT / "pyproject.toml"),
+    "learner.tls_cert": str(ROOT / "pyproject.toml"),
+    "learner.tls_key": str(ROOT / "pyproject.toml"),
+    "learner.tls_ca": str(ROOT / "pyproject.toml"),
+    "learner.max_payload_mb": 64.0,
     "actor.n_actors": 2,
     "actor.connect_timeout_s": 30.0,
     "checkpoint.every": 5,
@@ -116,7 +123,10 @@ def test_every_config_field_is_classified() -> None:
         f"classify these RunConfig fields in checkpoints/identity.py: {sorted(unclassified)}"
     )
     assert not set(identity.FIELD_CLASSES) - fields, "stale entries in FIELD_CLASSES"
-    fatal = {f for f, s in identity.FIELD_CLASSES.items() if s == identity.FATAL}
+    # conditionally fatal fields (FATAL_ONLY_IF) are tunables on the toy profile these tests use
+    fatal = {f for f, s in identity.FIELD_CLASSES.items() if s == identity.FATAL} - set(
+        identity.FATAL_ONLY_IF
+    )
     assert set(FATAL_CHANGES) == fatal, "give each fatal field a changed value in FATAL_CHANGES"
     assert set(TUNABLE_CHANGES) == fields - fatal, "give each tunable a changed value in TUNABLE_CHANGES"
 
@@ -163,6 +173,7 @@ def test_tunables_are_reported_as_changed_not_fatal(run, tmp_path: Path) -> None
     assert plan is not None and plan.report.ok
     assert {r.field for r in plan.report.rows} == set(TUNABLE_CHANGES)
     assert all(r.severity == "changed" and r.fix.startswith("allowed") for r in plan.report.rows)
+    assert "s3cret" not in plan.report.to_json() and "s3cret" not in plan.report.format_table()
 
 
 def test_table_and_json_for_the_console(run) -> None:
@@ -259,3 +270,35 @@ def _small_overrides(cfg: RunConfig) -> dict[str, Any]:
     from tests.test_checkpoint_support import SMALL_TOY
 
     return {**SMALL_TOY, "output_dir": cfg.output_dir}
+
+
+def test_camera_size_is_fatal_only_where_a_camera_exists() -> None:
+    libero = RunConfig()  # the default env is LIBERO
+    bigger = RunConfig()
+    bigger.env.camera_size = 128
+    (row,) = identity.compare_configs(libero.to_dict(), bigger)
+    assert (row.field, row.severity) == ("env.camera_size", identity.FATAL)
+    assert "env.camera_size" in identity.actor_identity(libero)
+    toy = toy_config(Path("unused"))
+    assert "env.camera_size" not in identity.actor_identity(toy)
+
+
+def test_actor_contract_comes_from_the_resume_classification() -> None:
+    """Handshake fields are exactly the fatal ones; pushed fields are tunables (a resume may change
+    them because the next push carries them to running actors)."""
+    cfg = toy_config(Path("unused"))
+    fatal = {f for f, s in identity.FIELD_CLASSES.items() if s == identity.FATAL} - {"env.camera_size"}
+    assert set(identity.actor_identity(cfg)) == fatal
+    assert all(identity.FIELD_CLASSES[f] == identity.CHANGED for f in identity.PUSHED_FIELDS)
+    behaviour_policy = {
+        "recipe.sigma_min",
+        "recipe.sigma_max",
+        "recipe.sde_noise_level",
+        "recipe.include_prior",
+        "recipe.logprob_action_reduction",
+        "recipe.logprob_step_reduction",
+    }
+    assert behaviour_policy <= set(identity.PUSHED_FIELDS)
+    other = toy_config(Path("unused"), **{"recipe.denoise_steps": 8})
+    (line,) = identity.compare_identity(identity.actor_identity(other), identity.actor_identity(cfg))
+    assert line == "recipe.denoise_steps: learner 8, actor 4"

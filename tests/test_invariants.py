@@ -66,6 +66,8 @@ class LoopbackServer:
         self.bad_from = bad_from
         self.queue: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
         self.published: dict[int, dict[str, torch.Tensor]] = {}
+        self.epoch = "loopback"
+        self.rejected_payloads = 0
 
     def publish_parameters(self, version: int, tensors: dict[str, torch.Tensor], header: dict) -> dict:
         self.published[version] = {k: v.clone() for k, v in tensors.items()}
@@ -73,19 +75,26 @@ class LoopbackServer:
         policy = self.bad if bad and self.bad is not None else self.good
         load_parameters(policy, tensors)
         policy.adapter.set_rl_mode()
-        for batch, stats, _ in version_rounds(self.cfg, self.env, policy, 0, version):
+        for round_index, (batch, stats, _) in enumerate(
+            version_rounds(self.cfg, self.env, policy, 0, version)
+        ):
             if bad and self.bad is None:
                 batch.reward = torch.full_like(batch.reward, math.nan)
-            self.queue.append(({"version": version, "episodes": len(stats)}, batch.to_tensors()))
+            header = {
+                "version": version,
+                "actor_id": 0,
+                "round": round_index,
+                "episodes": len(stats),
+                "learner_epoch": self.epoch,
+                "stats": [{"success": float(s.success), "return": s.ret} for s in stats],
+            }
+            self.queue.append((header, batch.to_tensors()))
         return {}
 
     def get_rollout(self, timeout: float | None = None):
         return self.queue.pop(0) if self.queue else None
 
     def connected_actors(self) -> list:
-        return []
-
-    def get_interactions(self) -> list:
         return []
 
 

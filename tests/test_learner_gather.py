@@ -1,5 +1,6 @@
 """The learner's on-policy gate (``Learner.gather``): which rollouts feed an update, which are
-dropped as stale, and what a malformed payload does (exit 5, not a traceback)."""
+dropped as stale or as a round already received, the episode statistics that came with them, and
+the lost-actor stop. (Malformed payloads never get here: tests/test_transport_contract.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from pirl_core.config import load_config
-from pirl_core.errors import ExitCode, TransportError
-from pirl_core.learner import Learner, Progress
+from pirl_core.errors import ExitCode
+from pirl_core.learner import ActorLostError, Learner, Progress
 from pirl_core.rollout import RolloutBatch
-from pirl_core.telemetry import Telemetry
+from pirl_core.telemetry import Telemetry, read_records
 
 
 def _batch(episodes: int, version_tag: float) -> dict[str, torch.Tensor]:
@@ -38,50 +39,71 @@ def _batch(episodes: int, version_tag: float) -> dict[str, torch.Tensor]:
 
 
 class QueueServer:
-    """Just the two calls ``gather`` makes, fed from a list."""
+    """Just the calls ``gather`` makes, fed from a list."""
+
+    rejected_payloads = 0
+    epoch = "this-learner"
 
     def __init__(self, items: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]) -> None:
         self.items = list(items)
 
     def get_rollout(self, timeout: float | None = None):
-        return self.items.pop(0) if self.items else None
+        return self.items.pop(0) if self.items else None  # a None item stands for an empty poll
 
     def connected_actors(self) -> list[dict[str, Any]]:
-        return []
+        return [{"actor_id": "0"}]
 
 
-def _learner(tmp_path: Path, items, version: int, max_staleness: int = 0) -> Learner:
-    cfg = load_config(
-        "toy",
-        [
-            f"output_dir={tmp_path}",
-            "learner.episodes_per_update=4",
-            f"learner.max_staleness={max_staleness}",
-        ],
-    )
+def _item(
+    version: int, episodes: int, tag: float, actor: int = 0, round_index: int = 0, success: float = 0.0
+):
+    stats = [{"return": tag, "success": success} for _ in range(episodes)]
+    header = {
+        "version": version,
+        "episodes": episodes,
+        "actor_id": actor,
+        "round": round_index,
+        "stats": stats,
+        "learner_epoch": QueueServer.epoch,
+    }
+    return header, _batch(episodes, tag)
+
+
+def _learner(tmp_path: Path, items, version: int, max_staleness: int = 0, **extra: Any) -> Learner:
+    overrides = {
+        "output_dir": str(tmp_path),
+        "learner.episodes_per_update": 4,
+        "learner.max_staleness": max_staleness,
+        "learner.actor_timeout_s": 5.0,  # a regression fails in seconds instead of hanging
+        **extra,
+    }
+    cfg = load_config("toy", overrides)
     progress = Progress(step=version, version=version)
     return Learner(cfg, Telemetry(tmp_path, "learner"), progress, trainer=None, server=QueueServer(items))
 
 
 def test_gather_keeps_only_the_current_version_and_counts_the_rest(tmp_path: Path) -> None:
+    before_restart = _item(3, 2, 7.0)
+    before_restart[0]["learner_epoch"] = "previous-learner"  # sent before a restart, delivered after
     items = [
-        ({"version": 2, "episodes": 2}, _batch(2, 2.0)),  # stale
-        ({"version": 4, "episodes": 2}, _batch(2, 4.0)),  # from the future (an old learner run)
-        ({"version": 3, "episodes": 2}, _batch(2, 3.0)),
-        ({"version": 3, "episodes": 2}, _batch(2, 3.0)),
+        _item(2, 2, 2.0),  # stale
+        _item(4, 2, 4.0),  # from the future (an old learner run)
+        before_restart,
+        _item(3, 2, 3.0, round_index=0),
+        _item(3, 2, 3.0, round_index=1),
     ]
     learner = _learner(tmp_path, items, version=3)
     batch, episodes = learner.gather()
     assert episodes == 4 and len(batch) == 4
     assert torch.all(batch.reward == 3.0)
-    assert learner.progress.dropped_stale == 2
+    assert learner.progress.dropped_stale == 3
 
 
 def test_max_staleness_admits_bounded_lag(tmp_path: Path) -> None:
     items = [
-        ({"version": 1, "episodes": 2}, _batch(2, 1.0)),  # lag 2: dropped
-        ({"version": 2, "episodes": 2}, _batch(2, 2.0)),  # lag 1: allowed
-        ({"version": 3, "episodes": 2}, _batch(2, 3.0)),
+        _item(1, 2, 1.0),  # lag 2: dropped
+        _item(2, 2, 2.0),  # lag 1: allowed
+        _item(3, 2, 3.0),
     ]
     learner = _learner(tmp_path, items, version=3, max_staleness=1)
     batch, episodes = learner.gather()
@@ -89,28 +111,67 @@ def test_max_staleness_admits_bounded_lag(tmp_path: Path) -> None:
     assert learner.progress.dropped_stale == 1
 
 
-@pytest.mark.parametrize(
-    "header,tensors",
-    [
-        ({"episodes": 2}, _batch(2, 0.0)),  # no version in the header
-        ({"version": 0, "episodes": 2}, {"chain": torch.zeros(2, 2, 1, 1)}),  # fields missing
-    ],
-)
-def test_malformed_rollout_is_a_transport_error(tmp_path: Path, header, tensors) -> None:
-    learner = _learner(tmp_path, [(header, tensors)], version=0)
-    with pytest.raises(TransportError) as info:
+def test_a_round_received_twice_counts_once_and_order_does_not_matter(tmp_path: Path) -> None:
+    """A restarted actor re-sends rounds the learner already has: dropped, not trained on twice;
+    the batch is ordered by (version, actor, round), not by arrival."""
+    in_order = [_item(3, 2, 3.0, round_index=0), _item(3, 2, 5.0, round_index=1)]
+    rejoined = [in_order[1], in_order[0], in_order[1], in_order[0]]  # round 1, then a restart resends both
+    first = _learner(tmp_path / "a", in_order, version=3)
+    second = _learner(tmp_path / "b", rejoined, version=3)
+    batch_a, episodes_a = first.gather()
+    batch_b, episodes_b = second.gather()
+    assert episodes_a == episodes_b == 4 and len(batch_b) == 4
+    assert batch_a.reward.tolist() == batch_b.reward.tolist() == [3.0, 3.0, 5.0, 5.0]
+    assert second.duplicate_rounds == 0  # the loop stopped once the share was complete
+    third = _learner(tmp_path / "c", [in_order[0], in_order[0], in_order[1]], version=3)
+    assert third.gather()[1] == 4 and third.duplicate_rounds == 1
+
+
+def test_episode_stats_come_from_the_rollout_headers_trained_on(tmp_path: Path) -> None:
+    items = [
+        _item(2, 2, 9.0, success=1.0),  # a stale batch's episodes: not trained on, not reported
+        _item(3, 2, 1.0, success=1.0, round_index=0),
+        _item(3, 2, 0.0, success=0.0, round_index=1),
+    ]
+    learner = _learner(tmp_path, items, version=3)
+    assert learner.episode_stats() == {}
+    learner.gather()
+    assert learner.episode_stats() == {"success_rate": 0.5, "return_mean": 0.5}
+
+
+def test_silent_actor_stops_the_run_naming_it(tmp_path: Path) -> None:
+    learner = _learner(
+        tmp_path,
+        [_item(0, 2, 0.0, actor=0)],
+        version=0,
+        **{"actor.n_actors": 2, "learner.actor_timeout_s": 0.2},
+    )
+    with pytest.raises(ActorLostError) as info:
         learner.gather()
     assert info.value.exit_code == ExitCode.TRANSPORT == 5
-    assert "missing" in info.value.line() and "same pirl checkout" in info.value.line()
-
-
-def test_episode_stats_describe_only_the_version_trained_on(tmp_path: Path) -> None:
-    learner = _learner(tmp_path, [], version=3)
-    learner.server.get_interactions = lambda: [
-        {"version": 2, "success": 1.0, "return": 1.0},  # a stale batch's episode
-        {"version": 3, "success": 1.0, "return": 1.0},
-        {"version": 3, "success": 0.0, "return": 0.0},
+    line = info.value.line()
+    assert (
+        "actor 1 sent nothing for policy version 0" in line
+        and "--actor-id=1" in line
+        and "connected actors: 0)" in line
+    )
+    (event,) = [
+        r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "actor_lost"
     ]
-    assert learner.episode_stats(3) == {"success_rate": 0.5, "return_mean": 0.5}
-    learner.server.get_interactions = list
-    assert learner.episode_stats(3) == {}
+    assert event["actor_ids"] == [1] and event["version"] == 0 and event["waited_s"] >= 0.2
+    assert event["connected_actors"] == ["0"] and "then restart the learner (no update was completed)" in line
+
+
+def test_waiting_notice_names_the_missing_actors(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pirl_core.learner.WAITING_NOTICE_S", 0.0)
+    items = [_item(0, 2, 0.0, actor=0), _item(0, 2, 0.0, actor=1)]
+    # actor 0's round, one empty poll (the notice), then actor 1's round
+    learner = _learner(tmp_path, [items[0], None, items[1]], version=0, **{"actor.n_actors": 2})
+    learner.gather()
+    notices = [
+        r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
+    ]
+    assert notices[0]["missing_actors"] == [0, 1] and notices[0]["episodes"] == 0
+    after_first = notices[-1]  # once actor 0's round is in, only actor 1 is missing
+    assert after_first["missing_actors"] == [1] and after_first["connected_actors"] == ["0"]
+    assert after_first["episodes"] == 2 and after_first["wanted"] == 4

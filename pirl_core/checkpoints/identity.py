@@ -10,6 +10,10 @@ field is added to the config without a class):
 * ``changed`` — tunables (learning rates, loss coefficients, cadence, counts, addresses). Allowed;
   listed so that nobody changes one by accident.
 
+The same table is the learner/actor contract: the fatal fields are the actor's identity, compared
+when an actor connects (:func:`actor_identity`; a mismatched actor is refused), and
+``PUSHED_FIELDS`` (behaviour-policy settings, all tunables) travel with every parameter push.
+
 The built model's ``identity()`` (ActorCritic: the adapter's sizes, action mode, observation shapes,
 tokenizer, plus which heads exist) is compared too, at restore, before any tensor is loaded; every
 key is fatal and reported as ``model.<key>``. The config check runs without building a model, so
@@ -19,6 +23,7 @@ key is fatal and reported as ``model.<key>``. The config check runs without buil
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shlex
 import sys
@@ -42,14 +47,16 @@ NEW_DIR = "start a new output dir"
 FIELD_CLASSES: dict[str, Severity] = {
     # run
     "profile": CHANGED,  # a name; what it resolved to is compared field by field below
-    "seed": CHANGED,  # RNG state comes from the checkpoint; the seed only derives future streams
+    "seed": CHANGED,  # RNG state comes from the checkpoint; pushed: actors derive rollout streams from it
     "output_dir": CHANGED,  # --resume-from may fork a checkpoint into a new output dir
     # env: what the task and the observation/action spaces are
     "env.type": FATAL,
     "env.suite": FATAL,
     "env.task_ids": FATAL,
     "env.episode_length": CHANGED,  # horizon; no tensor depends on it
-    "env.camera_size": FATAL,  # observation shapes
+    # observation shapes on LIBERO; the toy env renders nothing, so there it is ignored (see
+    # FATAL_ONLY_IF below) instead of refusing a resume over a number no tensor depends on
+    "env.camera_size": FATAL,
     "env.n_envs": CHANGED,  # throughput only
     "env.control_mode": FATAL,  # absolute vs relative: what an action means
     "env.hard_reset": CHANGED,  # reset speed vs exactness of the initial render; same task
@@ -64,10 +71,14 @@ FIELD_CLASSES: dict[str, Severity] = {
     "policy.device": CHANGED,  # a CPU checkpoint resumes on a GPU and back
     "policy.dtype": CHANGED,  # compute precision only: weights and optimizer state stay float32
     "policy.gradient_checkpointing": CHANGED,  # memory vs time; same gradients
-    # recipe: structure (fatal) vs loss/optimiser coefficients (tunable)
+    # recipe: structure (fatal) vs behaviour-policy settings (pushed) vs loss/optimiser tunables.
     "recipe.method": FATAL,  # flow_noise has a noise head and its optimizer, flow_sde does not
     "recipe.algorithm": FATAL,  # ppo has a critic and its optimizer, grpo does not
-    "recipe.denoise_steps": FATAL,  # the chain is the action: its length defines the policy
+    "recipe.denoise_steps": FATAL,  # the chain is the action: its length defines the policy and tensor shapes
+    # Behaviour policy and the meaning of stored log-probs. These change what an actor samples
+    # and how its log-probs are reduced, but no tensor shape: the learner pushes them with every
+    # parameter version (PUSHED_FIELDS) and the actor applies them before sampling, so the
+    # actor always samples exactly what the learner scores. Hence tunable on resume.
     "recipe.sigma_min": CHANGED,
     "recipe.sigma_max": CHANGED,
     "recipe.sde_noise_level": CHANGED,
@@ -87,8 +98,10 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.value_lr": CHANGED,
     "recipe.noise_lr": CHANGED,
     "recipe.critic": FATAL,  # value-head input width and meaning
-    "recipe.critic_detach": FATAL,  # which parameters the critic's gradients reach
-    "recipe.grpo_group_size": CHANGED,
+    # Whether the critic's gradients reach the shared trunk: a training choice on the learner
+    # only (no tensor shape, no optimizer group, nothing the actor samples), so a tunable.
+    "recipe.critic_detach": CHANGED,
+    "recipe.grpo_group_size": CHANGED,  # pushed: which initial states an actor runs (episode plan)
     "recipe.grpo_filter": CHANGED,
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it
     "recipe.micro_batch_size": CHANGED,  # same step, split differently
@@ -97,13 +110,20 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.train_vlm": FATAL,  # which parameters the policy optimizer holds
     "recipe.target_kl": CHANGED,
     "recipe.lr_warmup_updates": CHANGED,
-    # learner / actor / checkpoint / telemetry: cadence, counts and addresses
+    # learner / actor / checkpoint / telemetry: cadence, counts, addresses and transport security
     "learner.host": CHANGED,
     "learner.port": CHANGED,
     "learner.updates": CHANGED,
-    "learner.episodes_per_update": CHANGED,
+    "learner.episodes_per_update": CHANGED,  # pushed: each actor's share follows the learner's
     "learner.max_staleness": CHANGED,
-    "actor.n_actors": CHANGED,
+    "learner.actor_timeout_s": CHANGED,
+    "learner.auth_token": CHANGED,
+    "learner.auth_token_file": CHANGED,
+    "learner.tls_cert": CHANGED,
+    "learner.tls_key": CHANGED,
+    "learner.tls_ca": CHANGED,
+    "learner.max_payload_mb": CHANGED,
+    "actor.n_actors": CHANGED,  # pushed: each actor's share follows the learner's
     "actor.connect_timeout_s": CHANGED,
     "checkpoint.every": CHANGED,
     "checkpoint.keep_last": CHANGED,
@@ -116,7 +136,74 @@ FIELD_CLASSES: dict[str, Severity] = {
     "telemetry.tensorboard": CHANGED,
 }
 
+FATAL_ONLY_IF: dict[str, tuple[str, Any]] = {
+    # field -> (other field, value): the field is fatal only while the other field has that value
+    # (in the checkpoint or now); otherwise it is a tunable. The toy env has no camera.
+    "env.camera_size": ("env.type", "libero"),
+}
+
+# Fields the learner sends with every parameter push (``behaviour`` in the parameter header) and
+# the actor adopts before it samples: the behaviour policy (σ bounds, SDE noise, prior term,
+# log-prob reductions) and the episode plan (seed, share of episodes, GRPO groups). None of them
+# changes a tensor shape, so each is a tunable on resume (FIELD_CLASSES above): a resumed
+# learner's new value reaches the actors that are still running with the next push.
+PUSHED_FIELDS: tuple[str, ...] = (
+    "seed",
+    "recipe.sigma_min",
+    "recipe.sigma_max",
+    "recipe.sde_noise_level",
+    "recipe.include_prior",
+    "recipe.logprob_action_reduction",
+    "recipe.logprob_step_reduction",
+    "recipe.grpo_group_size",
+    "learner.episodes_per_update",
+    "actor.n_actors",
+)
+
+
+def severity(name: str, saved_flat: dict[str, Any], current_flat: dict[str, Any]) -> Severity:
+    """The field's class for this pair of configs (unclassified fields count as fatal)."""
+    base = FIELD_CLASSES.get(name, FATAL)
+    condition = FATAL_ONLY_IF.get(name)
+    if base == FATAL and condition is not None:
+        other, value = condition
+        if saved_flat.get(other) != value and current_flat.get(other) != value:
+            return CHANGED
+    return base
+
+
+def actor_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What an actor and its learner must agree on before any parameter is sent: the fields that
+    are fatal on resume (model shapes, data format, what an action and an observation are).
+    One classification serves both checks, so they cannot drift apart."""
+    flat = flatten(_normal(cfg.to_dict()))
+    return {name: flat[name] for name in flat if severity(name, flat, flat) == FATAL}
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compare_identity(learner: dict[str, Any], actor: dict[str, Any]) -> list[str]:
+    """``field: learner X, actor Y`` for each differing handshake field (learner's set decides)."""
+    learner_n, actor_n = _normal(learner), _normal(actor)
+    names = sorted(set(learner_n) | set(actor_n), key=_field_order)
+    return [
+        f"{name}: learner {value_text(learner_n.get(name, ABSENT))}, actor {value_text(actor_n.get(name, ABSENT))}"
+        for name in names
+        if learner_n.get(name, ABSENT) != actor_n.get(name, ABSENT)
+    ]
+
+
+def behaviour(cfg: RunConfig) -> dict[str, Any]:
+    """The pushed fields' current values (see PUSHED_FIELDS)."""
+    flat = flatten(_normal(cfg.to_dict()))
+    return {name: flat[name] for name in PUSHED_FIELDS}
+
+
 ABSENT = "(absent)"
+HIDDEN = "(hidden)"
+SECRET_FIELDS = frozenset({"learner.auth_token"})
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -205,10 +292,11 @@ def compare_configs(saved: dict[str, Any], current: RunConfig | dict[str, Any]) 
         new = current_flat.get(name, ABSENT)
         if old == new:
             continue
-        severity = FIELD_CLASSES.get(name, FATAL)
-        rows.append(
-            Row(name, old, new, severity, _fix(name, old, severity, configurable=name in current_flat))
-        )
+        cls = severity(name, saved_flat, current_flat)
+        if name in SECRET_FIELDS:  # never echo a secret into a table, JSON or a suggested flag
+            rows.append(Row(name, HIDDEN, HIDDEN, cls, "allowed"))
+            continue
+        rows.append(Row(name, old, new, cls, _fix(name, old, cls, configurable=name in current_flat)))
     return rows
 
 

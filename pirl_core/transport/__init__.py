@@ -1,8 +1,12 @@
-"""Learner <-> actor transport over LeRobot's gRPC ``LearnerService`` (see DESIGN.md, Transport).
+"""Learner <-> actor transport over LeRobot's gRPC ``LearnerService`` (see docs/design.md, wire format).
 
 - :mod:`.payload`: safetensors bytes + JSON header, never pickle.
-- :mod:`.wire`: chunking (LeRobot's helpers), strict reassembly, channel/server options.
-- :mod:`.server`: :class:`LearnerServer`, broadcast parameters to every actor, collect rollouts.
+- :mod:`.wire`: chunking (LeRobot's helpers), strict capped reassembly, channel/server options, metadata keys.
+- :mod:`.broadcast`: publish parameters to every actor's stream.
+- :mod:`.collector`: receive, check and queue rollouts; reject and count bad ones.
+- :mod:`.contract`: what a rollout must look like to this learner.
+- :mod:`.auth`: token interceptor, TLS credentials.
+- :mod:`.server`: :class:`LearnerServer`, the gRPC server, thin servicer and handshake.
 - :mod:`.client`: :class:`ActorClient`, wait for the learner, follow parameters, send rollouts.
 """
 

@@ -1,5 +1,5 @@
 """The actor's side of LeRobot's ``LearnerService``: wait for the learner, follow its parameters,
-send rollouts and episode stats.
+send rollouts (each carrying its round's episode statistics in the header).
 
 Why not LeRobot's actor helpers: its ``Ready()`` call has no deadline (an actor started before
 the learner hangs or fails depending on gRPC's internal backoff, which grows to 120 s), and a
@@ -11,6 +11,9 @@ broken parameter stream is not re-established. Here:
 * A background thread holds the ``StreamParameters`` stream, decodes each payload and keeps only
   the newest; if the stream breaks it reconnects (same rules) and the learner re-sends the latest
   version on the new stream. :meth:`receive_parameters` blocks for a version >= ``min_version``.
+* Every call carries the actor id, the auth token (if any) and the run identity (handshake); a
+  learner that refuses the identity (``FAILED_PRECONDITION``), the token (``UNAUTHENTICATED``)
+  or a rollout (``INVALID_ARGUMENT``) ends the actor with one TransportError line (exit 5).
 * A payload from a *different learner epoch* (the learner restarted, maybe resumed at a lower
   version) is always returned, whatever ``min_version`` says, so an actor never waits forever
   for a version the new learner will not reach.
@@ -18,10 +21,10 @@ broken parameter stream is not re-established. Here:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,7 +34,15 @@ from lerobot.transport import services_pb2, services_pb2_grpc
 
 from pirl_core.errors import TransportError
 from pirl_core.transport.payload import decode_payload, encode_payload
-from pirl_core.transport.wire import ACTOR_ID_METADATA, client_options, iter_chunks, reassemble
+from pirl_core.transport.wire import (
+    ACTOR_ID_METADATA,
+    AUTH_METADATA,
+    IDENTITY_HASH_METADATA,
+    IDENTITY_METADATA,
+    client_options,
+    iter_chunks,
+    reassemble,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,11 @@ def backoff_delays(initial: float = 0.1, factor: float = 2.0, cap: float = 2.0) 
         delay = min(cap, delay * factor)
 
 
+def _refused(target: str, exc: grpc.RpcError) -> TransportError:
+    """The learner refused this actor (token or run identity): its own words, one line."""
+    return TransportError(f"learner at {target} refused this actor: {exc.details()}")
+
+
 class ActorClient:
     """Actor-side transport. ``receive_parameters`` / ``send_*`` may be called from one thread
     while the parameter stream runs in its own; ``close()`` from any thread."""
@@ -63,6 +79,9 @@ class ActorClient:
         ready_deadline_s: float = 2.0,
         send_timeout_s: float = 600.0,
         backoff_cap_s: float = 2.0,
+        identity: dict[str, Any] | None = None,
+        auth_token: str = "",
+        tls_ca: bytes | None = None,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -72,13 +91,24 @@ class ActorClient:
         self.send_timeout_s = send_timeout_s
         self.backoff_cap_s = backoff_cap_s
         self.target = f"{host}:{self.port}"
-        self._metadata = ((ACTOR_ID_METADATA, str(actor_id)),)
-        self._channel = grpc.insecure_channel(self.target, options=client_options())
+        metadata = [(ACTOR_ID_METADATA, str(actor_id))]
+        if auth_token:
+            metadata.append((AUTH_METADATA, auth_token))
+        if identity is not None:
+            from pirl_core.checkpoints.identity import identity_hash
+
+            metadata.append((IDENTITY_METADATA, json.dumps(identity, sort_keys=True)))
+            metadata.append((IDENTITY_HASH_METADATA, identity_hash(identity)))
+        self._metadata = tuple(metadata)
+        if tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca)
+            self._channel = grpc.secure_channel(self.target, credentials, options=client_options())
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=client_options())
         self._stub = services_pb2_grpc.LearnerServiceStub(self._channel)
         self._closed = threading.Event()
         self._cond = threading.Condition()
         self._latest: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None
-        self._received = 0  # payloads received (any version), for parameters()
         self._epoch: str | None = None
         self._epoch_changed = False
         self._error: TransportError | None = None
@@ -114,6 +144,8 @@ class ActorClient:
                 code = exc.code()
                 if self._closed.is_set():
                     break  # close() cancelled the call
+                if code == grpc.StatusCode.UNAUTHENTICATED:
+                    raise _refused(self.target, exc) from exc
                 if code not in _RETRYABLE:
                     raise TransportError(
                         f"{self.target} answered Ready with {code.name}: {exc.details()}; "
@@ -177,33 +209,6 @@ class ActorClient:
                     )
                 self._cond.wait(remaining)
 
-    def parameters(
-        self, timeout: float | None = None
-    ) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
-        """Yield each newly received parameter set (newest only, skipping superseded ones); ends
-        after yielding the done signal."""
-        self.start()
-        seen = 0
-        while True:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            with self._cond:
-                while self._received == seen:
-                    if self._error is not None:
-                        raise self._error
-                    if self._closed.is_set():
-                        return
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TransportError(f"actor {self.actor_id}: no new parameters within {timeout:g}s")
-                    self._cond.wait(1.0 if remaining is None else min(1.0, remaining))
-                seen = self._received
-                assert self._latest is not None
-                header, tensors = self._latest
-                self._epoch_changed = False
-            yield header, tensors
-            if header.get("done"):
-                return
-
     def _stream_loop(self) -> None:
         first = True
         while not self._closed.is_set():
@@ -228,6 +233,9 @@ class ActorClient:
             except grpc.RpcError as exc:
                 if self._closed.is_set():
                     return
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAUTHENTICATED):
+                    self._fail(_refused(self.target, exc))  # handshake or token: retrying cannot help
+                    return
                 log.warning(
                     "actor %s: parameter stream broke (%s); reconnecting", self.actor_id, exc.code().name
                 )
@@ -246,7 +254,6 @@ class ActorClient:
                 self._epoch_changed = True
             self._epoch = epoch
             self._latest = (header, tensors)
-            self._received += 1
             self._cond.notify_all()
         return bool(header.get("done"))
 
@@ -257,33 +264,19 @@ class ActorClient:
 
     # ------------------------------------------------------------------ rollouts / stats
     def send_rollout(self, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict[str, float]:
-        """Send one rollout batch (header should carry ``policy_version``). Returns size and time.
+        """Send one rollout batch; ``header`` carries ``version``, ``round``, ``episodes`` and the
+        round's episode ``stats``. Returns size and time.
 
-        ``actor_id``, ``kind="rollout"`` and a ``payload_id`` (for duplicate suppression on retry)
-        are added to the header. Retries while the learner is unreachable, up to
-        ``connect_timeout_s``; a payload the learner rejects raises TransportError at once.
+        ``actor_id`` and ``kind="rollout"`` are added to the header. Retries while the learner is
+        unreachable, up to ``connect_timeout_s`` (a resend of a round that did arrive is dropped
+        by the learner: it keys rounds by actor, version and round); a payload the learner
+        rejects raises TransportError at once.
         """
-        full = {"kind": "rollout", **header, "actor_id": self.actor_id, "payload_id": uuid.uuid4().hex}
+        full = {"kind": "rollout", **header, "actor_id": self.actor_id}
         data = encode_payload(tensors, full)
         t0 = time.perf_counter()
         self._send(self._stub.SendTransitions, services_pb2.Transition, data, "rollout")
         return {"mb": len(data) / 1e6, "send_s": time.perf_counter() - t0}
-
-    def send_interactions(self, items: list[dict[str, Any]] | dict[str, Any]) -> None:
-        """Send episode statistics (JSON-able dicts); the learner reads them via get_interactions()."""
-        items = [items] if isinstance(items, dict) else list(items)
-        header = {
-            "kind": "interactions",
-            "actor_id": self.actor_id,
-            "payload_id": uuid.uuid4().hex,
-            "items": items,
-        }
-        self._send(
-            self._stub.SendInteractions,
-            services_pb2.InteractionMessage,
-            encode_payload({}, header),
-            "interactions",
-        )
 
     def _send(self, method: Callable[..., Any], message_class: type, data: bytes, what: str) -> None:
         deadline = time.monotonic() + self.connect_timeout_s
@@ -307,6 +300,8 @@ class ActorClient:
                     raise TransportError(
                         f"learner at {self.target} rejected the {what}: {exc.details()}"
                     ) from exc
+                if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.FAILED_PRECONDITION):
+                    raise _refused(self.target, exc) from exc
                 remaining = deadline - time.monotonic()
                 if code not in _RETRYABLE or remaining <= 0:
                     raise TransportError(

@@ -22,6 +22,11 @@ TransferState = services_pb2.TransferState  # type: ignore[attr-defined]
 # and still bounds what a misbehaving peer can make us buffer per message.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 ACTOR_ID_METADATA = "pirl-actor-id"
+# The shared secret (``learner.auth_token``), checked by the server's interceptor on every RPC.
+AUTH_METADATA = "pirl-auth-token"
+# The actor's run identity (checkpoints.identity.actor_identity) as JSON, and its hash.
+IDENTITY_METADATA = "pirl-identity"
+IDENTITY_HASH_METADATA = "pirl-identity-hash"
 
 # Keepalive: a peer that vanishes without closing its socket (network drop, suspended VM) is
 # noticed within ~KEEPALIVE_TIME + KEEPALIVE_TIMEOUT instead of never. The server must accept
@@ -41,8 +46,21 @@ def _common_options() -> list[tuple[str, Any]]:
     return [o for o in opts if o[0] != "grpc.service_config"]
 
 
-def server_options() -> list[tuple[str, Any]]:
-    return _common_options() + [
+def metadata_value(context: Any, key: str) -> str | None:
+    """One invocation-metadata value of a server-side call (None when absent)."""
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def server_options(max_receive_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    # Inbound messages are chunks (2 MiB + framing); a smaller payload cap lowers the limit too,
+    # so gRPC refuses an oversized message before it is buffered.
+    limit = max(64 * 1024, min(MAX_MESSAGE_BYTES, max_receive_bytes))
+    opts = [o for o in _common_options() if o[0] != "grpc.max_receive_message_length"]
+    return opts + [
+        ("grpc.max_receive_message_length", limit),
         # gRPC sets SO_REUSEPORT by default on Linux: a second learner would then bind the same
         # port silently and steal half the actors. Off, so "port in use" is an error.
         ("grpc.so_reuseport", 0),
@@ -75,14 +93,27 @@ def iter_chunks(payload: bytes, message_class: type) -> Iterator[Any]:
     yield from send_bytes_in_chunks(payload, message_class, silent=True)
 
 
-def reassemble(messages: Iterable[Any], what: str) -> Iterator[bytearray]:
+class PayloadTooLarge(TransportError):
+    """A payload grew past the receiver's cap while streaming in (it was not buffered whole)."""
+
+
+def reassemble(messages: Iterable[Any], what: str, max_bytes: int | None = None) -> Iterator[bytearray]:
     """Yield each complete payload from a stream of transfer messages; strict about states.
 
     A payload is BEGIN, MIDDLE*, END, or a lone END (LeRobot sends a payload that fits in one
-    chunk as a single END). A stream that ends mid-payload raises TransportError.
+    chunk as a single END). A stream that ends mid-payload raises TransportError; a payload
+    that passes ``max_bytes`` raises :class:`PayloadTooLarge` as soon as the chunk that
+    crosses the cap arrives, so at most one chunk beyond the cap is ever held.
     """
     parts: list[bytes] | None = None  # chunks of the payload in progress; joined once at END
+    size = 0
     for msg in messages:
+        size = len(msg.data) + (size if parts is not None else 0)
+        if max_bytes is not None and size > max_bytes:
+            raise PayloadTooLarge(
+                f"{what}: payload exceeds the learner's cap of {max_bytes / 1e6:g} MB "
+                "(learner.max_payload_mb); send smaller rollouts (fewer env.n_envs per round) or raise the cap"
+            )
         state = msg.transfer_state
         if state == TransferState.TRANSFER_BEGIN:
             if parts is not None:
