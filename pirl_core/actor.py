@@ -15,6 +15,7 @@ import time
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
+from pirl_core.eval import periodic as periodic_eval
 from pirl_core.lifecycle import stop_at_once_on_signals
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.sinks import open_telemetry
@@ -124,6 +125,8 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
             version = int(header["version"])
             load_parameters(actor_critic, tensors)
             actor_critic.adapter.set_rl_mode()
+            if periodic_eval.due(cfg, actor_id, version):
+                periodic_eval.evaluate_version(cfg, env, actor_critic, version, telemetry)
             collect_version(cfg, env, actor_critic, client, actor_id, version, telemetry)
     except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
         telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))

@@ -94,6 +94,11 @@ class Learner:
         # untrained start would only make the output dir refuse a new run.
         self.saved_step = progress.step
         self.mid_update = False  # True while in-memory state is between two consistent steps
+        self.best = None
+        if cfg.eval.every > 0:  # checkpoints/best follows actor 0's periodic evaluations
+            from pirl_core.eval.best import BestPointer
+
+            self.best = BestPointer(cfg.output_dir)
 
     def publish(self) -> dict[str, float]:
         tensors = parameters_to_tensors(self.trainer.actor_critic)
@@ -192,6 +197,15 @@ class Learner:
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
             self.mid_update = False
+            self.track_best()
+
+    def track_best(self) -> None:
+        switched = self.best.poll() if self.best is not None else None
+        if switched is not None:
+            step, score, path = switched
+            self.telemetry.event(
+                "best", self.progress.step, eval_step=step, success_rate=score, path=str(path)
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
