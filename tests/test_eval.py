@@ -279,3 +279,33 @@ def test_best_survives_kill_9_during_its_switch(tmp_path: Path) -> None:
     assert resume.clean_leftovers(out) == debris and not layout.leftovers(out)
     assert BestPointer(out).poll()[0] == 4
     assert layout.pointer_target(out, "best") == layout.step_dir(out, 4).resolve()
+
+
+@pytest.mark.slow
+def test_periodic_eval_in_a_real_run_writes_records_and_best(tmp_path: Path) -> None:
+    """Learner + actor over gRPC (toy): actor 0 evaluates versions 0 and 10 on held-out states,
+    the learner points ``best`` at the best evaluated checkpoint."""
+    from pirl_core.telemetry import read_records
+    from tests.e2e_helpers import free_port, run_pair
+
+    out = tmp_path / "run"
+    args = [
+        "--profile=toy",
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        "--learner.updates=20",
+        "--eval.every=10",
+        "--eval.episodes_per_task=8",
+    ]
+    codes, learner_log, actor_log = run_pair(args, out, timeout=240)
+    assert codes == [0, 0], learner_log[-2000:] + actor_log[-2000:]
+    evals = [r for r in read_records(out / "telemetry" / "actor-0.jsonl") if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 10]
+    for r in evals:
+        assert r["episodes"] == 8 and r["task0_episodes"] == 8 and r["sampling"] == "ode"
+        assert r["success_rate"] == r["task0_successes"] / 8
+    best = [r for r in read_records(out / "telemetry" / "learner.jsonl") if r.get("event") == "best"]
+    # version 0 has no checkpoint; version 10 scores above 0 with this seed and becomes best
+    assert evals[1]["success_rate"] > 0
+    assert layout.pointer_target(out, "best") == layout.step_dir(out, 10).resolve()
+    assert best[-1]["eval_step"] == 10 and best[-1]["success_rate"] == evals[1]["success_rate"]
