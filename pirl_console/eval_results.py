@@ -9,13 +9,14 @@ by ``python -m pirl_core.eval``, e.g. from the checkpoint browser) and the newes
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pirl_console.commands import PROJECT_ROOT, ChildSpec, child_env
+from pirl_console.commands import ChildSpec, child_env
 from pirl_core.eval.results import wilson_interval
 from pirl_core.telemetry import read_records, telemetry_path
 
@@ -52,9 +53,10 @@ class EvalTable:
 
 
 def eval_spec(checkpoint: Path, out: Path, python: str = sys.executable, cwd: str | None = None) -> ChildSpec:
-    """``python -m pirl_core.eval <checkpoint> --out <out>``: exactly the headless command."""
+    """``python -m pirl_core.eval <checkpoint> --out <out>``: exactly the headless command, run
+    from the console's working directory (relative output dirs mean the same to both)."""
     argv = (python, "-m", "pirl_core.eval", str(checkpoint), f"--out={out}")
-    return ChildSpec("eval", "eval", argv, child_env(), cwd or str(PROJECT_ROOT))
+    return ChildSpec("eval", "eval", argv, child_env(), cwd or os.getcwd())
 
 
 def _mean(rows: list[EvalRow]) -> float:

@@ -44,6 +44,7 @@ class RecordingEnv(PirlVectorEnv):
         self.frame_fn = frame_fn
         self.record_slots: set[int] = set()
         self.rewards: list[list[float]] = []
+        self.actions: list[list[np.ndarray]] = []  # env actions as stepped (agreement checks)
         self.frames: list[list[Frame]] = []
 
     def _keep_frames(self, raw: dict[str, Any]) -> None:
@@ -55,6 +56,7 @@ class RecordingEnv(PirlVectorEnv):
     def reset(self, init_state_ids: list[int]) -> dict[str, Any]:
         raw = self.env.reset(init_state_ids)
         self.rewards = [[] for _ in range(self.num_envs)]
+        self.actions = [[] for _ in range(self.num_envs)]
         self.frames = [[] for _ in range(self.num_envs)]
         self._keep_frames(raw)
         return raw
@@ -63,6 +65,7 @@ class RecordingEnv(PirlVectorEnv):
         res = self.env.step(action)
         for slot, r in enumerate(np.asarray(res.reward, dtype=np.float64)):
             self.rewards[slot].append(float(r))
+            self.actions[slot].append(np.array(action[slot], dtype=np.float64))
         self._keep_frames(res.obs)
         return res
 
