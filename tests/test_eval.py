@@ -309,3 +309,12 @@ def test_periodic_eval_in_a_real_run_writes_records_and_best(tmp_path: Path) -> 
     assert evals[1]["success_rate"] > 0
     assert layout.pointer_target(out, "best") == layout.step_dir(out, 10).resolve()
     assert best[-1]["eval_step"] == 10 and best[-1]["success_rate"] == evals[1]["success_rate"]
+
+
+def test_without_a_target_the_profile_policy_is_evaluated(tmp_path: Path) -> None:
+    res = run_eval("--profile=toy", "--episodes=4", "--tasks=0,3", f"--out={tmp_path / 'ev'}", "--seed=7")
+    assert res.returncode == 0, res.stderr
+    info = json.loads((tmp_path / "ev" / "eval_info.json").read_text())
+    assert info["pirl"]["checkpoint"] is None and info["pirl"]["checkpoint_step"] is None
+    assert info["pirl"]["seed"] == 7 and info["pirl"]["task_ids"] == [0, 3]
+    assert [t["task_id"] for t in info["per_task"]] == [0, 3] and info["overall"]["n_episodes"] == 8
