@@ -72,9 +72,8 @@ def parse(argv: list[str] | None) -> EvalArgs:
         if not item.startswith("--") or "=" not in item:
             p.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
         overrides.append(item[2:])
-    for name in ("episodes",):
-        if getattr(known, name) < 1:
-            raise ConfigError(f"--{name}", getattr(known, name), ">= 1")
+    if known.episodes < 1:
+        raise ConfigError("--episodes", known.episodes, ">= 1 (episodes per task)")
     if known.videos < 0:
         raise ConfigError("--videos", known.videos, ">= 0 (0: no videos)")
     if known.episode_length is not None and known.episode_length < 1:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from pirl_core.checkpoints import layout
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
-from pirl_core.config import SUITES_BY_ENV, RunConfig, apply_override, config_from_dict, load_config, validate
+from pirl_core.config import (
+    SUITES_BY_ENV,
+    RunConfig,
+    apply_override,
+    config_from_dict,
+    load_config,
+    parse_override,
+    validate,
+)
 from pirl_core.errors import ConfigError
 from pirl_core.eval.plan import select_states, state_ids
 from pirl_core.eval.results import eval_info, format_table, summarize
@@ -63,14 +71,8 @@ def load_target(args: EvalArgs) -> tuple[RunConfig, CheckpointInfo | None]:
             info.path, f"its train_config.json is not a valid run config ({exc.message})", output_dir
         ) from None
     for item in args.overrides:
-        apply_override(cfg, *parse_override_item(item))
+        apply_override(cfg, *parse_override(item))
     return validate(cfg), info
-
-
-def parse_override_item(item: str) -> tuple[str, Any]:
-    from pirl_core.config import parse_override
-
-    return parse_override(item)
 
 
 def configure(cfg: RunConfig, args: EvalArgs) -> RunConfig:
