@@ -9,7 +9,9 @@ Each screenshot is the real app driven headless with Textual's Pilot at a fixed 
   ``pirl_core.checkpoints`` from a freshly built toy trainer, plus learner telemetry);
 * ``mismatch.svg`` — the resume-mismatch table from validating that checkpoint against a
   profile that changed identity fields;
-* ``charts.svg`` — the chart view (``p``) over the telemetry the real run of ``run.svg`` wrote.
+* ``charts.svg`` — the chart view (``p``) over the telemetry the real run of ``run.svg`` wrote;
+* ``eval.svg`` — the checkpoint browser's evaluate action (``e``): the real ``python -m pirl_core.eval``
+  on the newest toy checkpoint in its pane, and the per-task success table of its result.
 
 Everything happens in a temporary directory; only the SVGs are written to DIR.
 """
@@ -150,6 +152,29 @@ async def _checkpoints(out: Path) -> None:
         app.save_screenshot("mismatch.svg", str(out))
 
 
+async def _eval(out: Path) -> None:
+    from pirl_console.app import PirlConsole
+    from pirl_console.screens.checkpoints import CheckpointScreen
+    from pirl_console.screens.evaluation import EvalScreen
+    from pirl_console.supervisor import ChildState
+    from pirl_console.widgets.checkpoint_table import CheckpointTable
+
+    app = PirlConsole(request=_request())
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#profile-table").focus()
+        await pilot.press("c")
+        browser = app.screen
+        assert isinstance(browser, CheckpointScreen)
+        await _wait(pilot, lambda: browser.query_one(CheckpointTable).row_count == 3)
+        await pilot.press("e")
+        await _wait(pilot, lambda: isinstance(app.screen, EvalScreen))
+        screen = app.screen
+        await _wait(pilot, lambda: screen.child.state in (ChildState.EXITED, ChildState.FAILED), timeout=180)
+        await _wait(pilot, lambda: screen.table is not None)
+        await pilot.pause(0.5)
+        app.save_screenshot("eval.svg", str(out))
+
+
 async def generate(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
@@ -162,9 +187,13 @@ async def generate(out: Path) -> list[Path]:
             await _charts(out)
             _write_checkpoint_tree()
             await _checkpoints(out)
+            await _eval(out)
         finally:
             os.chdir(previous)
-    return [out / name for name in ("menu.svg", "run.svg", "charts.svg", "checkpoints.svg", "mismatch.svg")]
+    return [
+        out / name
+        for name in ("menu.svg", "run.svg", "charts.svg", "checkpoints.svg", "mismatch.svg", "eval.svg")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

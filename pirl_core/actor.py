@@ -15,6 +15,7 @@ import time
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
+from pirl_core.eval import periodic as periodic_eval
 from pirl_core.lifecycle import stop_at_once_on_signals
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.sinks import open_telemetry
@@ -159,6 +160,8 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
                 changed = {k: v for k, v in behaviour(adopted).items() if before[k] != v}
                 telemetry.event("behaviour", version, version=version, changed=changed)
             run_cfg = adopted
+            if periodic_eval.due(run_cfg, actor_id, version):
+                periodic_eval.evaluate_version(run_cfg, env, actor_critic, version, telemetry)
             collect_version(
                 run_cfg, env, actor_critic, client, actor_id, version, telemetry, header.get("learner_epoch")
             )

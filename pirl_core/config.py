@@ -181,6 +181,18 @@ class TelemetryConfig:
 
 
 @dataclass
+class EvalConfig:
+    # Periodic evaluation during training (pirl_core/eval): every N updates actor 0 runs
+    # deterministic (ODE) episodes on held-out init states before collecting that version.
+    # 0 = off. Must be a multiple of checkpoint.every: `checkpoints/best` can only point at a
+    # checkpoint that exists.
+    every: int = 0
+    # Held-out init states per task: the last N of each task's fixed init states (training then
+    # cycles over the others; pirl_core/eval/plan.py).
+    episodes_per_task: int = 5
+
+
+@dataclass
 class RunConfig:
     profile: str = DEFAULT_PROFILE
     seed: int = 0
@@ -192,6 +204,7 @@ class RunConfig:
     actor: ActorConfig = field(default_factory=ActorConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -317,6 +330,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     )
     for tag in t.wandb_tags:  # W&B rejects tags longer than 64 characters
         require(0 < len(tag) <= 64, "telemetry.wandb_tags", t.wandb_tags, "tags of 1 to 64 characters")
+    e = cfg.eval
+    require(e.every >= 0, "eval.every", e.every, ">= 0 (0 = off)")
+    require(e.episodes_per_task >= 1, "eval.episodes_per_task", e.episodes_per_task, ">= 1")
+    require(
+        e.every == 0 or e.every % cfg.checkpoint.every == 0,
+        "eval.every",
+        e.every,
+        f"0 or a multiple of checkpoint.every = {cfg.checkpoint.every} (checkpoints/best points at a saved "
+        "checkpoint of the evaluated version)",
+    )
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
     return cfg
 

@@ -35,7 +35,7 @@ from pirl_core.errors import ConfigError, ExitCode, PirlError
 
 STOP_TIMEOUT_S = 20.0
 
-Role = Literal["learner", "actor"]
+Role = Literal["learner", "actor", "eval"]  # "eval": the console's evaluation pane
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,11 @@ class Learner:
         self.duplicate_rounds = 0  # rounds received twice (a restarted actor) and dropped
         self._seen_rounds: set[tuple[int, int, int]] = set()  # (version, actor, round) still admissible
         self._episode_records: list[dict] = []
+        self.best = None
+        if cfg.eval.every > 0:  # checkpoints/best follows actor 0's periodic evaluations
+            from pirl_core.eval.best import BestPointer
+
+            self.best = BestPointer(cfg.output_dir)
 
     def publish(self) -> dict[str, float]:
         """Push the current parameters with the behaviour-policy settings the actors must sample
@@ -289,6 +294,15 @@ class Learner:
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
             self.mid_update = False
+            self.track_best()
+
+    def track_best(self) -> None:
+        switched = self.best.poll() if self.best is not None else None
+        if switched is not None:
+            step, score, path = switched
+            self.telemetry.event(
+                "best", self.progress.step, eval_step=step, success_rate=score, path=str(path)
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,6 +118,12 @@ class Telemetry:
         shown = {k: fields[k] for k in headline if k in fields} if headline else fields
         self.say(f"[{self.source}] step {step} {format_fields(shown)}")
 
+    def evaluation(self, step: int, *, headline: tuple[str, ...] = (), **fields: Any) -> None:
+        """A ``kind=eval`` record (plotted as ``eval/<field>``, pirl_core/sinks/scalars.py)."""
+        self._write("eval", step, fields)
+        shown = {k: fields[k] for k in headline if k in fields} if headline else fields
+        self.say(f"[{self.source}] eval step {step} {format_fields(shown)}")
+
     def event(self, name: str, step: int = 0, *, echo: bool = True, **fields: Any) -> None:
         self._write("event", step, {"event": name, **fields})
         if echo:

@@ -106,6 +106,8 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "telemetry.wandb_run_name": "renamed",
     "telemetry.wandb_tags": ["sweep-1"],
     "telemetry.tensorboard": True,
+    "eval.every": 10,
+    "eval.episodes_per_task": 3,
 }
 
 

@@ -47,6 +47,7 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
     BINDINGS = [
         Binding("v", "validate", "Validate vs profile"),
         Binding("r", "resume", "Resume from it"),
+        Binding("e", "evaluate", "Evaluate"),
         Binding("m", "mismatch", "Mismatch table"),
         Binding("g", "reload", "Reload"),
         Binding("space", "toggle_mark", "Mark for charts (p)"),
@@ -193,6 +194,16 @@ class CheckpointScreen(Screen[ResumeChoice | None]):
                 self.dismiss(ResumeChoice(request))
 
         self.app.push_screen(MismatchScreen(result, self._resume_request(result.checkpoint)), applied)
+
+    def action_evaluate(self) -> None:
+        """Run ``python -m pirl_core.eval`` on the selected checkpoint in a pane (screens/evaluation.py)."""
+        from pirl_console.screens.evaluation import EvalScreen
+
+        entry = self.query_one(CheckpointTable).selected
+        if entry is None or entry.problem is not None:
+            self.notify("select a readable checkpoint to evaluate", severity="warning")
+            return
+        self.app.push_screen(EvalScreen(entry.path, self.output_dir))
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

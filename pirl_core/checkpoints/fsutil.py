@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PAUSE_ENV = "PIRL_CKPT_PAUSE_S"
@@ -62,13 +63,18 @@ def write_bytes_durable(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def switch_symlink(link: Path, target_name: str, tmp_name: str) -> None:
+def switch_symlink(
+    link: Path, target_name: str, tmp_name: str, before_replace: Callable[[], None] | None = None
+) -> None:
     """Point ``link`` at ``target_name`` (relative) atomically: new link under a temporary name,
-    then ``os.replace`` over the old one. Readers see the old target or the new one, never none."""
+    then ``os.replace`` over the old one. Readers see the old target or the new one, never none.
+    ``before_replace`` runs in between (the crash tests park the writer there)."""
     tmp = link.parent / tmp_name
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     os.symlink(target_name, tmp)
+    if before_replace is not None:
+        before_replace()
     os.replace(tmp, link)
     fsync_path(link.parent)
 

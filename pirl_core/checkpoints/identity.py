@@ -134,6 +134,10 @@ FIELD_CLASSES: dict[str, Severity] = {
     "telemetry.wandb_run_name": CHANGED,
     "telemetry.wandb_tags": CHANGED,
     "telemetry.tensorboard": CHANGED,
+    # eval: when and how much to evaluate; which init states training may use follows from
+    # eval.every/episodes_per_task, but no tensor or optimizer state depends on them
+    "eval.every": CHANGED,
+    "eval.episodes_per_task": CHANGED,
 }
 
 FATAL_ONLY_IF: dict[str, tuple[str, Any]] = {

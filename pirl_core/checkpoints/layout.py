@@ -124,7 +124,21 @@ def last_link(output_dir: Path | str) -> Path:
 def last_pointer(output_dir: Path | str) -> Path | None:
     """The checkpoint ``last`` points to (resolved path), or None when there is no ``last`` link.
     The target may not exist (a dangling link); readers check."""
-    link = last_link(output_dir)
+    return pointer_target(output_dir, LAST_CHECKPOINT_LINK)
+
+
+BEST_CHECKPOINT_LINK = "best"
+"""``checkpoints/best``: the checkpoint with the highest periodic-eval success (pirl_core/eval/best.py);
+switched with the same atomic rename as ``last`` (store.switch_pointer)."""
+
+
+def pointer_link(output_dir: Path | str, pointer: str) -> Path:
+    return checkpoints_root(output_dir) / pointer
+
+
+def pointer_target(output_dir: Path | str, pointer: str) -> Path | None:
+    """The checkpoint ``checkpoints/<pointer>`` points to (resolved; may dangle), or None."""
+    link = pointer_link(output_dir, pointer)
     if not link.is_symlink():
         return None
     return (link.parent / os.readlink(link)).resolve()

@@ -184,9 +184,7 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
         layout.checkpoint_output_dir(resolved) == output_dir.resolve()
         and layout.last_pointer(output_dir) != resolved
     ):
-        fsutil.switch_symlink(
-            layout.last_link(output_dir), resolved.name, f"{layout.LAST_TMP_PREFIX}{os.getpid()}"
-        )
+        store.switch_pointer(output_dir, layout.LAST_CHECKPOINT_LINK, resolved.name, info.step)
     return ResumePlan(path=info.path, info=info, report=report)
 
 
@@ -261,14 +259,16 @@ def _state_tensors(trainer: PolicyTrainer) -> Iterator[tuple[str, torch.Tensor]]
 
 
 def apply_retention(output_dir: Path, keep_last: int) -> list[Path]:
-    """Keep the newest ``keep_last`` checkpoints (0: all), never the one ``last`` points to."""
+    """Keep the newest ``keep_last`` checkpoints (0: all), never the ones ``last`` and ``best``
+    point to."""
     if keep_last <= 0:
         return []
     finished = layout.step_dirs(output_dir)
-    last = layout.last_pointer(output_dir)
     keep = {p.resolve() for _, p in finished[-keep_last:]}
-    if last is not None:
-        keep.add(last)
+    for pointer in (layout.LAST_CHECKPOINT_LINK, layout.BEST_CHECKPOINT_LINK):
+        target = layout.pointer_target(output_dir, pointer)
+        if target is not None:
+            keep.add(target)
     removed = []
     for step, path in finished:
         if path.resolve() in keep:

@@ -118,9 +118,7 @@ def write_checkpoint(
         # ``last`` switch). Only finish the switch if that is what was interrupted.
         finished = layout.step_dirs(output_dir)
         if finished and finished[-1][1] == final and layout.last_pointer(output_dir) != final.resolve():
-            fsutil.switch_symlink(
-                layout.last_link(output_dir), name, f"{layout.LAST_TMP_PREFIX}{os.getpid()}"
-            )
+            switch_pointer(output_dir, layout.LAST_CHECKPOINT_LINK, name, step)
         return final
     root.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
@@ -186,9 +184,23 @@ def write_checkpoint(
     except BaseException:
         fsutil.remove_tree(tmp)
         raise
-    fsutil.switch_symlink(layout.last_link(output_dir), name, f"{layout.LAST_TMP_PREFIX}{pid}")
+    switch_pointer(output_dir, layout.LAST_CHECKPOINT_LINK, name, step)
     pause(step, "last")
     return final
+
+
+def switch_pointer(output_dir: Path, pointer: str, target_name: str, step: int) -> None:
+    """Point ``checkpoints/<pointer>`` (``last`` or ``best``) at the finished checkpoint
+    ``target_name``, atomically: readers see the old target or the new one, never none. The
+    temporary link is ``.last-[<pointer>-]<pid>``: leftover debris the next start removes. The
+    crash-test hook announces ``<pointer>:link`` between creating the temporary link and the rename."""
+    tag = "" if pointer == layout.LAST_CHECKPOINT_LINK else f"{pointer}-"
+    fsutil.switch_symlink(
+        layout.checkpoints_root(output_dir) / pointer,
+        target_name,
+        f"{layout.LAST_TMP_PREFIX}{tag}{os.getpid()}",
+        before_replace=lambda: fsutil.pause_point(step, f"{pointer}:link"),
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -218,7 +230,19 @@ def _tied_names(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
 
 def check_compatible(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
     """Everything a restore needs, checked against the live trainer without changing it."""
-    actor_critic = trainer.actor_critic
+    check_weights(info, trainer.actor_critic)
+    saved_opts = set(info.training_step.get("optimizers", []))
+    live_opts = trainer.optimizers
+    if saved_opts != set(live_opts):
+        raise Problem(
+            f"the checkpoint has optimizers {sorted(saved_opts)}, the current trainer {sorted(live_opts)}"
+        )
+    for name, optimizer in live_opts.items():
+        _check_optimizer(info.path, name, optimizer)
+
+
+def check_weights(info: CheckpointInfo, actor_critic: nn.Module) -> None:
+    """The policy's part of :func:`check_compatible` (evaluation loads weights only)."""
     meta = info.rl_heads_metadata
     if meta.get("format") != HEADS_FORMAT:
         raise Problem(f"{layout.PRETRAINED_MODEL_DIR}/{layout.RL_HEADS} has format {meta.get('format')!r}")
@@ -248,15 +272,6 @@ def check_compatible(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
     if set(head_shapes) != expected:
         missing = sorted(expected - set(head_shapes))
         raise Problem(f"{rel} lacks tensor(s) of the current model: {missing[:5]}")
-
-    saved_opts = set(info.training_step.get("optimizers", []))
-    live_opts = trainer.optimizers
-    if saved_opts != set(live_opts):
-        raise Problem(
-            f"the checkpoint has optimizers {sorted(saved_opts)}, the current trainer {sorted(live_opts)}"
-        )
-    for name, optimizer in live_opts.items():
-        _check_optimizer(info.path, name, optimizer)
 
 
 def _optimizer_files(name: str) -> tuple[str, str]:
@@ -321,7 +336,19 @@ def load_into(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
     """Weights (base + heads), optimizers, RNG and generator. Call check_compatible first."""
     from lerobot.utils.random_utils import deserialize_rng_state
 
-    actor_critic = trainer.actor_critic
+    load_weights(info, trainer.actor_critic)
+    for name, optimizer in trainer.optimizers.items():
+        _load_optimizer(info.path, name, optimizer)
+
+    rng = load_file(info.path / layout.TRAINING_STATE_DIR / layout.RNG_STATE)
+    generator_state = rng.pop(GENERATOR_KEY, None)
+    deserialize_rng_state(rng)
+    if generator_state is not None:
+        trainer.generator.set_state(generator_state)
+
+
+def load_weights(info: CheckpointInfo, actor_critic: nn.Module) -> None:
+    """Base weights and RL heads into ``actor_critic``. Call :func:`check_weights` first."""
     meta = info.rl_heads_metadata
     base = meta.get("base_module", "") if meta.get("base_in_model_safetensors") == "true" else None
     device = next(actor_critic.parameters()).device
@@ -334,12 +361,3 @@ def load_into(info: CheckpointInfo, trainer: PolicyTrainer) -> None:
             base_module.load_state_dict(tensors, strict=False)  # tied duplicates were checked
         heads = load_file(info.path / layout.PRETRAINED_MODEL_DIR / layout.RL_HEADS, device=str(device))
         actor_critic.load_state_dict(heads, strict=False)  # exact key set was checked
-
-    for name, optimizer in trainer.optimizers.items():
-        _load_optimizer(info.path, name, optimizer)
-
-    rng = load_file(info.path / layout.TRAINING_STATE_DIR / layout.RNG_STATE)
-    generator_state = rng.pop(GENERATOR_KEY, None)
-    deserialize_rng_state(rng)
-    if generator_state is not None:
-        trainer.generator.set_state(generator_state)

@@ -1,0 +1,112 @@
+"""``python -m pirl_core.eval [TARGET] [--best] [--suite S] [--tasks 0,3|all] [--episodes N] ...``
+
+TARGET is a checkpoint directory, or a run's output dir (its ``checkpoints/last``; ``--best`` for
+``checkpoints/best``); without TARGET the profile's own policy is evaluated (``--profile bench``:
+the pretrained X-VLA). Dotted overrides (``--policy.device=cuda``) apply on top of the
+checkpoint's saved config. Prints the per-task table and writes ``eval_info.json`` (LeRobot's
+``lerobot-eval`` keys plus pirl's) and MP4s of the first ``--videos`` episodes per task.
+Exit 2: bad flags, suite or task; exit 4: unreadable checkpoint. Nothing existing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pirl_core.cli import run_main
+from pirl_core.config import DEFAULT_PROFILE
+from pirl_core.errors import ConfigError, ExitCode
+
+DEFAULT_EPISODES = 10
+DEFAULT_VIDEOS = 2
+INFO_FILE = "eval_info.json"
+
+
+@dataclass
+class EvalArgs:
+    target: str | None
+    best: bool
+    profile: str
+    suite: str | None
+    tasks: str | None
+    episodes: int
+    init_states: str
+    episode_length: int | None
+    n_envs: int | None
+    stochastic: bool
+    seed: int | None
+    videos: int
+    out: str | None
+    overrides: list[str]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def parse(argv: list[str] | None) -> EvalArgs:
+    p = _Parser(prog="python -m pirl_core.eval", description=__doc__.split("\n\n")[1])
+    p.add_argument("target", nargs="?", default=None, help="checkpoint dir or run output dir")
+    p.add_argument("--best", action="store_true", help="an output dir's checkpoints/best instead of last")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help="profile when no TARGET is given")
+    p.add_argument("--suite", default=None, help="suite to evaluate on (default: the run's)")
+    p.add_argument("--tasks", default=None, help="comma list of task ids or 'all' (default: the run's)")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per task")
+    p.add_argument(
+        "--init-states",
+        default="first",
+        help="'first' (init states 0..N-1, as lerobot-eval), 'held-out' (periodic eval's) or a list 0,3,7",
+    )
+    p.add_argument("--episode-length", type=int, default=None, help="default: the suite's standard limit")
+    p.add_argument("--n-envs", type=int, default=None, help="simulators stepped together")
+    p.add_argument("--stochastic", action="store_true", help="sample the noisy (training) policy")
+    p.add_argument("--seed", type=int, default=None, help="default: the run's seed")
+    p.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="MP4s per task (0: none)")
+    p.add_argument("--out", default=None, help="output dir (default: <run>/eval/<checkpoint>-<time>)")
+    known, rest = p.parse_known_args(argv)
+    overrides = []
+    for item in rest:
+        if not item.startswith("--") or "=" not in item:
+            p.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
+        overrides.append(item[2:])
+    if known.episodes < 1:
+        raise ConfigError("--episodes", known.episodes, ">= 1 (episodes per task)")
+    if known.videos < 0:
+        raise ConfigError("--videos", known.videos, ">= 0 (0: no videos)")
+    if known.episode_length is not None and known.episode_length < 1:
+        raise ConfigError("--episode-length", known.episode_length, ">= 1")
+    return EvalArgs(
+        known.target,
+        known.best,
+        known.profile,
+        known.suite,
+        known.tasks,
+        known.episodes,
+        known.init_states,
+        known.episode_length,
+        known.n_envs,
+        known.stochastic,
+        known.seed,
+        known.videos,
+        known.out,
+        overrides,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pirl_core.eval.evaluate import evaluate
+
+    args = parse(argv)
+    result = evaluate(args)
+    print(result.table)
+    print(f"eval_info: {result.info_path}")
+    if result.video_dir is not None:
+        print(f"videos: {result.video_dir} ({result.n_videos} MP4)")
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    run_main(main)

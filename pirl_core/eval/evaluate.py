@@ -1,0 +1,254 @@
+"""What ``python -m pirl_core.eval`` does: resolve the checkpoint, configure the env for the
+evaluation, build and load the policy, run the episodes, write the table, JSON and videos."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pirl_core.checkpoints import layout
+from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
+from pirl_core.config import (
+    SUITES_BY_ENV,
+    RunConfig,
+    apply_override,
+    config_from_dict,
+    load_config,
+    parse_override,
+    validate,
+)
+from pirl_core.errors import ConfigError
+from pirl_core.eval.plan import select_states, state_ids
+from pirl_core.eval.results import eval_info, format_table, summarize
+
+if TYPE_CHECKING:
+    from pirl_core.eval.__main__ import EvalArgs
+
+INFO_FILE = "eval_info.json"
+
+
+@dataclass
+class EvalResult:
+    table: str
+    info_path: Path
+    info: dict[str, Any]
+    video_dir: Path | None
+    n_videos: int
+
+
+def resolve_checkpoint(target: str, best: bool) -> Path:
+    """A checkpoint dir as given, or an output dir's ``last`` (``best``) pointer."""
+    path = Path(target)
+    if (path / layout.CHECKPOINTS_DIR).is_dir() or (best and path.is_dir()):
+        pointer = layout.BEST_CHECKPOINT_LINK if best else layout.LAST_CHECKPOINT_LINK
+        link = layout.pointer_link(path, pointer)
+        if not (link.is_symlink() or link.exists()):
+            raise unreadable(
+                link,
+                f"the run has no checkpoints/{pointer}"
+                + (" (periodic evaluation, eval.every > 0, writes it)" if best else ""),
+                path,
+            )
+        return link
+    return path
+
+
+def load_target(args: EvalArgs) -> tuple[RunConfig, CheckpointInfo | None]:
+    """The run config to evaluate with and the checkpoint (None: the profile's own policy)."""
+    if args.target is None:
+        return load_config(args.profile, args.overrides), None
+    path = resolve_checkpoint(args.target, args.best)
+    output_dir = layout.checkpoint_output_dir(path) if path.exists() else None
+    info = inspect_or_raise(path, output_dir)
+    try:
+        cfg = config_from_dict(info.train_config)
+    except ConfigError as exc:
+        raise unreadable(
+            info.path, f"its train_config.json is not a valid run config ({exc.message})", output_dir
+        ) from None
+    for item in args.overrides:
+        apply_override(cfg, *parse_override(item))
+    return validate(cfg), info
+
+
+def configure(cfg: RunConfig, args: EvalArgs) -> RunConfig:
+    """The env of the evaluation: suite, tasks, the suite's standard episode length, and a
+    multiple of the task count as ``n_envs`` (each slot keeps one task)."""
+    if args.suite is not None:
+        suites = SUITES_BY_ENV[cfg.env.type]
+        if args.suite not in suites:
+            raise ConfigError("--suite", args.suite, f"one of {sorted(suites)} (env.type {cfg.env.type!r})")
+        cfg.env.suite = args.suite
+        if args.tasks is None:
+            cfg.env.task_ids = [0]
+    n_suite = SUITES_BY_ENV[cfg.env.type][cfg.env.suite]
+    if args.tasks is not None:
+        if args.tasks == "all":
+            cfg.env.task_ids = list(range(n_suite))
+        else:
+            try:
+                cfg.env.task_ids = [int(t) for t in args.tasks.split(",") if t.strip()]
+            except ValueError:
+                raise ConfigError(
+                    "--tasks", args.tasks, "'all' or a comma list of task ids like 0,3"
+                ) from None
+        for tid in cfg.env.task_ids:
+            if not 0 <= tid < n_suite:
+                raise ConfigError(
+                    "--tasks", args.tasks, f"task ids in [0, {n_suite - 1}] for {cfg.env.suite}"
+                )
+    cfg.env.episode_length = args.episode_length or standard_episode_length(cfg)
+    n_tasks = len(cfg.env.task_ids)
+    wanted = args.n_envs if args.n_envs is not None else cfg.env.n_envs
+    if wanted < 1:
+        raise ConfigError("--n-envs", wanted, ">= 1")
+    cfg.env.n_envs = n_tasks * max(1, wanted // n_tasks)
+    if args.seed is not None:
+        cfg.seed = args.seed
+    return validate(cfg)
+
+
+def standard_episode_length(cfg: RunConfig) -> int:
+    """LIBERO: LeRobot's per-suite limits (``lerobot.envs.libero.TASK_SUITE_MAX_STEPS``, what
+    ``lerobot-eval`` runs); the toy env: its configured length."""
+    if cfg.env.type == "libero":
+        from lerobot.envs.libero import TASK_SUITE_MAX_STEPS
+
+        return int(TASK_SUITE_MAX_STEPS[cfg.env.suite])
+    return cfg.env.episode_length
+
+
+def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
+    from pirl_core.actor import build_policy as build_actor_policy
+    from pirl_core.checkpoints import store
+
+    actor_critic = build_actor_policy(cfg)
+    if info is not None:
+        try:
+            store.check_weights(info, actor_critic)
+        except Problem as problem:
+            raise unreadable(info.path, str(problem), layout.checkpoint_output_dir(info.path)) from None
+        store.load_weights(info, actor_critic)
+    actor_critic.adapter.set_rl_mode()
+    return actor_critic
+
+
+def default_out(args: EvalArgs, info: CheckpointInfo | None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if info is None:
+        return Path("outputs") / "eval" / f"{args.profile.replace('/', '_')}-{stamp}"
+    root = layout.checkpoint_output_dir(info.path)
+    return root / "eval" / f"{info.path.resolve().name}-{stamp}"
+
+
+def prepare_out(path: Path) -> Path:
+    if (path / INFO_FILE).exists():
+        raise ConfigError(
+            "--out", str(path), "a directory without an eval_info.json (nothing is overwritten)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def evaluate(args: EvalArgs) -> EvalResult:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from pirl_core.envs.factory import make_env, task_descriptions
+    from pirl_core.eval.runner import libero_frame, run_episodes
+    from pirl_core.runtime import limit_threads
+
+    limit_threads()
+    cfg, info = load_target(args)
+    cfg = configure(cfg, args)
+    n_tasks = len(cfg.env.task_ids)
+    instructions = dict(zip(cfg.env.task_ids, task_descriptions(cfg), strict=True))
+    actor_critic = build_policy(cfg, info)
+    out = prepare_out(Path(args.out) if args.out else default_out(args, info))
+    started = time.monotonic()
+    env = make_env(cfg)
+    try:
+        n_init = env.num_init_states()
+        states = select_states(args.init_states, args.episodes, n_init, n_tasks)
+        ids = state_ids(n_init, n_tasks, states)
+        videos = VideoWriter(out / "videos", args.videos if cfg.env.type == "libero" else 0, ids, n_tasks)
+        episodes = run_episodes(
+            env,
+            actor_critic,
+            ids,
+            n_tasks,
+            cfg.policy.action_steps,
+            seed=cfg.seed,
+            deterministic=not args.stochastic,
+            video_slots=videos.slots,
+            frame_fn=libero_frame,
+            on_wave=videos.write,
+        )
+    finally:
+        env.close()
+    wall = time.monotonic() - started
+    tasks = summarize(episodes, instructions)
+    pirl = {
+        "checkpoint": str(info.path.resolve()) if info else None,
+        "checkpoint_step": info.step if info else None,
+        "policy_version": info.version if info else None,
+        "profile": cfg.profile,
+        "env_type": cfg.env.type,
+        "suite": cfg.env.suite,
+        "task_ids": list(cfg.env.task_ids),
+        "init_states": states,
+        "episodes_per_task": len(states),
+        "episode_length": cfg.env.episode_length,
+        "seed": cfg.seed,
+        "sampling": "sde" if args.stochastic else "ode",
+        "deterministic": not args.stochastic,
+        "n_envs": cfg.env.n_envs,
+    }
+    info_doc = eval_info(episodes, tasks, cfg.env.suite, wall, pirl)
+    info_path = out / INFO_FILE
+    tmp = out / f".{INFO_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(info_doc, indent=2), encoding="utf-8")
+    os.replace(tmp, info_path)
+    return EvalResult(
+        table=format_table(tasks, wall),
+        info_path=info_path,
+        info=info_doc,
+        video_dir=videos.directory if videos.count else None,
+        n_videos=videos.count,
+    )
+
+
+class VideoWriter:
+    """The first ``per_task`` episodes of each task as MP4, with LeRobot's ``write_video`` (the
+    utility ``lerobot-eval`` writes its videos with) at LeRobot's LIBERO render rate."""
+
+    def __init__(self, directory: Path, per_task: int, ids: list[int], n_tasks: int) -> None:
+        self.directory = directory
+        self.count = 0
+        self.wanted: set[int] = set()
+        seen: dict[int, int] = {}
+        for g in ids:
+            j = g % n_tasks
+            if seen.get(j, 0) < per_task:
+                self.wanted.add(g)
+                seen[j] = seen.get(j, 0) + 1
+
+    def slots(self, wave_ids: list[int]) -> set[int]:
+        return {slot for slot, g in enumerate(wave_ids) if g in self.wanted}
+
+    def write(self, wave) -> None:
+        for result, frames in zip(wave.results, wave.frames, strict=True):
+            if not frames:
+                continue
+            from lerobot.envs.libero import LiberoEnv
+            from lerobot.utils.io_utils import write_video
+
+            self.directory.mkdir(parents=True, exist_ok=True)
+            outcome = "success" if result.success else "failure"
+            name = f"task{result.task_id:02d}_init{result.init_state:03d}_ep{result.episode_ix:03d}_{outcome}.mp4"
+            path = self.directory / name
+            write_video(str(path), frames, LiberoEnv.metadata["render_fps"])
+            result.video_path = str(path)
+            self.count += 1
