@@ -10,15 +10,10 @@ from pirl_core.envs.base import PirlVectorEnv
 
 
 def make_env(cfg: RunConfig) -> PirlVectorEnv:
-    if cfg.env.type == "toy":
-        from pirl_core.envs.toy import PointReachEnv
+    """In-process, or spread over ``env.workers`` processes (``pirl_core.envs.workers``)."""
+    from pirl_core.envs.workers import make_vector_env
 
-        return PointReachEnv(cfg.env)
-    if cfg.env.type == "libero":
-        from pirl_core.envs.libero import LiberoVectorEnv
-
-        return LiberoVectorEnv(cfg.env)
-    raise ValueError(f"unknown env.type {cfg.env.type!r}")  # config validation rejects it first
+    return make_vector_env(cfg.env)
 
 
 def task_descriptions(cfg: RunConfig) -> list[str]:

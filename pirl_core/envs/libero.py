@@ -19,9 +19,14 @@ What this adds on top of LeRobot's wrapper, and why:
 * **Control mode** from ``env.control_mode`` (``absolute`` for X-VLA's ee6d LIBERO checkpoint).
 * **Time limit.** LeRobot's wrapper never truncates; the rollout collector enforces
   ``max_episode_steps`` (= ``env.episode_length``).
-* **Observations** stay raw (LeRobot's nested ``pixels`` / ``robot_state`` layout at the wrapper's
-  256x256 render size, batched over sub-envs) plus ``task`` (the instructions) for the tokenizer;
-  the policy adapter's LeRobot processors turn them into tensors and resize to ``env.camera_size``.
+* **Observations** stay raw (LeRobot's nested ``pixels`` / ``robot_state`` layout, batched over
+  sub-envs) plus ``task`` (the instructions) for the tokenizer; the policy adapter's LeRobot
+  processors turn them into tensors and resize to ``env.camera_size``.
+* **Render size.** With ``env.camera_size`` below 256 the cameras render at that size (LeRobot's
+  ``observation_height/width`` -> LIBERO's ``camera_heights/camera_widths``): same keys, HWC uint8,
+  same (upside-down, flipped later by LeRobot's processor) orientation, and the adapter's resize
+  step becomes a no-op. Rendering two 256 px cameras only to shrink them costs time for nothing
+  the policy sees. At 256 and above the wrapper renders at 256, LeRobot's exact path.
 * **Reward** is +1 on a success step, else 0 (LIBERO's sparse reward); ``terminated`` = success or
   the simulator's own done.
 * **No hidden resets.** LeRobot's wrapper resets itself inside ``step`` when an episode terminates
@@ -40,6 +45,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import time
 import weakref
 from typing import Any
 
@@ -49,10 +55,57 @@ import numpy as np  # noqa: E402
 
 from pirl_core.config import EnvConfig  # noqa: E402
 from pirl_core.envs.base import PirlVectorEnv, StepResult  # noqa: E402
+from pirl_core.envs.shm import FieldSpec  # noqa: E402
 from pirl_core.errors import ConfigError  # noqa: E402
 
 # LeRobot's wrapper renders at this size (LiberoEnv's default; what lerobot/xvla-libero was run with).
 RENDER_SIZE = 256
+CAMERA_KEYS = ("image", "image2")  # LeRobot's names for agentview and eye-in-hand
+
+
+def render_size_for(camera_size: int) -> int:
+    """The policy's size when smaller than LeRobot's 256, else 256 (LeRobot's exact path)."""
+    return min(int(camera_size), RENDER_SIZE)
+
+
+def observation_spec(render_size: int) -> list[FieldSpec]:
+    """Per-sub-env layout of LeRobot's ``pixels_agent_pos`` observation (its ``observation_space``)."""
+    f64 = "float64"
+    return [
+        *(FieldSpec(("pixels", k), (render_size, render_size, 3), "uint8") for k in CAMERA_KEYS),
+        FieldSpec(("robot_state", "eef", "pos"), (3,), f64),
+        FieldSpec(("robot_state", "eef", "quat"), (4,), f64),
+        FieldSpec(("robot_state", "eef", "mat"), (3, 3), f64),
+        FieldSpec(("robot_state", "gripper", "qpos"), (2,), f64),
+        FieldSpec(("robot_state", "gripper", "qvel"), (2,), f64),
+        FieldSpec(("robot_state", "joints", "pos"), (7,), f64),
+        FieldSpec(("robot_state", "joints", "vel"), (7,), f64),
+    ]
+
+
+class _RenderClock:
+    """Seconds spent in MuJoCo's offscreen render: wraps ``render`` on each robosuite ``MjSim``
+    instance (a hard reset builds a new sim, so every reset re-checks). Only this process's
+    simulators are touched; nothing global is patched."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def instrument(self, wrapper: Any) -> None:
+        sim = getattr(wrapper._env.env, "sim", None)
+        if sim is None or getattr(sim, "_pirl_render_clock", None) is self:
+            return
+        original = sim.render
+
+        def render(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        sim.render = render
+        sim._pirl_render_clock = self
 
 
 def install_init_state_shim() -> None:
@@ -94,11 +147,22 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     action_dim = 7
 
-    def __init__(self, env_cfg: EnvConfig, hard_reset: bool | None = None) -> None:
+    def __init__(
+        self,
+        env_cfg: EnvConfig,
+        hard_reset: bool | None = None,
+        *,
+        slot_offset: int = 0,
+        render_size: int | None = None,
+    ) -> None:
         """``hard_reset`` (LIBERO's and LeRobot's default) reloads the MuJoCo model on every reset,
         ~4 s of a ~5 s reset here. ``False`` only resets the existing sim before the init state is
         written: measured here, initial observations then differ by a few pixel levels and joint
-        positions by <= 2e-4 (controller warm-up), deterministically. Kept opt-in for fidelity."""
+        positions by <= 2e-4 (controller warm-up), deterministically. Kept opt-in for fidelity.
+
+        ``slot_offset``: this env holds sub-envs ``slot_offset ...`` of the actor's ``n_envs``
+        (an env worker's share); the initial task of slot s is ``task_ids[s % n_tasks]`` globally.
+        ``render_size``: default :func:`render_size_for` ``(camera_size)``; 256 forces LeRobot's path."""
         if env_cfg.type != "libero":
             raise ConfigError("env.type", env_cfg.type, "'libero' for LiberoVectorEnv")
         install_init_state_shim()
@@ -114,6 +178,10 @@ class LiberoVectorEnv(PirlVectorEnv):
         self.num_envs = int(env_cfg.n_envs)
         self.max_episode_steps = int(env_cfg.episode_length)
         self.hard_reset = env_cfg.hard_reset if hard_reset is None else bool(hard_reset)
+        self.render_size = render_size_for(env_cfg.camera_size) if render_size is None else int(render_size)
+        self.slot_offset = int(slot_offset)
+        self._render = _RenderClock()
+        self._counters = {"step_s": 0.0, "render_s": 0.0, "reset_s": 0.0}
         self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
         self._envs: list[Any] = []
         self._over = np.ones(self.num_envs, dtype=bool)  # episode over: do not step until reset
@@ -123,7 +191,8 @@ class LiberoVectorEnv(PirlVectorEnv):
         atexit.register(_close_ref, weakref.ref(self))
         try:
             for slot in range(self.num_envs):
-                self._envs.append(self._make(self._task_ids[slot % len(self._task_ids)]))
+                task = self._task_ids[(self.slot_offset + slot) % len(self._task_ids)]
+                self._envs.append(self._make(task))
         except BaseException:
             self.close()
             raise
@@ -137,8 +206,8 @@ class LiberoVectorEnv(PirlVectorEnv):
             task_suite_name=self.suite_name,
             episode_length=self.max_episode_steps,
             obs_type="pixels_agent_pos",
-            observation_height=RENDER_SIZE,
-            observation_width=RENDER_SIZE,
+            observation_height=self.render_size,
+            observation_width=self.render_size,
             init_states=True,
             n_envs=self.num_envs,
             control_mode=self.cfg.control_mode,
@@ -154,6 +223,12 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     def num_init_states(self) -> int:
         return len(self._task_ids) * self._n_init
+
+    def observation_spec(self) -> list[FieldSpec]:
+        return observation_spec(self.render_size)
+
+    def time_counters(self) -> dict[str, float]:
+        return dict(self._counters)
 
     def task_ids(self) -> list[int]:
         return [int(env.task_id) for env in self._envs]
@@ -171,6 +246,7 @@ class LiberoVectorEnv(PirlVectorEnv):
     def reset(self, init_state_ids: list[int]) -> dict[str, Any]:
         if len(init_state_ids) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} init-state ids, got {len(init_state_ids)}")
+        started = time.perf_counter()
         obs_list = []
         for slot, gid in enumerate(init_state_ids):
             task_id, init_idx = self.locate(gid)
@@ -180,16 +256,21 @@ class LiberoVectorEnv(PirlVectorEnv):
             env = self._envs[slot]
             env.init_state_id = init_idx  # LeRobot's wrapper reads this in reset()
             obs, _info = env.reset()
+            self._render.instrument(env)
             obs_list.append(obs)
         self._last_obs = obs_list
         self._over[:] = False
         self._steps[:] = 0
-        return self._raw(obs_list)
+        raw = self._raw(obs_list)
+        self._counters["reset_s"] += time.perf_counter() - started
+        return raw
 
     def step(self, action: np.ndarray) -> StepResult:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {action.shape}")
+        started = time.perf_counter()
+        render_before = self._render.seconds
         succ = np.zeros(self.num_envs, dtype=bool)
         term = np.zeros(self.num_envs, dtype=bool)
         for slot, (env, act) in enumerate(zip(self._envs, action, strict=True)):
@@ -201,12 +282,15 @@ class LiberoVectorEnv(PirlVectorEnv):
             succ[slot] = bool(info.get("is_success", False))
             term[slot] = bool(done)
             self._over[slot] = term[slot] or self._steps[slot] >= self.max_episode_steps
-        return StepResult(
+        result = StepResult(
             obs=self._raw(self._last_obs),
             reward=succ.astype(np.float32),
             terminated=term,
             success=succ,
         )
+        self._counters["step_s"] += time.perf_counter() - started
+        self._counters["render_s"] += self._render.seconds - render_before
+        return result
 
     def close(self) -> None:
         if self._closed:
