@@ -80,10 +80,11 @@ def version_rounds(cfg: RunConfig, env, actor_critic, actor_id: int, version: in
     n_envs = env.num_envs
     for round_index, first in enumerate(range(0, len(plan), n_envs)):
         generator = rollout_generator(cfg, actor_id, version, round_index)
-        with torch.no_grad():
-            yield collect_rollouts(
+        with torch.no_grad():  # only around the collection: the caller's code between rounds keeps its mode
+            result = collect_rollouts(
                 env, actor_critic, plan[first : first + n_envs], generator, cfg.policy.action_steps
             )
+        yield result
 
 
 def parameters_to_tensors(module: torch.nn.Module) -> dict[str, Tensor]:

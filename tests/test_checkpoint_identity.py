@@ -49,6 +49,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "env.episode_length": 9,
     "env.n_envs": 2,
     "env.hard_reset": False,
+    "env.workers": 2,
     "policy.device": "cuda",
     "recipe.sigma_min": 0.05,
     "recipe.sigma_max": 0.2,

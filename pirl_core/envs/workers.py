@@ -28,6 +28,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 import weakref
 from multiprocessing.connection import Connection, wait
@@ -125,7 +126,9 @@ def _worker_main(
 ) -> None:
     """Runs in the worker process: build the share of sub-envs, then serve reset/step/close."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the actor's to handle
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch/lerobot are imported below
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for libraries imported below
+    if "torch" in sys.modules:  # spawn re-imported the actor's main module, which imports torch
+        sys.modules["torch"].set_num_threads(1)
     shm: SharedArrays | None = None
     env: PirlVectorEnv | None = None
     rows = slice(slots.start, slots.stop)
