@@ -75,6 +75,8 @@ def test_workers_default_to_the_usable_cores_capped_by_n_envs() -> None:
     libero = EnvConfig(type="libero", n_envs=64)
     assert resolve_workers(libero) == min(cores, 64)
     assert resolve_workers(dataclasses.replace(libero, n_envs=1)) == 1
+    if cores > 1:  # n_envs = cores + 1 needs shares of 2: the fewest workers with shares of 2
+        assert resolve_workers(dataclasses.replace(libero, n_envs=cores + 1)) == -(-(cores + 1) // 2)
     assert resolve_workers(dataclasses.replace(libero, workers=3, n_envs=2)) == 2
     assert resolve_workers(dataclasses.replace(TOY, workers=0)) == 1  # toy: in-process by default
     assert [list(b) for b in split_slots(5, 2)] == [[0, 1, 2], [3, 4]]
@@ -187,8 +189,9 @@ def test_shared_memory_is_released_on_exit_and_on_ctrl_c(ending: str, tmp_path: 
 
 # ------------------------------------------------------------------ LIBERO (slow)
 
+# Two tasks: in one process the sub-envs' renders must not mix (see _RenderGuard in envs/libero.py).
 LIBERO = EnvConfig(
-    suite="libero_10", task_ids=[0], n_envs=2, episode_length=4, camera_size=64, hard_reset=False
+    suite="libero_10", task_ids=[0, 5], n_envs=2, episode_length=4, camera_size=64, hard_reset=False
 )
 
 
@@ -215,7 +218,7 @@ def test_render_at_64_matches_lerobots_256_render_resized(libero_in_process) -> 
         raw_big = big.reset([0])
     finally:
         big.close()
-    raw_small = libero_in_process.reset([0, 0])
+    raw_small = libero_in_process.reset([0, 1])
     assert libero_in_process.render_size == 64
     # render size does not touch physics (hard_reset=False warm-up differences are <= 2e-4)
     np.testing.assert_allclose(
@@ -238,23 +241,25 @@ def test_render_at_64_matches_lerobots_256_render_resized(libero_in_process) -> 
 
 @pytest.mark.slow
 def test_libero_observations_match_for_one_and_two_workers(libero_in_process) -> None:
+    """In-process (the ``workers=1`` path) vs one sub-env per worker: bit-equal observations,
+    also after slot 1 switches task (its simulator is rebuilt, the old one closed)."""
     workers = WorkerVectorEnv(LIBERO, 2)
     try:
-        ids = [0, 1]
-        a, b = libero_in_process.reset(ids), workers.reset(ids)
-        steps_a, steps_b = [], []
-        for k in range(5):  # the 5th step is past episode_length: finished sub-envs do not move
-            act = np.tile([0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0, -1.0], (2, 1))
-            act[:, :3] += a["robot_state"]["eef"]["pos"]
-            steps_a.append(libero_in_process.step(act))
-            steps_b.append(workers.step(act))
-        assert workers.task_ids() == libero_in_process.task_ids()
-        assert b["task"] == a["task"]
-        for ra, rb in [(a, b)] + [(x.obs, y.obs) for x, y in zip(steps_a, steps_b, strict=True)]:
-            _assert_same_tree(ra, rb)
-        for x, y in zip(steps_a, steps_b, strict=True):
-            np.testing.assert_array_equal(x.reward, y.reward)
-            np.testing.assert_array_equal(x.terminated, y.terminated)
+        for ids in ([0, 1], [2, 4]):  # [2, 4]: slot 1 goes from task 5 to task 0
+            a, b = libero_in_process.reset(ids), workers.reset(ids)
+            steps_a, steps_b = [], []
+            for k in range(5):  # the 5th step is past episode_length: finished sub-envs do not move
+                act = np.tile([0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0, -1.0], (2, 1))
+                act[:, :3] += a["robot_state"]["eef"]["pos"]
+                steps_a.append(libero_in_process.step(act))
+                steps_b.append(workers.step(act))
+            assert workers.task_ids() == libero_in_process.task_ids() == [0, 5 if ids == [0, 1] else 0]
+            assert b["task"] == a["task"]
+            for ra, rb in [(a, b)] + [(x.obs, y.obs) for x, y in zip(steps_a, steps_b, strict=True)]:
+                _assert_same_tree(ra, rb)
+            for x, y in zip(steps_a, steps_b, strict=True):
+                np.testing.assert_array_equal(x.reward, y.reward)
+                np.testing.assert_array_equal(x.terminated, y.terminated)
         counters = workers.time_counters()
         assert 0 < counters["render_s"] < counters["step_s"]
     finally:

@@ -83,13 +83,31 @@ def observation_spec(render_size: int) -> list[FieldSpec]:
     ]
 
 
-class _RenderClock:
-    """Seconds spent in MuJoCo's offscreen render: wraps ``render`` on each robosuite ``MjSim``
-    instance (a hard reset builds a new sim, so every reset re-checks). Only this process's
-    simulators are touched; nothing global is patched."""
+class _RenderGuard:
+    """Wraps ``render`` on each robosuite ``MjSim`` instance of this env (a hard reset builds a new
+    sim, so every reset re-checks) to do two things:
+
+    * **make the sim's own EGL context current first.** robosuite's ``MjRenderContext.render``
+      does not: with several simulators in one process every render went through the context
+      created last, i.e. with another model's textures (measured: 43 of 255 levels mean
+      difference for a libero_10 task-0 camera when a task-5 env was built after it).
+    * **time the render** (seconds in :attr:`seconds`) for the actor's time breakdown.
+
+    :meth:`focus` does the same before a reset or close: robosuite frees a sim's GL objects in
+    whatever context is current, which otherwise deletes another sub-env's textures (measured:
+    71 levels mean difference after a neighbour closed; a task switch closes one).
+    Only this env's simulators are touched; nothing global is patched."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+
+    @staticmethod
+    def focus(wrapper: Any) -> None:
+        """Make ``wrapper``'s own EGL context current (before it resets or closes)."""
+        sim = getattr(getattr(wrapper._env, "env", None), "sim", None)
+        context = getattr(sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
 
     def instrument(self, wrapper: Any) -> None:
         sim = getattr(wrapper._env.env, "sim", None)
@@ -100,6 +118,9 @@ class _RenderClock:
         def render(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
+                context = sim._render_context_offscreen
+                if context is not None:
+                    context.gl_ctx.make_current()
                 return original(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - t0
@@ -180,7 +201,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         self.hard_reset = env_cfg.hard_reset if hard_reset is None else bool(hard_reset)
         self.render_size = render_size_for(env_cfg.camera_size) if render_size is None else int(render_size)
         self.slot_offset = int(slot_offset)
-        self._render = _RenderClock()
+        self._render = _RenderGuard()
         self._counters = {"step_s": 0.0, "render_s": 0.0, "reset_s": 0.0}
         self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
         self._envs: list[Any] = []
@@ -213,6 +234,7 @@ class LiberoVectorEnv(PirlVectorEnv):
             control_mode=self.cfg.control_mode,
         )
         env._env.env.hard_reset = self.hard_reset  # robosuite env inside LIBERO's ControlEnv
+        self._render.instrument(env)
         return env
 
     def locate(self, init_state_id: int) -> tuple[int, int]:
@@ -251,9 +273,11 @@ class LiberoVectorEnv(PirlVectorEnv):
         for slot, gid in enumerate(init_state_ids):
             task_id, init_idx = self.locate(gid)
             if self._envs[slot].task_id != task_id:
+                self._render.focus(self._envs[slot])
                 self._envs[slot].close()
                 self._envs[slot] = self._make(task_id)
             env = self._envs[slot]
+            self._render.focus(env)
             env.init_state_id = init_idx  # LeRobot's wrapper reads this in reset()
             obs, _info = env.reset()
             self._render.instrument(env)
@@ -298,6 +322,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         self._closed = True
         for env in self._envs:
             try:
+                self._render.focus(env)
                 env.close()
             except Exception as exc:  # a half-built env must not keep the others open
                 print(f"warning: closing a LIBERO env failed: {exc}")
