@@ -203,6 +203,46 @@ def libero_in_process():
 
 
 @pytest.mark.slow
+def test_libero_observations_match_for_one_and_two_workers(libero_in_process) -> None:
+    """In-process (the ``workers=1`` path) vs one sub-env per worker: bit-equal observations,
+    also after slot 1 switches task (its simulator is rebuilt, the old one closed). Runs first
+    on the module's env: with hard_reset=false a reset's result depends on the sub-env's reset
+    history, which both sides must share."""
+    workers = WorkerVectorEnv(LIBERO, 2)
+    try:
+        for ids in ([0, 1], [2, 4]):  # [2, 4]: slot 1 goes from task 5 to task 0
+            a, b = libero_in_process.reset(ids), workers.reset(ids)
+            steps_a, steps_b = [], []
+            for k in range(5):  # the 5th step is past episode_length: finished sub-envs do not move
+                act = np.tile([0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0, -1.0], (2, 1))
+                act[:, :3] += a["robot_state"]["eef"]["pos"]
+                steps_a.append(libero_in_process.step(act))
+                steps_b.append(workers.step(act))
+            assert workers.task_ids() == libero_in_process.task_ids() == [0, 5 if ids == [0, 1] else 0]
+            assert b["task"] == a["task"]
+            for ra, rb in [(a, b)] + [(x.obs, y.obs) for x, y in zip(steps_a, steps_b, strict=True)]:
+                _assert_same_tree(ra, rb)
+            for x, y in zip(steps_a, steps_b, strict=True):
+                np.testing.assert_array_equal(x.reward, y.reward)
+                np.testing.assert_array_equal(x.terminated, y.terminated)
+        counters = workers.time_counters()
+        assert 0 < counters["render_s"] < counters["step_s"]
+    finally:
+        workers.close()
+    assert workers.shm.name not in segment_names(os.getpid())
+
+
+def _assert_same_tree(a, b, path: str = "") -> None:
+    assert a.keys() == b.keys(), path
+    for key in a:
+        if isinstance(a[key], dict):
+            _assert_same_tree(a[key], b[key], f"{path}.{key}")
+        elif key != "task":
+            assert np.asarray(a[key]).dtype == np.asarray(b[key]).dtype, f"{path}.{key}"
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{path}.{key}")
+
+
+@pytest.mark.slow
 def test_render_at_64_matches_lerobots_256_render_resized(libero_in_process) -> None:
     """Rendering at the policy's size must give what the policy saw before: LeRobot's 256 px
     render through the adapter's antialiased resize. Not bit-equal (a 64 px raster samples the
@@ -237,41 +277,3 @@ def test_render_at_64_matches_lerobots_256_render_resized(libero_in_process) -> 
         flipped_w = (img.flip(-1) - resized[key]).abs().mean().item() * 255
         assert diff < 6.0, (key, diff)
         assert min(flipped_h, flipped_w) > 3 * diff, (key, diff, flipped_h, flipped_w)
-
-
-@pytest.mark.slow
-def test_libero_observations_match_for_one_and_two_workers(libero_in_process) -> None:
-    """In-process (the ``workers=1`` path) vs one sub-env per worker: bit-equal observations,
-    also after slot 1 switches task (its simulator is rebuilt, the old one closed)."""
-    workers = WorkerVectorEnv(LIBERO, 2)
-    try:
-        for ids in ([0, 1], [2, 4]):  # [2, 4]: slot 1 goes from task 5 to task 0
-            a, b = libero_in_process.reset(ids), workers.reset(ids)
-            steps_a, steps_b = [], []
-            for k in range(5):  # the 5th step is past episode_length: finished sub-envs do not move
-                act = np.tile([0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0, -1.0], (2, 1))
-                act[:, :3] += a["robot_state"]["eef"]["pos"]
-                steps_a.append(libero_in_process.step(act))
-                steps_b.append(workers.step(act))
-            assert workers.task_ids() == libero_in_process.task_ids() == [0, 5 if ids == [0, 1] else 0]
-            assert b["task"] == a["task"]
-            for ra, rb in [(a, b)] + [(x.obs, y.obs) for x, y in zip(steps_a, steps_b, strict=True)]:
-                _assert_same_tree(ra, rb)
-            for x, y in zip(steps_a, steps_b, strict=True):
-                np.testing.assert_array_equal(x.reward, y.reward)
-                np.testing.assert_array_equal(x.terminated, y.terminated)
-        counters = workers.time_counters()
-        assert 0 < counters["render_s"] < counters["step_s"]
-    finally:
-        workers.close()
-    assert workers.shm.name not in segment_names(os.getpid())
-
-
-def _assert_same_tree(a, b, path: str = "") -> None:
-    assert a.keys() == b.keys(), path
-    for key in a:
-        if isinstance(a[key], dict):
-            _assert_same_tree(a[key], b[key], f"{path}.{key}")
-        elif key != "task":
-            assert np.asarray(a[key]).dtype == np.asarray(b[key]).dtype, f"{path}.{key}"
-            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{path}.{key}")

@@ -16,6 +16,11 @@ What this adds on top of LeRobot's wrapper, and why:
   A sub-env asked for another task than the one it holds is rebuilt (seconds): choose ids with
   ``g % n_tasks == slot % n_tasks`` to avoid that (ids ``base + slot`` with ``base`` a multiple of
   ``n_tasks`` and ``n_envs`` a multiple of ``n_tasks`` do).
+* **Scene seed.** On every reset LIBERO samples the positions of fixed objects (e.g. libero_10
+  task 5's desk caddy moves by centimetres) from NumPy's global RNG, which LeRobot's ``reset``
+  reseeds from OS entropy when given no seed; init states only cover the movable objects. pirl
+  passes :func:`scene_seed` ``(task, init state)``, so a scene is a function of its init-state id:
+  the same in every process, for any number of env workers.
 * **Control mode** from ``env.control_mode`` (``absolute`` for X-VLA's ee6d LIBERO checkpoint).
 * **Time limit.** LeRobot's wrapper never truncates; the rollout collector enforces
   ``max_episode_steps`` (= ``env.episode_length``).
@@ -61,6 +66,11 @@ from pirl_core.errors import ConfigError  # noqa: E402
 # LeRobot's wrapper renders at this size (LiberoEnv's default; what lerobot/xvla-libero was run with).
 RENDER_SIZE = 256
 CAMERA_KEYS = ("image", "image2")  # LeRobot's names for agentview and eye-in-hand
+
+
+def scene_seed(task_id: int, init_index: int) -> int:
+    """The NumPy seed LIBERO's reset gets for (task, init state): fixture placement follows it."""
+    return (int(task_id) << 16) + int(init_index)
 
 
 def render_size_for(camera_size: int) -> int:
@@ -279,7 +289,7 @@ class LiberoVectorEnv(PirlVectorEnv):
             env = self._envs[slot]
             self._render.focus(env)
             env.init_state_id = init_idx  # LeRobot's wrapper reads this in reset()
-            obs, _info = env.reset()
+            obs, _info = env.reset(seed=scene_seed(task_id, init_idx))
             self._render.instrument(env)
             obs_list.append(obs)
         self._last_obs = obs_list
