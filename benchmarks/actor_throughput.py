@@ -15,6 +15,10 @@ Everything runs in one process run on the same task (libero_10 task 0, ``control
   "before" = the pre-workers path (n_envs=1 in-process, render 256 + resize), "after" =
   ``env.n_envs=2`` with the default workers and render 64.
 
+Every env runs a few warm-up steps before it is timed (a fresh process's first renders compile
+Mesa's shaders). Worker processes use one llvmpipe thread (``LP_NUM_THREADS=1``), the in-process
+rows Mesa's default, as before this change.
+
 Goals on a 2-core machine: in-process/1-worker collection >= 0.9 x bare loop (render 64);
 2 workers >= 1.7 x 1 worker; smoke collection after/before >= 3. Usage::
 
@@ -74,6 +78,16 @@ def bare_loop(env, steps: int) -> float:
     for _ in range(steps):
         env.step(action)
     return steps / (time.perf_counter() - t0)
+
+
+def warm_up(env, steps: int = 3) -> None:
+    """A few steps first: a fresh process's first renders pay Mesa's shader compilation."""
+    raw = env.reset(list(range(env.num_envs)))
+    action = np.zeros((env.num_envs, 7))
+    action[:, :3] = raw["robot_state"]["eef"]["pos"]
+    action[:, 6] = -1.0
+    for _ in range(steps):
+        env.step(action)
 
 
 def reset_seconds(env, n: int) -> float:
@@ -144,6 +158,7 @@ def main() -> int:
         env = env or make(cfg, mode, render)
         env.num_init_states()  # workers: wait until built (construction is not collection)
         start_s = time.perf_counter() - t0
+        warm_up(env)
         try:
             row = collection(env, ac, smoke.policy.action_steps)
         finally:
@@ -174,7 +189,7 @@ def main() -> int:
     from pirl_core.envs.workers import make_vector_env
 
     after_env = make_vector_env(after_cfg.env)
-    after_env.num_init_states()
+    warm_up(after_env)  # as warm as the "before" env, which ran the bare loop
     try:
         after = smoke_collection(after_cfg, after_env, ac)
     finally:

@@ -131,6 +131,11 @@ def _worker_main(
     """Runs in the worker process: build the share of sub-envs, then serve reset/step/close."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the actor's to handle
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # for libraries imported below
+    # Mesa's software EGL (llvmpipe) rasterises with one thread per core by default; with one
+    # worker per core those threads only fight each other. Measured here (loaded 2-core box):
+    # two 64 px cameras in 107 ms with one thread vs ~200 ms with the default. Bit-identical
+    # images; ignored by GPU EGL. Set LP_NUM_THREADS yourself to override.
+    os.environ.setdefault("LP_NUM_THREADS", "1")
     if "torch" in sys.modules:  # spawn re-imported the actor's main module, which imports torch
         sys.modules["torch"].set_num_threads(1)
     shm: SharedArrays | None = None
