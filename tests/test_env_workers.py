@@ -127,6 +127,16 @@ def test_killed_worker_is_named_and_everything_is_released() -> None:
     env.close()  # idempotent after the failure
 
 
+def test_an_exception_in_a_worker_is_one_line_with_the_traceback_as_detail() -> None:
+    env = WorkerVectorEnv(dataclasses.replace(TOY, suite="nowhere"), 2)  # bypasses config validation
+    with pytest.raises(
+        EnvWorkerError, match=r"env worker 0 .* while starting .* raised ValueError: unknown toy suite"
+    ) as err:
+        env.reset([0, 1, 2, 3, 4])
+    assert "\n" not in err.value.message and "Traceback" in err.value.detail
+    assert env.shm.name not in segment_names(os.getpid())
+
+
 _SCRIPT = textwrap.dedent(
     """
     import sys, time

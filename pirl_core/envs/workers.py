@@ -363,11 +363,14 @@ class WorkerVectorEnv(PirlVectorEnv):
                     self._fail(w, doing, _death(proc.exitcode))
                 if kind == expect:
                     return payload
-                self._fail(w, doing, f"it raised:\n{payload}".rstrip())
+                lines = str(payload).strip().splitlines() or ["?"]
+                self._fail(w, doing, f"it raised {lines[-1]}", detail=str(payload))
             if not proc.is_alive():
                 self._fail(w, doing, _death(proc.exitcode))
 
-    def _fail(self, w: int, doing: str, what: str) -> None:
+    def _fail(self, w: int, doing: str, what: str, detail: str = "") -> None:
+        """Close everything (segment unlinked) and raise one line naming the worker and its share;
+        a worker's traceback goes to ``detail``."""
         slots = self.blocks[w]
         tasks = self._task_ids[slots.start : slots.stop]
         inits = self._init_ids[slots.start : slots.stop]
@@ -377,7 +380,8 @@ class WorkerVectorEnv(PirlVectorEnv):
             f"env worker {w} (pid {pid}) failed while {doing} sub-envs {list(slots)} (tasks {tasks}, "
             f"init-state ids {inits}): {what}. The round cannot be completed exactly; the actor stops. "
             "Check the worker's output above (and dmesg for the OOM killer), then restart the run "
-            "(lower env.workers or env.n_envs if memory is short)"
+            "(lower env.workers or env.n_envs if memory is short)",
+            detail=detail,
         )
 
 
