@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,13 +98,30 @@ def reset_seconds(env, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def collection(env, ac, action_steps: int) -> dict[str, float]:
-    """One episode per sub-env (``env.episode_length`` steps); env steps/s excluding the reset."""
+    """One episode per sub-env (``env.episode_length`` steps); env steps/s excluding the reset.
+
+    Also CPU seconds: this process (policy, bookkeeping) and each worker. ``quiet_steps_per_s``
+    projects the rate on uncontended cores: the actor and its workers alternate (inference, then
+    stepping), so a round costs the actor's CPU plus the busiest worker's (resets included in
+    both, so it is a conservative figure)."""
     ids = list(range(env.num_envs))
+    pids = list(getattr(env, "pids", []))
+    cpu0, wcpu0 = time.process_time(), [_cpu_s(p) for p in pids]
     with torch.no_grad():
         _, _, timing = collect_rollouts(env, ac, ids, torch.Generator().manual_seed(0), action_steps)
+    actor_cpu = time.process_time() - cpu0
+    worker_cpu = [_cpu_s(p) - c for p, c in zip(pids, wcpu0, strict=True)]
     wall = timing["collect_s"] - timing["reset_s"]
     out = {"env_steps_per_s": timing["env_steps"] / wall, "collect_s": timing["collect_s"]}
+    out["cpu_ms_per_step"] = 1e3 * (actor_cpu + sum(worker_cpu)) / timing["env_steps"]
+    out["quiet_steps_per_s"] = timing["env_steps"] / (actor_cpu + max(worker_cpu, default=0.0))
     parts = {p: timing.get(f"{p}_s", 0.0) for p in ("env_step", "render", "inference")}
     parts["idle"] = max(0.0, wall - sum(parts.values()))
     out.update({f"frac_{p}": v / wall for p, v in parts.items()})
@@ -167,7 +185,10 @@ def main() -> int:
         row["start_s"] = start_s
         coll[label] = row
         fr = " ".join(f"{p}={row.get('frac_' + p, 0):.2f}" for p in TIME_PARTS if "frac_" + p in row)
-        print(f"collect {label:<16} {row['env_steps_per_s']:6.2f} env steps/s  (start {start_s:.1f} s; {fr})")
+        print(
+            f"collect {label:<12} {row['env_steps_per_s']:6.2f} env steps/s, cpu {row['cpu_ms_per_step']:5.0f} "
+            f"ms/step, quiet-core projection {row['quiet_steps_per_s']:6.2f} steps/s (start {start_s:.1f} s; {fr})"
+        )
 
     for render in (64, 256):
         run(f"inproc/r{render}", one, "inproc", render, env=envs[render])
@@ -211,6 +232,9 @@ def main() -> int:
     }
     for n in counts[1:]:
         ratios[f"w{n}_vs_1worker_r64"] = coll[f"w{n}/r64"]["env_steps_per_s"] / w1
+    quiet_w1 = max(coll["inproc/r64"]["quiet_steps_per_s"], coll["w1/r64"]["quiet_steps_per_s"])
+    for n in counts:
+        ratios[f"w{n}_vs_1worker_r64_quiet_projection"] = coll[f"w{n}/r64"]["quiet_steps_per_s"] / quiet_w1
     results["ratios"] = ratios
     print("ratios:")
     for k, v in ratios.items():
