@@ -128,11 +128,16 @@ def collection(env, ac, action_steps: int) -> dict[str, float]:
     return out
 
 
-def smoke_collection(cfg, env, ac) -> float:
+def smoke_collection(cfg, env, ac) -> tuple[float, float]:
+    """(wall seconds, quiet-core projection: actor CPU + busiest worker's CPU) for one version."""
+    pids = list(getattr(env, "pids", []))
+    cpu0, wcpu0 = time.process_time(), [_cpu_s(p) for p in pids]
     t0 = time.perf_counter()
     for _ in version_rounds(cfg, env, ac, actor_id=0, version=0):
         pass
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    worker_cpu = [_cpu_s(p) - c for p, c in zip(pids, wcpu0, strict=True)]
+    return wall, time.process_time() - cpu0 + max(worker_cpu, default=0.0)
 
 
 def main() -> int:
@@ -203,7 +208,9 @@ def main() -> int:
     # -------------------------------------------------------------- smoke's collection phase
     smoke_one = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=1", "env.workers=1"])
     envs[256].max_episode_steps = smoke.env.episode_length
-    before = smoke_collection(smoke_one, envs[256], ac)  # pre-workers path: n_envs=1, render 256 + resize
+    before, before_quiet = smoke_collection(
+        smoke_one, envs[256], ac
+    )  # pre-workers path: n_envs=1, render 256 + resize
     for env in envs.values():
         env.close()
     after_cfg = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=2"])
@@ -212,12 +219,18 @@ def main() -> int:
     after_env = make_vector_env(after_cfg.env)
     warm_up(after_env)  # as warm as the "before" env, which ran the bare loop
     try:
-        after = smoke_collection(after_cfg, after_env, ac)
+        after, after_quiet = smoke_collection(after_cfg, after_env, ac)
     finally:
         after_env.close()
-    results["smoke_collection_s"] = {"before": before, "after": after}
+    results["smoke_collection_s"] = {
+        "before": before,
+        "after": after,
+        "before_quiet_projection": before_quiet,
+        "after_quiet_projection": after_quiet,
+    }
     print(
-        f"smoke collection (2 episodes x 16 steps, resets included): before {before:.2f} s, after {after:.2f} s"
+        f"smoke collection (2 episodes x 16 steps, resets included): before {before:.2f} s, after {after:.2f} s; "
+        f"quiet-core projection before {before_quiet:.2f} s, after {after_quiet:.2f} s"
     )
 
     # -------------------------------------------------------------- ratios against the goals
@@ -228,6 +241,7 @@ def main() -> int:
         "w2_vs_1worker_r64 (goal >= 1.7)": coll["w2/r64"]["env_steps_per_s"] / w1,
         "render64_vs_256_bare": bare[64] / bare[256],
         "smoke_before_over_after (goal >= 3)": before / after,
+        "smoke_before_over_after_quiet_projection": before_quiet / after_quiet,
         "pipelining_bound_w2_r64 (inference share)": coll["w2/r64"].get("frac_inference", 0.0),
     }
     for n in counts[1:]:
