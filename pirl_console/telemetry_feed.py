@@ -37,6 +37,8 @@ ROUTINE_EVENTS = frozenset(
         "terminated",
         "run",
         "logging_backend",
+        "round_time",
+        "best",
     }
 )
 _ENVELOPE = ("ts", "source", "kind", "step", "event", "message")

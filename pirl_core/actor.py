@@ -17,6 +17,7 @@ from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
 from pirl_core.eval import periodic as periodic_eval
 from pirl_core.lifecycle import stop_at_once_on_signals
+from pirl_core.rollout import time_breakdown
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.sinks import open_telemetry
 from pirl_core.telemetry import Telemetry, run_record
@@ -48,7 +49,8 @@ def collect_version(
     stats_all = []
     env_steps = 0
     inference_ms = []
-    started = time.monotonic()
+    started = round_started = time.monotonic()
+    time_totals: dict[str, float] = {}
     rounds = version_rounds(cfg, env, actor_critic, actor_id, version)
     for round_index, (batch, stats, timing) in enumerate(rounds):
         header = {
@@ -69,7 +71,13 @@ def collect_version(
                 for s in stats
             ],
         }
+        send_started = time.monotonic()
         client.send_rollout(batch.to_tensors(), header)
+        now = time.monotonic()
+        breakdown = time_breakdown(timing, send_s=now - send_started, round_s=now - round_started)
+        round_started = now
+        telemetry.event("round_time", version, echo=False, round=round_index, **breakdown)
+        time_totals = {k: time_totals.get(k, 0.0) + v for k, v in breakdown.items()}
         stats_all.extend(stats)
         env_steps += int(timing.get("env_steps", 0))
         inference_ms.append(float(timing.get("inference_ms_per_chunk", 0.0)))
@@ -86,6 +94,7 @@ def collect_version(
         env_steps_per_s=env_steps / elapsed,
         inference_ms=sum(inference_ms) / max(len(inference_ms), 1),
         collect_s=elapsed,
+        **time_totals,
     )
 
 

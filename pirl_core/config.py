@@ -54,6 +54,9 @@ class EnvConfig:
     # the compiled model and only restores the initial state: ~10x faster resets, observations
     # equal up to a few pixel levels.
     hard_reset: bool = True
+    # Processes stepping the n_envs sub-envs (pirl_core/envs/workers.py). 0 = the cores the actor
+    # may use (its CPU affinity), capped by n_envs; 1 = in-process.
+    workers: int = 0
 
 
 @dataclass
@@ -233,6 +236,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(cfg.env.episode_length > 0, "env.episode_length", cfg.env.episode_length, "> 0")
     require(cfg.env.camera_size >= 16, "env.camera_size", cfg.env.camera_size, ">= 16")
     require(cfg.env.n_envs >= 1, "env.n_envs", cfg.env.n_envs, ">= 1")
+    require(
+        cfg.env.workers >= 0,
+        "env.workers",
+        cfg.env.workers,
+        ">= 0 (0 = the cores the actor may use, 1 = in-process)",
+    )
 
     require(cfg.policy.chunk_size >= 1, "policy.chunk_size", cfg.policy.chunk_size, ">= 1")
     require(

@@ -146,7 +146,8 @@ def collect_rollouts(
     pure function of (parameters, init_state_ids, generator state). ``deterministic`` samples
     with the ODE (evaluation; logp is 0). Returns the batch, per-episode stats (in
     ``init_state_ids`` order) and timings: env_steps, chunks, inference_ms_per_chunk, env_ms,
-    collect_s.
+    collect_s, and the wall-time split of :data:`TIME_PARTS` (``reset_s``, ``env_step_s``,
+    ``render_s``, ``inference_s``; see :func:`time_breakdown`).
     """
     if not init_state_ids:
         raise ValueError("collect_rollouts needs at least one init state id")
@@ -158,13 +159,23 @@ def collect_rollouts(
     n_init = env.num_init_states()
     records: list[dict[str, Any]] = []
     stats: list[EpisodeStats] = []
-    timing = {"env_steps": 0.0, "chunks": 0.0, "inference_ms": 0.0, "env_ms": 0.0}
+    timing = {
+        "env_steps": 0.0,
+        "chunks": 0.0,
+        "inference_ms": 0.0,
+        "env_ms": 0.0,
+        "reset_s": 0.0,
+        "prep_s": 0.0,
+    }
+    counters_before = env.time_counters()
 
     for wave_start in range(0, len(init_state_ids), n_envs):
         wave = list(init_state_ids[wave_start : wave_start + n_envs])
         m = len(wave)
         # Unused sub-envs (a short last wave) are reset to a valid state and masked out.
+        t0 = time.perf_counter()
         raw = env.reset(wave + [wave[-1]] * (n_envs - m))
+        timing["reset_s"] += time.perf_counter() - t0
         task_ids = list(env.task_ids())
         active = np.zeros(n_envs, dtype=bool)
         active[:m] = True
@@ -175,7 +186,9 @@ def collect_rollouts(
         while active.any():
             idx = np.flatnonzero(active)
             idx_t = torch.as_tensor(idx)
+            t0 = time.perf_counter()
             obs = {k: v[idx_t] for k, v in adapter.prepare_obs(raw).items()}
+            timing["prep_s"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             obs_dev = _to(obs, device)
             out = actor_critic.act(obs_dev, generator, deterministic=deterministic)
@@ -211,10 +224,12 @@ def collect_rollouts(
             bootstrap = np.zeros(n_envs, dtype=np.float32)
             truncated = idx[(ended & ~term)[idx]]
             if truncated.size and actor_critic.value_head is not None and not deterministic:
+                t0 = time.perf_counter()
                 final_obs = {k: v[torch.as_tensor(truncated)] for k, v in adapter.prepare_obs(raw).items()}
                 bootstrap[truncated] = (
                     actor_critic.value(_to(final_obs, device), generator).float().cpu().numpy()
                 )
+                timing["prep_s"] += time.perf_counter() - t0
 
             ret += reward
             solved |= succ
@@ -246,14 +261,51 @@ def collect_rollouts(
 
     batch = _assemble(records)
     chunks = max(timing["chunks"], 1.0)
+    step_wall_s = timing["env_ms"] / 1e3
+    render_share = _render_share(counters_before, env.time_counters())
     info = {
         "env_steps": timing["env_steps"],
         "chunks": timing["chunks"],
         "inference_ms_per_chunk": timing["inference_ms"] / chunks,
         "env_ms": timing["env_ms"],
         "collect_s": time.perf_counter() - started,
+        "reset_s": timing["reset_s"],
+        "env_step_s": step_wall_s * (1.0 - render_share),
+        "render_s": step_wall_s * render_share,
+        "inference_s": timing["inference_ms"] / 1e3 + timing["prep_s"],
     }
     return batch, stats, info
+
+
+TIME_PARTS = ("env_step", "render", "reset", "inference", "send", "idle")
+"""Where an actor round's wall time goes; telemetry fields are ``time_<part>_s``."""
+
+
+def _render_share(before: dict[str, float], after: dict[str, float]) -> float:
+    """Fraction of the env's step time spent rendering (0 when the env does not measure it).
+    With env workers the collector waits on several processes at once, so their summed render
+    and step seconds give the share and the collector's own wall time the seconds."""
+    step = after.get("step_s", 0.0) - before.get("step_s", 0.0)
+    render = after.get("render_s", 0.0) - before.get("render_s", 0.0)
+    return min(max(render / step, 0.0), 1.0) if step > 0 else 0.0
+
+
+def time_breakdown(timing: dict[str, float], send_s: float, round_s: float) -> dict[str, float]:
+    """One round's wall seconds by part (``time_<part>_s``, :data:`TIME_PARTS`).
+
+    env_step and render: waiting for env steps (split by the simulators' own render clock);
+    reset: waiting for resets; inference: observation preprocessing and policy/critic calls;
+    send: shipping the payload; idle: the rest of the round (bookkeeping, batch assembly,
+    waiting that no part claims). ``round_s`` is the actor's wall time for the whole round."""
+    parts = {
+        "time_env_step_s": float(timing.get("env_step_s", 0.0)),
+        "time_render_s": float(timing.get("render_s", 0.0)),
+        "time_reset_s": float(timing.get("reset_s", 0.0)),
+        "time_inference_s": float(timing.get("inference_s", 0.0)),
+        "time_send_s": float(send_s),
+    }
+    parts["time_idle_s"] = max(0.0, float(round_s) - sum(parts.values()))
+    return parts
 
 
 def _assemble(records: list[dict[str, Any]]) -> RolloutBatch:

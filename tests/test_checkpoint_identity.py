@@ -53,6 +53,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "env.n_envs": 2,
     "env.hard_reset": False,
     "env.camera_size": 32,  # the toy env has no camera (fatal on LIBERO: see the test below)
+    "env.workers": 2,
     "policy.device": "cuda",
     "recipe.sigma_min": 0.05,
     "recipe.sigma_max": 0.2,

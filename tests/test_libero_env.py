@@ -177,7 +177,8 @@ def test_reset_step_and_the_full_xvla_chain(env: LiberoVectorEnv) -> None:
     suite = load_suite("libero_10")
     assert raw["task"] == [suite.get_task(0).language, suite.get_task(1).language]
     assert env.task_ids() == [0, 1] and env.task_descriptions() == raw["task"]
-    assert raw["pixels"]["image"].shape == (2, 256, 256, 3) and raw["pixels"]["image"].dtype == np.uint8
+    # camera_size 64 < 256: rendered at the policy's size (test_env_workers checks it matches 256 resized)
+    assert raw["pixels"]["image"].shape == (2, 64, 64, 3) and raw["pixels"]["image"].dtype == np.uint8
     assert raw["robot_state"]["eef"]["mat"].shape == (2, 3, 3)
 
     cfg = load_config("smoke", ["env.task_ids=[0, 1]", "env.n_envs=2"])

@@ -18,6 +18,7 @@ from textual.widgets import Static
 from pirl_console.procstats import format_duration
 from pirl_console.telemetry_feed import RunTelemetry, describe
 from pirl_console.widgets.metric_spark import MetricSpark, format_value
+from pirl_console.widgets.time_breakdown import TimeBreakdown
 
 RATIO_TOLERANCE = 1e-4  # docs/design.md: |ratio - 1| on the first minibatch must stay below this
 
@@ -47,6 +48,7 @@ class TelemetryPanel(VerticalScroll):
         yield Static(classes="tel-numbers")
         for key, label in SPARKS:
             yield MetricSpark(label, id=f"spark-{key}")
+        yield TimeBreakdown(classes="tel-time")
         yield Static(classes="tel-sources")
 
     def on_mount(self) -> None:
@@ -58,6 +60,7 @@ class TelemetryPanel(VerticalScroll):
         self.query_one(".tel-numbers", Static).update(self._numbers(tel))
         for key, _label in SPARKS:
             self.query_one(f"#spark-{key}", MetricSpark).show(tel.history[key])
+        self.query_one(TimeBreakdown).show(tel)
         self.query_one(".tel-sources", Static).update(self._sources(tel, now, alive))
 
     # ------------------------------------------------------------------ parts

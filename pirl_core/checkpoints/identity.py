@@ -60,6 +60,7 @@ FIELD_CLASSES: dict[str, Severity] = {
     "env.n_envs": CHANGED,  # throughput only
     "env.control_mode": FATAL,  # absolute vs relative: what an action means
     "env.hard_reset": CHANGED,  # reset speed vs exactness of the initial render; same task
+    "env.workers": CHANGED,  # throughput only: rollouts do not depend on the worker count
     # policy: architecture and the spaces it maps between
     "policy.type": FATAL,
     "policy.size": FATAL,

@@ -51,5 +51,19 @@ class PirlVectorEnv(ABC):
         """How many distinct initial states exist (ids wrap modulo this)."""
         return 1 << 30
 
+    def observation_spec(self) -> list[Any]:
+        """Per-sub-env shape and dtype of every raw observation array (``shm.FieldSpec`` list),
+        without a simulator step: env workers lay out shared memory from it. Families that
+        cannot say run in-process only."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no observation_spec: it cannot run in env workers"
+        )
+
+    def time_counters(self) -> dict[str, float]:
+        """Cumulative seconds inside ``step`` (``step_s``) and, of those, rendering (``render_s``),
+        and inside ``reset`` (``reset_s``). The actor splits its wall time with them; envs that
+        do not measure report nothing."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook: envs without resources need not override
         """Release simulators (EGL contexts must close before interpreter shutdown)."""

@@ -33,16 +33,12 @@ def libero_benchmark() -> ModuleType:
 
 
 def make_env(cfg: RunConfig) -> PirlVectorEnv:
-    if cfg.env.type == "toy":
-        from pirl_core.envs.toy import PointReachEnv
+    """In-process, or spread over ``env.workers`` processes (``pirl_core.envs.workers``)."""
+    from pirl_core.envs.workers import make_vector_env
 
-        return PointReachEnv(cfg.env)
     if cfg.env.type == "libero":
-        libero_benchmark()  # the install hint instead of a traceback
-        from pirl_core.envs.libero import LiberoVectorEnv
-
-        return LiberoVectorEnv(cfg.env)
-    raise ValueError(f"unknown env.type {cfg.env.type!r}")  # config validation rejects it first
+        libero_benchmark()  # the install hint instead of a traceback (also before spawning workers)
+    return make_vector_env(cfg.env)
 
 
 def task_descriptions(cfg: RunConfig) -> list[str]:

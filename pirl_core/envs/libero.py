@@ -16,12 +16,22 @@ What this adds on top of LeRobot's wrapper, and why:
   A sub-env asked for another task than the one it holds is rebuilt (seconds): choose ids with
   ``g % n_tasks == slot % n_tasks`` to avoid that (ids ``base + slot`` with ``base`` a multiple of
   ``n_tasks`` and ``n_envs`` a multiple of ``n_tasks`` do).
+* **Scene seed.** On every reset LIBERO samples the positions of fixed objects (e.g. libero_10
+  task 5's desk caddy moves by centimetres) from NumPy's global RNG, which LeRobot's ``reset``
+  reseeds from OS entropy when given no seed; init states only cover the movable objects. pirl
+  passes :func:`scene_seed` ``(task, init state)``, so a scene is a function of its init-state id:
+  the same in every process, for any number of env workers.
 * **Control mode** from ``env.control_mode`` (``absolute`` for X-VLA's ee6d LIBERO checkpoint).
 * **Time limit.** LeRobot's wrapper never truncates; the rollout collector enforces
   ``max_episode_steps`` (= ``env.episode_length``).
-* **Observations** stay raw (LeRobot's nested ``pixels`` / ``robot_state`` layout at the wrapper's
-  256x256 render size, batched over sub-envs) plus ``task`` (the instructions) for the tokenizer;
-  the policy adapter's LeRobot processors turn them into tensors and resize to ``env.camera_size``.
+* **Observations** stay raw (LeRobot's nested ``pixels`` / ``robot_state`` layout, batched over
+  sub-envs) plus ``task`` (the instructions) for the tokenizer; the policy adapter's LeRobot
+  processors turn them into tensors and resize to ``env.camera_size``.
+* **Render size.** With ``env.camera_size`` below 256 the cameras render at that size (LeRobot's
+  ``observation_height/width`` -> LIBERO's ``camera_heights/camera_widths``): same keys, HWC uint8,
+  same (upside-down, flipped later by LeRobot's processor) orientation, and the adapter's resize
+  step becomes a no-op. Rendering two 256 px cameras only to shrink them costs time for nothing
+  the policy sees. At 256 and above the wrapper renders at 256, LeRobot's exact path.
 * **Reward** is +1 on a success step, else 0 (LIBERO's sparse reward); ``terminated`` = success or
   the simulator's own done.
 * **No hidden resets.** LeRobot's wrapper resets itself inside ``step`` when an episode terminates
@@ -40,6 +50,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import time
 import weakref
 from typing import Any
 
@@ -49,10 +60,83 @@ import numpy as np  # noqa: E402
 
 from pirl_core.config import EnvConfig  # noqa: E402
 from pirl_core.envs.base import PirlVectorEnv, StepResult  # noqa: E402
+from pirl_core.envs.shm import FieldSpec  # noqa: E402
 from pirl_core.errors import ConfigError  # noqa: E402
 
 # LeRobot's wrapper renders at this size (LiberoEnv's default; what lerobot/xvla-libero was run with).
 RENDER_SIZE = 256
+CAMERA_KEYS = ("image", "image2")  # LeRobot's names for agentview and eye-in-hand
+
+
+def scene_seed(task_id: int, init_index: int) -> int:
+    """The NumPy seed LIBERO's reset gets for (task, init state): fixture placement follows it."""
+    return (int(task_id) << 16) + int(init_index)
+
+
+def render_size_for(camera_size: int) -> int:
+    """The policy's size when smaller than LeRobot's 256, else 256 (LeRobot's exact path)."""
+    return min(int(camera_size), RENDER_SIZE)
+
+
+def observation_spec(render_size: int) -> list[FieldSpec]:
+    """Per-sub-env layout of LeRobot's ``pixels_agent_pos`` observation (its ``observation_space``)."""
+    f64 = "float64"
+    return [
+        *(FieldSpec(("pixels", k), (render_size, render_size, 3), "uint8") for k in CAMERA_KEYS),
+        FieldSpec(("robot_state", "eef", "pos"), (3,), f64),
+        FieldSpec(("robot_state", "eef", "quat"), (4,), f64),
+        FieldSpec(("robot_state", "eef", "mat"), (3, 3), f64),
+        FieldSpec(("robot_state", "gripper", "qpos"), (2,), f64),
+        FieldSpec(("robot_state", "gripper", "qvel"), (2,), f64),
+        FieldSpec(("robot_state", "joints", "pos"), (7,), f64),
+        FieldSpec(("robot_state", "joints", "vel"), (7,), f64),
+    ]
+
+
+class _RenderGuard:
+    """Wraps ``render`` on each robosuite ``MjSim`` instance of this env (a hard reset builds a new
+    sim, so every reset re-checks) to do two things:
+
+    * **make the sim's own EGL context current first.** robosuite's ``MjRenderContext.render``
+      does not: with several simulators in one process every render went through the context
+      created last, i.e. with another model's textures (measured: 43 of 255 levels mean
+      difference for a libero_10 task-0 camera when a task-5 env was built after it).
+    * **time the render** (seconds in :attr:`seconds`) for the actor's time breakdown.
+
+    :meth:`focus` does the same before a reset or close: robosuite frees a sim's GL objects in
+    whatever context is current, which otherwise deletes another sub-env's textures (measured:
+    71 levels mean difference after a neighbour closed; a task switch closes one).
+    Only this env's simulators are touched; nothing global is patched."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @staticmethod
+    def focus(wrapper: Any) -> None:
+        """Make ``wrapper``'s own EGL context current (before it resets or closes)."""
+        sim = getattr(getattr(wrapper._env, "env", None), "sim", None)
+        context = getattr(sim, "_render_context_offscreen", None)
+        if context is not None:
+            context.gl_ctx.make_current()
+
+    def instrument(self, wrapper: Any) -> None:
+        sim = getattr(wrapper._env.env, "sim", None)
+        if sim is None or getattr(sim, "_pirl_render_clock", None) is self:
+            return
+        original = sim.render
+
+        def render(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                context = sim._render_context_offscreen
+                if context is not None:
+                    context.gl_ctx.make_current()
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        sim.render = render
+        sim._pirl_render_clock = self
 
 
 def install_init_state_shim() -> None:
@@ -94,11 +178,22 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     action_dim = 7
 
-    def __init__(self, env_cfg: EnvConfig, hard_reset: bool | None = None) -> None:
+    def __init__(
+        self,
+        env_cfg: EnvConfig,
+        hard_reset: bool | None = None,
+        *,
+        slot_offset: int = 0,
+        render_size: int | None = None,
+    ) -> None:
         """``hard_reset`` (LIBERO's and LeRobot's default) reloads the MuJoCo model on every reset,
         ~4 s of a ~5 s reset here. ``False`` only resets the existing sim before the init state is
         written: measured here, initial observations then differ by a few pixel levels and joint
-        positions by <= 2e-4 (controller warm-up), deterministically. Kept opt-in for fidelity."""
+        positions by <= 2e-4 (controller warm-up), deterministically. Kept opt-in for fidelity.
+
+        ``slot_offset``: this env holds sub-envs ``slot_offset ...`` of the actor's ``n_envs``
+        (an env worker's share); the initial task of slot s is ``task_ids[s % n_tasks]`` globally.
+        ``render_size``: default :func:`render_size_for` ``(camera_size)``; 256 forces LeRobot's path."""
         if env_cfg.type != "libero":
             raise ConfigError("env.type", env_cfg.type, "'libero' for LiberoVectorEnv")
         install_init_state_shim()
@@ -114,6 +209,10 @@ class LiberoVectorEnv(PirlVectorEnv):
         self.num_envs = int(env_cfg.n_envs)
         self.max_episode_steps = int(env_cfg.episode_length)
         self.hard_reset = env_cfg.hard_reset if hard_reset is None else bool(hard_reset)
+        self.render_size = render_size_for(env_cfg.camera_size) if render_size is None else int(render_size)
+        self.slot_offset = int(slot_offset)
+        self._render = _RenderGuard()
+        self._counters = {"step_s": 0.0, "render_s": 0.0, "reset_s": 0.0}
         self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
         self._envs: list[Any] = []
         self._over = np.ones(self.num_envs, dtype=bool)  # episode over: do not step until reset
@@ -123,7 +222,8 @@ class LiberoVectorEnv(PirlVectorEnv):
         atexit.register(_close_ref, weakref.ref(self))
         try:
             for slot in range(self.num_envs):
-                self._envs.append(self._make(self._task_ids[slot % len(self._task_ids)]))
+                task = self._task_ids[(self.slot_offset + slot) % len(self._task_ids)]
+                self._envs.append(self._make(task))
         except BaseException:
             self.close()
             raise
@@ -137,13 +237,14 @@ class LiberoVectorEnv(PirlVectorEnv):
             task_suite_name=self.suite_name,
             episode_length=self.max_episode_steps,
             obs_type="pixels_agent_pos",
-            observation_height=RENDER_SIZE,
-            observation_width=RENDER_SIZE,
+            observation_height=self.render_size,
+            observation_width=self.render_size,
             init_states=True,
             n_envs=self.num_envs,
             control_mode=self.cfg.control_mode,
         )
         env._env.env.hard_reset = self.hard_reset  # robosuite env inside LIBERO's ControlEnv
+        self._render.instrument(env)
         return env
 
     def locate(self, init_state_id: int) -> tuple[int, int]:
@@ -154,6 +255,12 @@ class LiberoVectorEnv(PirlVectorEnv):
 
     def num_init_states(self) -> int:
         return len(self._task_ids) * self._n_init
+
+    def observation_spec(self) -> list[FieldSpec]:
+        return observation_spec(self.render_size)
+
+    def time_counters(self) -> dict[str, float]:
+        return dict(self._counters)
 
     def task_ids(self) -> list[int]:
         return [int(env.task_id) for env in self._envs]
@@ -171,25 +278,33 @@ class LiberoVectorEnv(PirlVectorEnv):
     def reset(self, init_state_ids: list[int]) -> dict[str, Any]:
         if len(init_state_ids) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} init-state ids, got {len(init_state_ids)}")
+        started = time.perf_counter()
         obs_list = []
         for slot, gid in enumerate(init_state_ids):
             task_id, init_idx = self.locate(gid)
             if self._envs[slot].task_id != task_id:
+                self._render.focus(self._envs[slot])
                 self._envs[slot].close()
                 self._envs[slot] = self._make(task_id)
             env = self._envs[slot]
+            self._render.focus(env)
             env.init_state_id = init_idx  # LeRobot's wrapper reads this in reset()
-            obs, _info = env.reset()
+            obs, _info = env.reset(seed=scene_seed(task_id, init_idx))
+            self._render.instrument(env)
             obs_list.append(obs)
         self._last_obs = obs_list
         self._over[:] = False
         self._steps[:] = 0
-        return self._raw(obs_list)
+        raw = self._raw(obs_list)
+        self._counters["reset_s"] += time.perf_counter() - started
+        return raw
 
     def step(self, action: np.ndarray) -> StepResult:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.num_envs, self.action_dim):
             raise ValueError(f"action must have shape {(self.num_envs, self.action_dim)}, got {action.shape}")
+        started = time.perf_counter()
+        render_before = self._render.seconds
         succ = np.zeros(self.num_envs, dtype=bool)
         term = np.zeros(self.num_envs, dtype=bool)
         for slot, (env, act) in enumerate(zip(self._envs, action, strict=True)):
@@ -201,12 +316,15 @@ class LiberoVectorEnv(PirlVectorEnv):
             succ[slot] = bool(info.get("is_success", False))
             term[slot] = bool(done)
             self._over[slot] = term[slot] or self._steps[slot] >= self.max_episode_steps
-        return StepResult(
+        result = StepResult(
             obs=self._raw(self._last_obs),
             reward=succ.astype(np.float32),
             terminated=term,
             success=succ,
         )
+        self._counters["step_s"] += time.perf_counter() - started
+        self._counters["render_s"] += self._render.seconds - render_before
+        return result
 
     def close(self) -> None:
         if self._closed:
@@ -214,6 +332,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         self._closed = True
         for env in self._envs:
             try:
+                self._render.focus(env)
                 env.close()
             except Exception as exc:  # a half-built env must not keep the others open
                 print(f"warning: closing a LIBERO env failed: {exc}")

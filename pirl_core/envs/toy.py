@@ -22,6 +22,7 @@ import numpy as np
 
 from pirl_core.config import TOY_SUITES, EnvConfig
 from pirl_core.envs.base import PirlVectorEnv, StepResult
+from pirl_core.envs.shm import FieldSpec
 
 OBS_DIM = 4
 ACTION_DIM = 2
@@ -52,14 +53,17 @@ class PointReachEnv(PirlVectorEnv):
 
     action_dim = ACTION_DIM
 
-    def __init__(self, env_cfg: EnvConfig) -> None:
+    def __init__(self, env_cfg: EnvConfig, *, slot_offset: int = 0) -> None:
+        """``slot_offset``: this env holds sub-envs ``slot_offset ...`` of the actor's (an env
+        worker's share), so sub-env s runs task ``task_ids[s % len]`` whatever the split."""
         if env_cfg.suite not in TOY_SUITES:
             raise ValueError(f"unknown toy suite {env_cfg.suite!r}")
         self.suite = env_cfg.suite
         self.shaped = env_cfg.suite == "point_reach_shaped"
         self.num_envs = env_cfg.n_envs
         self.max_episode_steps = env_cfg.episode_length
-        self._tasks = [env_cfg.task_ids[i % len(env_cfg.task_ids)] for i in range(self.num_envs)]
+        n_tasks = len(env_cfg.task_ids)
+        self._tasks = [env_cfg.task_ids[(slot_offset + i) % n_tasks] for i in range(self.num_envs)]
         self.pos = np.zeros((self.num_envs, 2))
         self.goal = np.zeros((self.num_envs, 2))
         self.finished = np.zeros(self.num_envs, dtype=bool)
@@ -88,6 +92,9 @@ class PointReachEnv(PirlVectorEnv):
             reward = reward + np.where(self.finished, 0.0, before - after)
         self.finished |= success
         return StepResult(obs=self._obs(), reward=reward, terminated=success.copy(), success=success)
+
+    def observation_spec(self) -> list[FieldSpec]:
+        return [FieldSpec(("state",), (OBS_DIM,), "float32")]
 
     def task_descriptions(self) -> list[str]:
         return [task_description(t) for t in self._tasks]

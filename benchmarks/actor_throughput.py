@@ -1,0 +1,262 @@
+"""Actor throughput on LIBERO: bare step loop vs the actor's collection loop, env workers, render size.
+
+Everything runs in one process run on the same task (libero_10 task 0, ``control_mode=absolute``,
+``hard_reset=false`` as in ``smoke``), so the ratios are meaningful on a busy machine:
+
+* **bare loop**: one in-process sub-env stepped with a fixed action (hold the start pose), no
+  policy; steps/s at render 256 (LeRobot's path) and at 64 (the policy's size).
+* **reset**: seconds per reset (soft, as smoke; hard, LIBERO's default, in full mode).
+* **collection**: ``collect_rollouts`` with smoke's tiny X-VLA (one policy call per chunk for all
+  sub-envs), one episode per sub-env, env steps/s excluding resets, for: in-process (the
+  ``env.workers=1`` path), one worker process, and 2, 4, ... workers where cores allow (one
+  sub-env per worker), each at render 64 and 256. The time split (``time_*`` fractions) shows
+  what pipelining inference against stepping could win at most (the inference share).
+* **smoke collection**: one policy version of ``smoke`` (2 episodes x 16 steps, resets included):
+  "before" = the pre-workers path (n_envs=1 in-process, render 256 + resize), "after" =
+  ``env.n_envs=2`` with the default workers and render 64.
+
+Every env runs a few warm-up steps before it is timed (a fresh process's first renders compile
+Mesa's shaders). Worker processes use one llvmpipe thread (``LP_NUM_THREADS=1``), the in-process
+rows Mesa's default, as before this change.
+
+Goals on a 2-core machine: in-process/1-worker collection >= 0.9 x bare loop (render 64);
+2 workers >= 1.7 x 1 worker; smoke collection after/before >= 3. Usage::
+
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/actor_throughput.py [--short] [--max-workers 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pirl_core.envs.libero  # noqa: E402,F401  (MUJOCO_GL before anything imports mujoco)
+from pirl_core.config import load_config  # noqa: E402
+from pirl_core.envs.libero import LiberoVectorEnv  # noqa: E402
+from pirl_core.envs.workers import WorkerVectorEnv, available_cores  # noqa: E402
+from pirl_core.rollout import TIME_PARTS, collect_rollouts  # noqa: E402
+from pirl_core.runtime import version_rounds  # noqa: E402
+
+SMOKE_OVERRIDES = ["env.task_ids=[0]", "env.hard_reset=false"]
+
+
+def build_policy(cfg):
+    from pirl_core.actor import build_policy as actor_build_policy
+
+    ac = actor_build_policy(cfg)
+    ac.adapter.set_rl_mode()
+    return ac
+
+
+def make(cfg, mode: str, render: int):
+    """mode: 'inproc' (the env.workers=1 path) or 'wN' (N worker processes)."""
+    env_cfg = cfg.env
+    if mode == "inproc":
+        return LiberoVectorEnv(env_cfg, render_size=render)
+    workers = int(mode[1:])
+    if render != min(env_cfg.camera_size, 256):
+        env_cfg = dataclasses.replace(env_cfg, camera_size=render)  # workers render at camera_size
+    return WorkerVectorEnv(env_cfg, workers)
+
+
+def bare_loop(env, steps: int) -> float:
+    raw = env.reset([0])
+    action = np.zeros((1, 7))
+    action[0, :3] = raw["robot_state"]["eef"]["pos"][0]  # absolute control: hold the start position
+    action[0, 6] = -1.0
+    env.step(action)  # warm-up (first render allocates buffers)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step(action)
+    return steps / (time.perf_counter() - t0)
+
+
+def warm_up(env, steps: int = 3) -> None:
+    """A few steps first: a fresh process's first renders pay Mesa's shader compilation."""
+    raw = env.reset(list(range(env.num_envs)))
+    action = np.zeros((env.num_envs, 7))
+    action[:, :3] = raw["robot_state"]["eef"]["pos"]
+    action[:, 6] = -1.0
+    for _ in range(steps):
+        env.step(action)
+
+
+def reset_seconds(env, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        env.reset([i % 2] * env.num_envs)
+    return (time.perf_counter() - t0) / n
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def collection(env, ac, action_steps: int) -> dict[str, float]:
+    """One episode per sub-env (``env.episode_length`` steps); env steps/s excluding the reset.
+
+    Also CPU seconds: this process (policy, bookkeeping) and each worker. ``quiet_steps_per_s``
+    projects the rate on uncontended cores: the actor and its workers alternate (inference, then
+    stepping), so a round costs the actor's CPU plus the busiest worker's (resets included in
+    both, so it is a conservative figure)."""
+    ids = list(range(env.num_envs))
+    pids = list(getattr(env, "pids", []))
+    cpu0, wcpu0 = time.process_time(), [_cpu_s(p) for p in pids]
+    with torch.no_grad():
+        _, _, timing = collect_rollouts(env, ac, ids, torch.Generator().manual_seed(0), action_steps)
+    actor_cpu = time.process_time() - cpu0
+    worker_cpu = [_cpu_s(p) - c for p, c in zip(pids, wcpu0, strict=True)]
+    wall = timing["collect_s"] - timing["reset_s"]
+    out = {"env_steps_per_s": timing["env_steps"] / wall, "collect_s": timing["collect_s"]}
+    out["cpu_ms_per_step"] = 1e3 * (actor_cpu + sum(worker_cpu)) / timing["env_steps"]
+    out["quiet_steps_per_s"] = timing["env_steps"] / (actor_cpu + max(worker_cpu, default=0.0))
+    parts = {p: timing.get(f"{p}_s", 0.0) for p in ("env_step", "render", "inference")}
+    parts["idle"] = max(0.0, wall - sum(parts.values()))
+    out.update({f"frac_{p}": v / wall for p, v in parts.items()})
+    return out
+
+
+def smoke_collection(cfg, env, ac) -> tuple[float, float]:
+    """(wall seconds, quiet-core projection: actor CPU + busiest worker's CPU) for one version."""
+    pids = list(getattr(env, "pids", []))
+    cpu0, wcpu0 = time.process_time(), [_cpu_s(p) for p in pids]
+    t0 = time.perf_counter()
+    for _ in version_rounds(cfg, env, ac, actor_id=0, version=0):
+        pass
+    wall = time.perf_counter() - t0
+    worker_cpu = [_cpu_s(p) - c for p, c in zip(pids, wcpu0, strict=True)]
+    return wall, time.process_time() - cpu0 + max(worker_cpu, default=0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="fewer steps (noisy, ~3x quicker)")
+    parser.add_argument("--max-workers", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    steps = 24 if args.short else 80
+    cores = available_cores()
+    counts = [n for n in (2, 4, 8, 16) if n <= min(cores, args.max_workers)] or [2]
+    print(f"cores usable: {cores}; steps per measurement: {steps}; short={args.short}", flush=True)
+    results: dict[str, object] = {"cores": cores, "short": args.short, "steps": steps}
+
+    smoke = load_config("smoke", SMOKE_OVERRIDES)
+    ac = build_policy(smoke)
+    length = [f"env.episode_length={steps + 1}"]  # the bare loop's warm-up step + steps
+    one = load_config("smoke", SMOKE_OVERRIDES + length + ["env.n_envs=1", "env.workers=1"])
+
+    # -------------------------------------------------------------- bare loop, resets, 1 sub-env
+    envs = {render: make(one, "inproc", render) for render in (256, 64)}
+    bare = {render: bare_loop(env, steps) for render, env in envs.items()}
+    results["bare_steps_per_s"] = bare
+    print(
+        f"bare loop (1 env, fixed action): render256 {bare[256]:.2f} steps/s, render64 {bare[64]:.2f} steps/s"
+    )
+    resets = {"soft": reset_seconds(envs[64], 2 if args.short else 4)}
+    if not args.short:
+        hard = LiberoVectorEnv(dataclasses.replace(one.env, hard_reset=True))
+        resets["hard"] = reset_seconds(hard, 2)
+        hard.close()
+    results["reset_s"] = resets
+    print("reset s: " + ", ".join(f"{k} {v:.2f}" for k, v in resets.items()))
+
+    # -------------------------------------------------------------- collection loop
+    coll: dict[str, dict[str, float]] = {}
+
+    def run(label: str, cfg, mode: str, render: int, env=None) -> None:
+        built = env is None
+        t0 = time.perf_counter()
+        env = env or make(cfg, mode, render)
+        env.num_init_states()  # workers: wait until built (construction is not collection)
+        start_s = time.perf_counter() - t0
+        warm_up(env)
+        try:
+            row = collection(env, ac, smoke.policy.action_steps)
+        finally:
+            if built:
+                env.close()
+        row["start_s"] = start_s
+        coll[label] = row
+        fr = " ".join(f"{p}={row.get('frac_' + p, 0):.2f}" for p in TIME_PARTS if "frac_" + p in row)
+        print(
+            f"collect {label:<12} {row['env_steps_per_s']:6.2f} env steps/s, cpu {row['cpu_ms_per_step']:5.0f} "
+            f"ms/step, quiet-core projection {row['quiet_steps_per_s']:6.2f} steps/s (start {start_s:.1f} s; {fr})"
+        )
+
+    for render in (64, 256):
+        run(f"inproc/r{render}", one, "inproc", render, env=envs[render])
+        run(f"w1/r{render}", one, "w1", render)
+        for n in counts:
+            cfg_n = load_config("smoke", SMOKE_OVERRIDES + length + [f"env.n_envs={n}", f"env.workers={n}"])
+            if render == 256 and n > 2 and args.short:
+                continue
+            run(f"w{n}/r{render}", cfg_n, f"w{n}", render)
+    results["collection"] = coll
+
+    # -------------------------------------------------------------- smoke's collection phase
+    smoke_one = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=1", "env.workers=1"])
+    envs[256].max_episode_steps = smoke.env.episode_length
+    before, before_quiet = smoke_collection(
+        smoke_one, envs[256], ac
+    )  # pre-workers path: n_envs=1, render 256 + resize
+    for env in envs.values():
+        env.close()
+    after_cfg = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=2"])
+    from pirl_core.envs.workers import make_vector_env
+
+    after_env = make_vector_env(after_cfg.env)
+    warm_up(after_env)  # as warm as the "before" env, which ran the bare loop
+    try:
+        after, after_quiet = smoke_collection(after_cfg, after_env, ac)
+    finally:
+        after_env.close()
+    results["smoke_collection_s"] = {
+        "before": before,
+        "after": after,
+        "before_quiet_projection": before_quiet,
+        "after_quiet_projection": after_quiet,
+    }
+    print(
+        f"smoke collection (2 episodes x 16 steps, resets included): before {before:.2f} s, after {after:.2f} s; "
+        f"quiet-core projection before {before_quiet:.2f} s, after {after_quiet:.2f} s"
+    )
+
+    # -------------------------------------------------------------- ratios against the goals
+    w1 = max(coll["inproc/r64"]["env_steps_per_s"], coll["w1/r64"]["env_steps_per_s"])
+    ratios = {
+        "inproc_vs_bare_r64 (goal >= 0.9)": coll["inproc/r64"]["env_steps_per_s"] / bare[64],
+        "w1proc_vs_inproc_r64": coll["w1/r64"]["env_steps_per_s"] / coll["inproc/r64"]["env_steps_per_s"],
+        "w2_vs_1worker_r64 (goal >= 1.7)": coll["w2/r64"]["env_steps_per_s"] / w1,
+        "render64_vs_256_bare": bare[64] / bare[256],
+        "smoke_before_over_after (goal >= 3)": before / after,
+        "smoke_before_over_after_quiet_projection": before_quiet / after_quiet,
+        "pipelining_bound_w2_r64 (inference share)": coll["w2/r64"].get("frac_inference", 0.0),
+    }
+    for n in counts[1:]:
+        ratios[f"w{n}_vs_1worker_r64"] = coll[f"w{n}/r64"]["env_steps_per_s"] / w1
+    quiet_w1 = max(coll["inproc/r64"]["quiet_steps_per_s"], coll["w1/r64"]["quiet_steps_per_s"])
+    for n in counts:
+        ratios[f"w{n}_vs_1worker_r64_quiet_projection"] = coll[f"w{n}/r64"]["quiet_steps_per_s"] / quiet_w1
+    results["ratios"] = ratios
+    print("ratios:")
+    for k, v in ratios.items():
+        print(f"  {k:<44} {v:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
