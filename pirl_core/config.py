@@ -139,6 +139,10 @@ class LearnerConfig:
     episodes_per_update: int = 2
     # 0 = strictly on-policy: batches produced by an older policy version are dropped.
     max_staleness: int = 0
+    # Learner processes (ranks): >1 makes launch/console start it under torchrun (pirl_core.distributed).
+    nproc: int = 1
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # how ranks share gradients and optimizer state
+    collective_timeout_s: float = 300.0  # a rank waiting this long for a peer in an update stops (exit 7)
 
 
 @dataclass
@@ -288,6 +292,16 @@ def validate(cfg: RunConfig) -> RunConfig:
             f"{cfg.actor.n_actors} = {whole} (GRPO: every actor runs whole groups)",
         )
     require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
+    require(cfg.learner.nproc >= 1, "learner.nproc", cfg.learner.nproc, ">= 1 (learner processes)")
+    require(
+        cfg.learner.strategy in ("ddp", "fsdp"), "learner.strategy", cfg.learner.strategy, "'ddp' or 'fsdp'"
+    )
+    require(
+        math.isfinite(cfg.learner.collective_timeout_s) and cfg.learner.collective_timeout_s > 0,
+        "learner.collective_timeout_s",
+        cfg.learner.collective_timeout_s,
+        "a finite number of seconds > 0",
+    )
     require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")
     require(cfg.actor.connect_timeout_s > 0, "actor.connect_timeout_s", cfg.actor.connect_timeout_s, "> 0")
     require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")

@@ -103,6 +103,10 @@ FIELD_CLASSES: dict[str, Severity] = {
     "learner.updates": CHANGED,
     "learner.episodes_per_update": CHANGED,
     "learner.max_staleness": CHANGED,
+    # world size and strategy: how the same update is computed, not what is trained (resume 1 <-> N)
+    "learner.nproc": CHANGED,
+    "learner.strategy": CHANGED,
+    "learner.collective_timeout_s": CHANGED,
     "actor.n_actors": CHANGED,
     "actor.connect_timeout_s": CHANGED,
     "checkpoint.every": CHANGED,
