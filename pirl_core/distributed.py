@@ -243,15 +243,24 @@ class Distributed:
         except PirlError:
             raise
         except (RuntimeError, dist.DistError) as exc:
-            dead = [r for r in self.dead_ranks() if r != self.rank]
+            dead = self.lost_peers()
             if not dead and "timed out" not in str(exc).lower() and "timeout" not in str(exc).lower():
                 raise
-            who = f"rank {', '.join(map(str, dead))} died" if dead else "a rank stopped answering"
-            raise RankFailedError(
-                f"learner {who} during an update ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                f"the whole learner stops, nothing of this update is saved. torchrun's report names the "
-                "failed rank's exit; resume with --resume (actors reconnect to the resumed learner)"
+            first_line = (str(exc).splitlines() or [""])[0][:160]
+            raise self.rank_failed(
+                dead, f"during an update ({type(exc).__name__}: {first_line}); nothing of it is saved"
             ) from exc
+
+    def lost_peers(self) -> list[int]:
+        return [r for r in self.dead_ranks() if r != self.rank]
+
+    def rank_failed(self, dead: list[int], when: str) -> RankFailedError:
+        who = f"rank {', '.join(map(str, dead))} died" if dead else "a rank stopped answering"
+        return RankFailedError(
+            f"learner {who} {when}; the whole learner stops (exit {int(ExitCode.RANK_FAILED)}). "
+            "torchrun's failure report names the rank's own exit; resume with --resume "
+            "(actors wait for the learner and reconnect)"
+        )
 
 
 def _alive(pid: int) -> bool:

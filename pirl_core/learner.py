@@ -166,7 +166,7 @@ class Learner:
         """One update; under torchrun every rank runs it on this batch (pirl_core.distributed)."""
         step = self.progress.step
         if self.dist is None:
-            return self.trainer.update(batch, update_index=step, on_policy=on_policy)
+            return {**self.trainer.update(batch, update_index=step, on_policy=on_policy), "world_size": 1.0}
         with self.dist.peer_failures():
             self.dist.send("update", step=step, on_policy=on_policy)
             self.dist.broadcast(batch.to_tensors())
@@ -205,6 +205,21 @@ class Learner:
             if self.progress.step % cfg.checkpoint.every == 0 or self.progress.step == cfg.learner.updates:
                 self.save()
             self.mid_update = False
+
+
+def _run_or_lost_rank(learner: Learner, dist: Distributed | None) -> None:
+    """torchrun answers a dead rank by SIGTERM to the others: on rank 0 that is not the user's
+    stop but :class:`RankFailedError` naming the rank. Between updates rank 0 holds the full,
+    consistent state (DDP), so it still saves it first."""
+    try:
+        learner.run()
+    except KeyboardInterrupt as exc:
+        lost = dist.lost_peers() if dist is not None else []
+        if not lost:
+            raise
+        if not learner.mid_update:
+            learner.save()
+        raise dist.rank_failed(lost, "while rank 0 waited for rollouts") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +292,7 @@ def _train(
         world_size=dist.world_size if dist else 1,
     )
     try:
-        learner.run()
+        _run_or_lost_rank(learner, dist)
     except KeyboardInterrupt as exc:
         # A clean stop (SIGINT/SIGTERM at a safe point) keeps the work done so far: checkpoint
         # (atomically), then 130/143. A hard one (second signal) inside an update saves nothing:

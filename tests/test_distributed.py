@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from pirl_core.cli import parse_args
 from pirl_core.config import load_config
 from pirl_core.distributed import Distributed
+from pirl_core.errors import ExitCode
+from pirl_core.launch import learner_argv
 from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import collect_rollouts
-from tests.e2e_helpers import free_port
+from pirl_core.telemetry import read_records
+from tests.e2e_helpers import ROOT, child_env, free_port, start, wait_all
 
 ATOL, RTOL = 1e-5, 1e-4
 """Stated tolerance of N ranks vs one process (parameters after two updates of 7 minibatch steps x 2
@@ -84,3 +93,99 @@ def test_two_gloo_ranks_give_the_one_process_update(tmp_path: Path) -> None:
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
             assert got[key] == other[key], key  # every rank decides on the same numbers
     assert reference[1]["logprob_recomputed"] == ranks[0]["metrics"][1]["logprob_recomputed"] == 1.0
+
+
+# --------------------------------------------------------------------------- the real entry point
+
+FLAGS = [
+    "--profile",
+    "toy",
+    "--env.suite=point_reach_shaped",
+    "--env.n_envs=4",
+    "--env.episode_length=6",
+    "--learner.episodes_per_update=8",
+    "--recipe.update_epochs=2",
+    "--recipe.minibatches=2",
+    "--policy.hidden_dim=32",
+    "--learner.collective_timeout_s=60",
+]
+
+
+def _learner(nproc: int, args: list[str], log: Path) -> subprocess.Popen:
+    """The learner as launch builds it: plain for 1 rank, torchrun for more."""
+    cli = parse_args("learner", args)
+    argv = learner_argv(cli, nproc, python=sys.executable)
+    handle = log.open("wb")
+    return subprocess.Popen(
+        list(argv),
+        cwd=ROOT,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env(),
+        start_new_session=True,
+    )
+
+
+def _run_pair(out: Path, nproc: int, updates: int, *extra: str) -> str:
+    args = [
+        *FLAGS,
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        f"--learner.updates={updates}",
+        *extra,
+    ]
+    log = out.parent / f"learner-{nproc}-{updates}.log"
+    learner = _learner(nproc, args, log)
+    actor = start("pirl_core.actor", args, out.parent / f"actor-{nproc}-{updates}.log")
+    codes = wait_all([learner, actor], timeout=180)
+    text = log.read_text(errors="replace")
+    assert codes == [0, 0], text[-3000:]
+    return text
+
+
+def _records(out: Path, kind: str) -> list[dict]:
+    return [r for r in read_records(out / "telemetry" / "learner.jsonl") if r["kind"] == kind]
+
+
+def _wait_for(what: str, done, learner: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert learner.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_7(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    log = _run_pair(out, 2, 1)  # rank 0 writes step 1 (LeRobot layout) from the 2-rank run
+    assert "world_size=2" in log
+    assert (out / "checkpoints" / "000001" / "pretrained_model" / "model.safetensors").is_file()
+    _run_pair(out, 1, 2, "--resume")  # 2 -> 1 rank: world size is a tunable
+
+    _run_pair(out, 2, 3, "--resume")  # 1 -> 2 ranks
+    assert [r["update"] for r in _records(out, "metrics")] == [1, 2, 3]
+    assert [r["world_size"] for r in _records(out, "metrics")] == [2.0, 1.0, 2.0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["000001", "000002", "000003", "last"]
+
+    # No actor: rank 0 waits for rollouts while rank 1 is SIGKILLed; torchrun tears the rest down
+    # and rank 0 names the rank (exit 7 in its telemetry; torchrun itself exits 1).
+    args = [*FLAGS, f"--output_dir={out}", f"--learner.port={free_port()}", "--learner.updates=5", "--resume"]
+    log_path = tmp_path / "killed.log"
+    learner = _learner(2, args, log_path)
+    try:
+        _wait_for("ready", lambda: "ready" in log_path.read_text(errors="replace"), learner, log_path)
+        children = psutil.Process(learner.pid).children()
+        ranks = {int(p.environ()["RANK"]): p for p in children if "RANK" in p.environ()}
+        ranks[1].kill()
+        code = learner.wait(timeout=90)
+    finally:
+        if learner.poll() is None:
+            os.killpg(learner.pid, signal.SIGKILL)
+    text = log_path.read_text(errors="replace")
+    assert code != 0, text[-3000:]
+    assert "error: learner rank 1 died while rank 0 waited for rollouts" in text, text[-3000:]
+    errors = _records(out, "error")
+    assert errors and errors[-1]["exit_code"] == int(ExitCode.RANK_FAILED)
+    assert (out / "checkpoints" / "last").resolve().name == "000003"  # nothing lost or overwritten
