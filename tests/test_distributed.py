@@ -189,3 +189,58 @@ def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_
     errors = _records(out, "error")
     assert errors and errors[-1]["exit_code"] == int(ExitCode.RANK_FAILED)
     assert (out / "checkpoints" / "last").resolve().name == "000003"  # nothing lost or overwritten
+
+
+def test_console_sampler_lists_torchrun_ranks_with_memory() -> None:
+    """The learner pane's rank lines come from the real process tree (ranks found by ``RANK``)."""
+    from pirl_console.procstats import TreeSampler
+    from pirl_console.widgets.process_pane import rank_lines
+
+    spawn_ranks = (
+        "import os, subprocess, sys, time\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " env={**os.environ, 'RANK': str(r)}) for r in (1, 0)]\n"
+        "print('up', flush=True); time.sleep(60)\n"
+    )
+    agent = subprocess.Popen([sys.executable, "-c", spawn_ranks], stdout=subprocess.PIPE, env=child_env())
+    try:
+        assert agent.stdout is not None and agent.stdout.readline() == b"up\n"
+        stats = TreeSampler().sample(agent.pid)
+        assert stats is not None and [r.rank for r in stats.ranks] == [0, 1]
+        assert all(r.rss_bytes > 0 for r in stats.ranks)
+        lines = rank_lines(stats)
+        assert len(lines) == 2 and lines[0].startswith("rank 0  pid ") and "rss " in lines[0]
+    finally:
+        for child in psutil.Process(agent.pid).children():
+            child.kill()
+        agent.kill()
+        agent.wait()
+    assert rank_lines(None) == []
+
+
+def test_launch_and_console_start_the_learner_under_torchrun_for_nproc_above_one() -> None:
+    from pirl_core.launch import child_commands
+
+    one = child_commands(parse_args("launch", ["--profile", "toy"]), python="py")[0].argv
+    assert one[:3] == ("py", "-m", "pirl_core.learner")
+    args = parse_args("launch", ["--profile", "toy", "--learner.nproc=2"])
+    learner, actor = child_commands(args, python="py")
+    assert learner.argv[:5] == ("py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    assert learner.argv[6:8] == ("-m", "pirl_core.learner") and "--learner.nproc=2" in learner.argv
+    assert actor.argv[:3] == ("py", "-m", "pirl_core.actor")
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [
+        ("--learner.nproc=0", "learner.nproc"),
+        ("--learner.strategy=zero3", "learner.strategy"),
+        ("--learner.collective_timeout_s=0", "learner.collective_timeout_s"),
+    ],
+)
+def test_bad_distributed_settings_name_the_field(flag: str, field: str) -> None:
+    from pirl_core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        parse_args("learner", ["--profile", "toy", flag])
+    assert err.value.message.startswith(f"{field}: got ")
