@@ -141,7 +141,9 @@ class LearnerConfig:
     max_staleness: int = 0
     # Learner processes (ranks): >1 makes launch/console start it under torchrun (pirl_core.distributed).
     nproc: int = 1
-    strategy: Literal["ddp", "fsdp"] = "ddp"  # how ranks share gradients and optimizer state
+    # How ranks share gradients and optimizer state. Only "ddp" runs today: the learner refuses "fsdp" under
+    # torchrun (exit 2, pirl_core.distributed), where the real world size is known.
+    strategy: Literal["ddp", "fsdp"] = "ddp"
     collective_timeout_s: float = 300.0  # a rank waiting this long for a peer in an update stops (exit 7)
 
 
@@ -293,9 +295,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
     require(cfg.learner.nproc >= 1, "learner.nproc", cfg.learner.nproc, ">= 1 (learner processes)")
-    require(
-        cfg.learner.strategy in ("ddp", "fsdp"), "learner.strategy", cfg.learner.strategy, "'ddp' or 'fsdp'"
-    )
     require(
         math.isfinite(cfg.learner.collective_timeout_s) and cfg.learner.collective_timeout_s > 0,
         "learner.collective_timeout_s",

@@ -38,8 +38,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from pirl_core.errors import ExitCode, PirlError
+from pirl_core.errors import ConfigError, ExitCode, PirlError
 
+FSDP_MISSING = "'fsdp' is not implemented yet: sharded parameters need gathered pushes and checkpoints"
 COMMAND_POLL_S = 5.0
 """How often a follower rank re-checks for rank 0's next command (it waits as long as rollouts take)."""
 
@@ -94,6 +95,10 @@ class Distributed:
         rank, world, local_rank = world_from_env()
         if world <= 1:
             return None
+        if strategy != "ddp":  # the world size is torchrun's, so validate() cannot see this case
+            raise ConfigError(
+                "learner.strategy", strategy, f"'ddp' under torchrun (WORLD_SIZE={world})", hint=FSDP_MISSING
+            )
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local_rank)  # "cuda" then means this rank's GPU

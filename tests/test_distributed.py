@@ -242,5 +242,16 @@ def test_bad_distributed_settings_name_the_field(flag: str, field: str) -> None:
     from pirl_core.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
-        parse_args("learner", ["--profile", "toy", flag])
+        parse_args("learner", ["--profile", "toy", *flag.split()])
     assert err.value.message.startswith(f"{field}: got ")
+
+
+def test_fsdp_is_refused_under_torchrun_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pirl_core.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as err:
+        Distributed.from_env("fsdp", "cpu", timeout_s=5.0)
+    assert err.value.message.startswith("learner.strategy: got 'fsdp', expected 'ddp' under torchrun")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert Distributed.from_env("fsdp", "cpu", timeout_s=5.0) is None  # one process: nothing to shard
