@@ -72,11 +72,12 @@ def actor_flags(args: CliArgs, actor_id: int) -> list[str]:
 
 def learner_argv(args: CliArgs, nproc: int, python: str = sys.executable) -> tuple[str, ...]:
     """``python -m pirl_core.learner ...``, or under torchrun for ``learner.nproc`` > 1 ranks
-    (pirl_core.distributed). ``--standalone`` gives each run its own rendezvous on a free port, so
-    two learners on one host never collide; no restarts: a dead rank stops the run (exit 7 line)."""
+    (pirl_core.distributed), through ``pirl_core.torchrun`` so the learner's exit code (3, 130, 7)
+    survives torchrun. ``--standalone`` gives each run its own rendezvous on a free port, so two
+    learners on one host never collide; no restarts: a dead rank stops the run (exit 7)."""
     if nproc <= 1:
         return (python, "-m", "pirl_core.learner", *learner_flags(args))
-    torchrun = (python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}")
+    torchrun = (python, "-m", "pirl_core.torchrun", "--standalone", f"--nproc-per-node={nproc}")
     return (*torchrun, "--max-restarts=0", "-m", "pirl_core.learner", *learner_flags(args))
 
 

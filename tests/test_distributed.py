@@ -170,7 +170,7 @@ def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["000001", "000002", "000003", "last"]
 
     # No actor: rank 0 waits for rollouts while rank 1 is SIGKILLed; torchrun tears the rest down
-    # and rank 0 names the rank (exit 7 in its telemetry; torchrun itself exits 1).
+    # and rank 0 names the rank (exit 7; plain torchrun would exit 1).
     args = [*FLAGS, f"--output_dir={out}", f"--learner.port={free_port()}", "--learner.updates=5", "--resume"]
     log_path = tmp_path / "killed.log"
     learner = _learner(2, args, log_path)
@@ -184,7 +184,8 @@ def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_
         if learner.poll() is None:
             os.killpg(learner.pid, signal.SIGKILL)
     text = log_path.read_text(errors="replace")
-    assert code != 0, text[-3000:]
+    assert code == ExitCode.RANK_FAILED, text[-3000:]  # pirl_core.torchrun keeps the learner's code
+    assert "Root Cause" in text and "rank      : 1" in text  # torchrun's own report names rank 1 too
     assert "error: learner rank 1 died while rank 0 waited for rollouts" in text, text[-3000:]
     errors = _records(out, "error")
     assert errors and errors[-1]["exit_code"] == int(ExitCode.RANK_FAILED)
@@ -225,7 +226,7 @@ def test_launch_and_console_start_the_learner_under_torchrun_for_nproc_above_one
     assert one[:3] == ("py", "-m", "pirl_core.learner")
     args = parse_args("launch", ["--profile", "toy", "--learner.nproc=2"])
     learner, actor = child_commands(args, python="py")
-    assert learner.argv[:5] == ("py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
+    assert learner.argv[:5] == ("py", "-m", "pirl_core.torchrun", "--standalone", "--nproc-per-node=2")
     assert learner.argv[6:8] == ("-m", "pirl_core.learner") and "--learner.nproc=2" in learner.argv
     assert actor.argv[:3] == ("py", "-m", "pirl_core.actor")
 
