@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -117,7 +118,7 @@ class Distributed:
             backend, store=dist.PrefixStore("pg", run_store), rank=rank, world_size=world, timeout=timeout
         )
         ctx = cls(rank, world, local_rank, strategy, backend, dist.PrefixStore("cmd", run_store), timeout_s)
-        ctx.store.set(f"pid/{rank}", str(os.getpid()))
+        ctx.store.set(f"pid/{rank}", f"{socket.gethostname()} {os.getpid()}")
         return ctx
 
     def close(self) -> None:
@@ -228,15 +229,16 @@ class Distributed:
     # ------------------------------------------------------------------ failures
 
     def dead_ranks(self) -> list[int]:
-        """Ranks whose process is gone (same host: torchrun --nproc-per-node)."""
+        """Ranks on this host whose process is gone (ranks on other nodes are not judged here:
+        their own node's torchrun agent reports them)."""
         dead = []
+        here = socket.gethostname()
         for rank in range(self.world_size):
             try:
-                pid = int(self.store.get(f"pid/{rank}"))
-            except RuntimeError:
-                dead.append(rank)
+                host, pid = self.store.get(f"pid/{rank}").decode().rsplit(" ", 1)
+            except (RuntimeError, ValueError):
                 continue
-            if not _alive(pid):
+            if host == here and not _alive(int(pid)):
                 dead.append(rank)
         return dead
 
