@@ -101,6 +101,7 @@ class Distributed:
                 "learner.strategy", strategy, f"'ddp' under torchrun (WORLD_SIZE={world})", hint=FSDP_MISSING
             )
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        _stop_with_parent()
         if backend == "nccl":
             torch.cuda.set_device(local_rank)  # "cuda" then means this rank's GPU
         # torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE); a plain spawn has rank 0 host it.
@@ -188,6 +189,11 @@ class Distributed:
         self.store.set(f"cmd/{self._sent}", pickle.dumps({"kind": kind, **fields}))
         self._sent += 1
 
+    def stop_followers(self) -> None:
+        """Best effort: the store is gone when torchrun's agent is (its ranks are stopping anyway)."""
+        with contextlib.suppress(RuntimeError, dist.DistError):
+            self.send("stop")
+
     def receive(self) -> dict[str, Any]:
         """Wait, without a collective's timeout, for rank 0's next command."""
         key = f"cmd/{self._received}"
@@ -197,7 +203,14 @@ class Distributed:
                 break
             except RuntimeError as exc:
                 if "timeout" not in str(exc).lower():
-                    raise RankFailedError(f"learner rank 0 is gone ({exc}); rank {self.rank} stops") from exc
+                    raise RankFailedError(
+                        f"the rendezvous store (torchrun's agent, or rank 0) is gone: {str(exc)[:120]}; "
+                        f"learner rank {self.rank} stops"
+                    ) from exc
+                if 0 in self.dead_ranks():
+                    raise self.rank_failed(
+                        [0], f"while rank {self.rank} waited for its next command"
+                    ) from exc
         self._received += 1
         return pickle.loads(self.store.get(key))
 
@@ -268,6 +281,17 @@ class Distributed:
             "torchrun's failure report names the rank's own exit; resume with --resume "
             "(actors wait for the learner and reconnect)"
         )
+
+
+def _stop_with_parent() -> None:
+    """SIGTERM this rank when torchrun's agent dies (even by SIGKILL): its workers run in their own
+    sessions, so nothing else would stop an orphaned rank 0 that holds the port and the lock."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _alive(pid: int) -> bool:

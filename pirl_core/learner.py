@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist is not None:
             if dist.is_main:
-                dist.send("stop")  # followers exit 0; rank 0 carries the run's exit code
+                dist.stop_followers()  # they exit 0; rank 0 carries the run's exit code
             dist.close()
         stop.uninstall()
 
