@@ -61,13 +61,13 @@ def _two_updates(trainer, state) -> list[dict[str, float]]:
     return metrics
 
 
-def _rank_main(rank: int, world: int, port: int, out: str) -> None:
+def _rank_main(rank: int, world: int, port: int, out: str, overrides: dict | None = None) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     ctx = Distributed.from_env("ddp", "cpu", timeout_s=60.0)
     assert ctx is not None
-    state = build_loop(load_config("toy", OVERRIDES))
+    state = build_loop(load_config("toy", overrides or OVERRIDES))
     ctx.sync_trainer_state(state.trainer)
     ctx.wrap(state.trainer)
     metrics = _two_updates(state.trainer, state)
