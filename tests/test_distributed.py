@@ -256,3 +256,14 @@ def test_fsdp_is_refused_under_torchrun_with_one_line(monkeypatch: pytest.Monkey
     assert err.value.message.startswith("learner.strategy: got 'fsdp', expected 'ddp' under torchrun")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert Distributed.from_env("fsdp", "cpu", timeout_s=5.0) is None  # one process: nothing to shard
+
+
+def test_torchrun_wrapper_keeps_rank_0s_exit_code() -> None:
+    from types import SimpleNamespace
+
+    from pirl_core.torchrun import exit_code_of
+
+    failed = lambda code: SimpleNamespace(exitcode=code)  # noqa: E731 - torchrun's ProcessFailure fields
+    assert exit_code_of({0: failed(3), 1: failed(-15)}) == ExitCode.RESUME_MISMATCH  # rank 0 chose it
+    assert exit_code_of({1: failed(-9), 0: failed(-15)}) == ExitCode.RANK_FAILED  # rank 0 was torn down
+    assert exit_code_of({1: failed(1)}) == ExitCode.RANK_FAILED
