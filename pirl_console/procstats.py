@@ -15,10 +15,29 @@ import psutil
 
 
 @dataclass(frozen=True)
+class RankStats:
+    """One learner rank under torchrun (its process has ``RANK`` in its environment)."""
+
+    rank: int
+    pid: int
+    cpu_percent: float
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
 class TreeStats:
     cpu_percent: float
     rss_bytes: int
     processes: int
+    ranks: tuple[RankStats, ...] = ()  # empty unless the child is a torchrun learner
+
+
+def _rank_of(proc: psutil.Process) -> int | None:
+    """The torchrun rank a process runs as, read once from its environment."""
+    with contextlib.suppress(psutil.Error, ValueError):
+        value = proc.environ().get("RANK")
+        return int(value) if value is not None else None
+    return None
 
 
 class TreeSampler:
@@ -26,6 +45,7 @@ class TreeSampler:
 
     def __init__(self) -> None:
         self._procs: dict[int, dict[int, psutil.Process]] = {}
+        self._ranks: dict[int, dict[int, int | None]] = {}  # per root: pid -> rank, environ read once
 
     def sample(self, root_pid: int) -> TreeStats | None:
         try:
@@ -33,24 +53,36 @@ class TreeSampler:
             tree = [root, *root.children(recursive=True)]
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             self._procs.pop(root_pid, None)
+            self._ranks.pop(root_pid, None)
             return None
         known = self._procs.setdefault(root_pid, {})
         current: dict[int, psutil.Process] = {}
         cpu = 0.0
         rss = 0
+        ranks = []
+        known_ranks = self._ranks.get(root_pid, {})
+        current_ranks: dict[int, int | None] = {}
         for proc in tree:
             cached = known.get(proc.pid)
             if cached is not None and cached == proc:  # same pid *and* create time
                 proc = cached
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                cpu += proc.cpu_percent(None)
-                rss += proc.memory_info().rss
+                proc_cpu, proc_rss = proc.cpu_percent(None), proc.memory_info().rss
+                cpu += proc_cpu
+                rss += proc_rss
                 current[proc.pid] = proc
+                rank = known_ranks[proc.pid] if proc.pid in known_ranks else _rank_of(proc)
+                current_ranks[proc.pid] = rank
+                if rank is not None and proc.pid != root_pid:
+                    ranks.append(RankStats(rank, proc.pid, proc_cpu, proc_rss))
         self._procs[root_pid] = current
-        return TreeStats(cpu_percent=cpu, rss_bytes=rss, processes=len(current))
+        self._ranks[root_pid] = current_ranks
+        ranks.sort(key=lambda r: r.rank)
+        return TreeStats(cpu_percent=cpu, rss_bytes=rss, processes=len(current), ranks=tuple(ranks))
 
     def forget(self, root_pid: int) -> None:
         self._procs.pop(root_pid, None)
+        self._ranks.pop(root_pid, None)
 
 
 def format_bytes(n: int | None) -> str:

@@ -155,6 +155,12 @@ class LearnerConfig:
     tls_ca: str = ""
     # Largest rollout payload the learner accepts (checked while it streams in).
     max_payload_mb: float = 1024.0
+    # Learner processes (ranks): >1 makes launch/console start it under torchrun (pirl_core.distributed).
+    nproc: int = 1
+    # How ranks share gradients and optimizer state. Only "ddp" runs today: the learner refuses "fsdp" under
+    # torchrun (exit 2, pirl_core.distributed), where the real world size is known.
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    collective_timeout_s: float = 300.0  # a rank waiting this long for a peer in an update stops (exit 7)
 
 
 @dataclass
@@ -325,6 +331,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         )
     require(cfg.learner.max_staleness >= 0, "learner.max_staleness", cfg.learner.max_staleness, ">= 0")
     _validate_transport(cfg.learner)
+    require(cfg.learner.nproc >= 1, "learner.nproc", cfg.learner.nproc, ">= 1 (learner processes)")
+    require(
+        math.isfinite(cfg.learner.collective_timeout_s) and cfg.learner.collective_timeout_s > 0,
+        "learner.collective_timeout_s",
+        cfg.learner.collective_timeout_s,
+        "a finite number of seconds > 0",
+    )
     require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")
     require(cfg.actor.connect_timeout_s > 0, "actor.connect_timeout_s", cfg.actor.connect_timeout_s, "> 0")
     require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")

@@ -23,6 +23,9 @@ class ExitCode(IntEnum):
     TRANSPORT = 5
     # A loss, gradient norm or parameter became NaN/inf: the update was not applied or not saved.
     DIVERGED = 6
+    # A learner rank under torchrun died or stopped answering (pirl_core.distributed): the line names
+    # the rank; torchrun itself exits 1 and reports every rank's exit in its failure summary.
+    RANK_FAILED = 7
     INTERRUPTED = 130  # 128 + SIGINT
     TERMINATED = 143  # 128 + SIGTERM
 

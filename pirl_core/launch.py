@@ -70,9 +70,20 @@ def actor_flags(args: CliArgs, actor_id: int) -> list[str]:
     ]
 
 
+def learner_argv(args: CliArgs, nproc: int, python: str = sys.executable) -> tuple[str, ...]:
+    """``python -m pirl_core.learner ...``, or under torchrun for ``learner.nproc`` > 1 ranks
+    (pirl_core.distributed), through ``pirl_core.torchrun`` so the learner's exit code (3, 130, 7)
+    survives torchrun. ``--standalone`` gives each run its own rendezvous on a free port, so two
+    learners on one host never collide; no restarts: a dead rank stops the run (exit 7)."""
+    if nproc <= 1:
+        return (python, "-m", "pirl_core.learner", *learner_flags(args))
+    torchrun = (python, "-m", "pirl_core.torchrun", "--standalone", f"--nproc-per-node={nproc}")
+    return (*torchrun, "--max-restarts=0", "-m", "pirl_core.learner", *learner_flags(args))
+
+
 def child_commands(args: CliArgs, python: str = sys.executable) -> list[ChildCommand]:
     """The learner and ``actor.n_actors`` actors, exactly as a user would type them."""
-    learner = ChildCommand("learner", "learner", (python, "-m", "pirl_core.learner", *learner_flags(args)))
+    learner = ChildCommand("learner", "learner", learner_argv(args, args.config.learner.nproc, python))
     actors = [
         ChildCommand(f"actor-{i}", "actor", (python, "-m", "pirl_core.actor", *actor_flags(args, i)))
         for i in range(args.config.actor.n_actors)

@@ -7,6 +7,7 @@ update on-policy, which the ratio-equals-one check then enforces every update (e
 ``recipe.ratio_tolerance``). Lifecycle (docs/design.md, "Lifecycle"): one learner per output dir
 (``.learner.lock``); SIGINT/SIGTERM stop at the next safe point with a checkpoint (exit 130/143);
 nothing is saved at step 0 or from an update that diverged or failed its ratio check.
+Under ``torchrun`` (pirl_core.distributed) this is rank 0; the other ranks only train.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pirl_core.checkpoints import identity, layout, resume
 from pirl_core.checkpoints.lock import OutputDirLock
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
+from pirl_core.distributed import Distributed, RankFailedError, follow
 from pirl_core.errors import DivergedError, ExitCode, PirlError, RatioCheckError, TransportError
 from pirl_core.lifecycle import StopRequest
 from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
@@ -108,8 +110,10 @@ class Learner:
         trainer,
         server,
         stop: StopRequest | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         self.cfg = cfg
+        self.dist = dist
         self.stop = stop or StopRequest()
         self.telemetry = telemetry
         self.progress = progress
@@ -259,6 +263,17 @@ class Learner:
         self.saved_step = self.progress.step
         self.telemetry.event("checkpoint", self.progress.step, path=str(self.last_checkpoint))
 
+    def train(self, batch, on_policy: bool) -> dict[str, float]:
+        """One update; under torchrun every rank runs it on this batch (pirl_core.distributed)."""
+        step = self.progress.step
+        if self.dist is None:
+            return {**self.trainer.update(batch, update_index=step, on_policy=on_policy), "world_size": 1.0}
+        with self.dist.peer_failures():
+            self.dist.send("update", step=step, on_policy=on_policy)
+            self.dist.broadcast(batch.to_tensors())
+            metrics = self.trainer.update(batch, update_index=step, on_policy=on_policy)
+        return {**metrics, "world_size": float(self.dist.world_size)}
+
     def run(self) -> None:
         cfg = self.cfg
         while self.progress.step < cfg.learner.updates:
@@ -267,9 +282,7 @@ class Learner:
             batch, episodes = self.gather()
             self.mid_update = True
             # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
-            metrics = self.trainer.update(
-                batch, update_index=self.progress.step, on_policy=cfg.learner.max_staleness == 0
-            )
+            metrics = self.train(batch, on_policy=cfg.learner.max_staleness == 0)
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)
@@ -305,18 +318,46 @@ class Learner:
             )
 
 
+def _run_or_lost_rank(learner: Learner, dist: Distributed | None) -> None:
+    """torchrun answers a dead rank by SIGTERM to the others: on rank 0 that is not the user's
+    stop but :class:`RankFailedError` naming the rank. Between updates rank 0 holds the full,
+    consistent state (DDP), so it still saves it first."""
+    try:
+        learner.run()
+    except KeyboardInterrupt as exc:
+        lost = dist.lost_peers() if dist is not None else []
+        if not lost:
+            raise
+        if not learner.mid_update:
+            learner.save()
+        raise dist.rank_failed(lost, "while rank 0 waited for rollouts") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args("python -m pirl_core.learner", argv)
+    cfg = args.config
     stop = StopRequest()
     stop.install()  # from here on SIGINT/SIGTERM only set a flag, read at safe points
+    dist = Distributed.from_env(cfg.learner.strategy, cfg.policy.device, cfg.learner.collective_timeout_s)
     try:
-        with OutputDirLock(args.config.output_dir):  # exit 2 while another learner holds it
-            return _train(args.config, args.resume, args.resume_from, stop)
+        if dist is not None and not dist.is_main:
+            # Followers ignore signals' flags: rank 0 stops at a safe point and tells them.
+            limit_threads()
+            seed_everything(cfg.seed)
+            return follow(cfg, dist, build_trainer)
+        with OutputDirLock(cfg.output_dir):  # exit 2 while another learner holds it
+            return _train(cfg, args.resume, args.resume_from, stop, dist)
     finally:
+        if dist is not None:
+            if dist.is_main:
+                dist.stop_followers()  # they exit 0; rank 0 carries the run's exit code
+            dist.close()
         stop.uninstall()
 
 
-def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: StopRequest) -> int:
+def _train(
+    cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: StopRequest, dist: Distributed | None
+) -> int:
     plan = resume.prepare_run(cfg, resume_flag, resume_from)  # exits 2/3/4 before any write
     limit_threads()
     seed_everything(cfg.seed)
@@ -331,6 +372,11 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
             episodes=int(restored.counters.get("episodes", 0)),
             dropped_stale=int(restored.counters.get("dropped_stale", 0)),
         )
+    if dist is not None:
+        dist.send("start")
+        with dist.peer_failures():
+            dist.sync_trainer_state(trainer)  # followers start from rank 0's (restored) state
+        dist.wrap(trainer)
 
     started = time.monotonic()
     server = make_server(cfg, trainer.actor_critic)
@@ -343,12 +389,19 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
     telemetry.event(
         "run", progress.step, echo=False, **run_record(cfg, resumed_from=str(plan.path) if plan else None)
     )
-    learner = Learner(cfg, telemetry, progress, trainer, server, stop)
+    learner = Learner(cfg, telemetry, progress, trainer, server, stop, dist)
     if plan is not None:
         telemetry.event("resumed", progress.step, checkpoint=str(plan.path), version=progress.version)
-    telemetry.event("ready", progress.step, host=cfg.learner.host, port=server.port, version=progress.version)
+    telemetry.event(
+        "ready",
+        progress.step,
+        host=cfg.learner.host,
+        port=server.port,
+        version=progress.version,
+        world_size=dist.world_size if dist else 1,
+    )
     try:
-        learner.run()
+        _run_or_lost_rank(learner, dist)
     except KeyboardInterrupt as exc:
         # A clean stop (SIGINT/SIGTERM at a safe point) keeps the work done so far: checkpoint
         # (atomically), then 130/143. A hard one (second signal) inside an update saves nothing:
@@ -365,11 +418,12 @@ def _train(cfg: RunConfig, resume_flag: bool, resume_from: str | None, stop: Sto
         # Recorded for the console (kind "error"); run_main prints the line and exits with its code.
         # finish("failed") lets actors exit at once (non-zero) instead of waiting out their connect
         # timeout. Nothing of the failed update is saved (mid_update); say which checkpoint is good.
-        if isinstance(err, (DivergedError, RatioCheckError)):
+        if isinstance(err, (DivergedError, RatioCheckError, RankFailedError)):
             last = layout.last_pointer(cfg.output_dir)
             err.detail = f"last good checkpoint (unchanged): {last or 'none yet'}"
         telemetry.error(err.message, progress.step, exit_code=int(err.exit_code))
-        server.finish("failed", timeout=2.0, step=progress.step)
+        if not isinstance(err, RankFailedError):  # a lost rank: actors wait and reconnect on resume
+            server.finish("failed", timeout=2.0, step=progress.step)
         server.stop(grace=1.0)
         telemetry.close()
         raise

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Static
 
-from pirl_console.procstats import TreeStats
+from pirl_console.procstats import TreeStats, format_bytes
 from pirl_console.supervisor import ChildProcess
 from pirl_console.widgets.output_log import OutputLog
 from pirl_console.widgets.pane_header import PaneHeader
@@ -40,6 +40,7 @@ class ProcessPane(Vertical):
     def compose(self) -> ComposeResult:
         yield PaneHeader(classes="pane-header")
         yield Static(f"$ {self.command}", classes="pane-command", markup=False)
+        yield Static("", classes="pane-ranks", markup=False)  # torchrun learner: one line per rank
         yield OutputLog(self.scrollback, classes="pane-log")
         yield Input(
             placeholder="find: type to search, enter: next match, esc: close",
@@ -49,6 +50,7 @@ class ProcessPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = self.child_name
+        self.query_one(".pane-ranks", Static).display = False
         self.refresh_header()
 
     @property
@@ -68,6 +70,10 @@ class ProcessPane(Vertical):
 
     def watch_stats(self) -> None:
         self.refresh_header()
+        ranks = self.query_one(".pane-ranks", Static)
+        lines = rank_lines(self.stats)
+        ranks.update("\n".join(lines))
+        ranks.display = bool(lines)
 
     def flush(self) -> int:
         """Move pending lines from the child into the view; returns how many."""
@@ -137,3 +143,14 @@ class ProcessPane(Vertical):
         if action == "close_find":
             return self.has_class("finding")
         return True
+
+
+def rank_lines(stats: TreeStats | None) -> list[str]:
+    """``rank 0  pid 4242  cpu 98%  rss 1.2 GiB``, one per torchrun rank (none for one process).
+    Memory is host RSS: the console reads /proc, not the GPUs."""
+    if stats is None:
+        return []
+    return [
+        f"rank {r.rank}  pid {r.pid}  cpu {r.cpu_percent:.0f}%  rss {format_bytes(r.rss_bytes)}"
+        for r in stats.ranks
+    ]

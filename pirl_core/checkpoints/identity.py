@@ -125,6 +125,10 @@ FIELD_CLASSES: dict[str, Severity] = {
     "learner.tls_ca": CHANGED,
     "learner.max_payload_mb": CHANGED,
     "actor.n_actors": CHANGED,  # pushed: each actor's share follows the learner's
+    # world size and strategy: how the same update is computed, not what is trained (resume 1 <-> N)
+    "learner.nproc": CHANGED,
+    "learner.strategy": CHANGED,
+    "learner.collective_timeout_s": CHANGED,
     "actor.connect_timeout_s": CHANGED,
     "checkpoint.every": CHANGED,
     "checkpoint.keep_last": CHANGED,

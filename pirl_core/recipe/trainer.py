@@ -31,6 +31,11 @@ PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy
 before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``samples_per_s`` is
 batch transitions per second of update; groups that do not exist report lr 0.0; losses and KL
 are means over all minibatches of all epochs.
+
+Distributed (``torchrun``, pirl_core.distributed): ``self.dist`` is None in one process. When
+set, every rank runs this same update on the same batch and order; :meth:`_chunks` keeps this
+rank's shard of each minibatch, losses are weighted by shares of the *global* minibatch, and
+:meth:`_reduce` is the one place where statistics meet before any rank decides on them.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class PolicyTrainer:
         lrs = {"policy": recipe.lr, "value": recipe.value_lr, "noise": recipe.noise_lr}
         self.base_lrs = lrs
         self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
+        self.dist = None  # a pirl_core.distributed.Distributed under torchrun (set by its wrap())
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             name: torch.optim.AdamW(params, lr=lrs[name], betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY)
             for name, params in actor_critic.param_groups().items()
@@ -121,7 +127,12 @@ class PolicyTrainer:
 
     def _chunks(self, index: Tensor) -> list[Tensor]:
         """A minibatch's rows split into micro-batches (one chunk when micro-batching is off).
-        Recompute and update evaluate exactly these chunks, so shapes and numerics match."""
+        Recompute and update evaluate exactly these chunks, so shapes and numerics match. Under
+        torchrun only this rank's shard of the minibatch (possibly empty)."""
+        if self.dist is not None:
+            index = self.dist.shard(index)
+            if index.numel() == 0:
+                return []
         size = self.recipe.micro_batch_size
         if size <= 0 or size >= index.numel():
             return [index]
@@ -143,6 +154,12 @@ class PolicyTrainer:
                     obs = {k: v.to(device) for k, v in mb.obs.items()}
                     logp, _, _ = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
                     old_logp[chunk] = logp.float().cpu()
+        if self.dist is not None:  # each row was re-scored by exactly one rank
+            mine = torch.zeros_like(old_logp)
+            for start in range(0, first_order.numel(), mb_size):
+                for chunk in self._chunks(first_order[start : start + mb_size]):
+                    mine[chunk] = old_logp[chunk]
+            old_logp[first_order] = self.dist.reduce_rows(mine)[first_order]
         delta = (old_logp[first_order] - batch.logp[first_order].float()).abs()
         return old_logp, self._mismatch_metrics(delta)
 
@@ -323,12 +340,18 @@ class PolicyTrainer:
             ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"), 0.0
         )
         ratio_dev_max = 0.0
-        deltas = []
-        for chunk in self._chunks(index):
-            weight = chunk.numel() / total
+        deltas = [torch.zeros(0)]
+        chunks = [(c, c.numel() / total) for c in self._chunks(index)]
+        if not chunks:  # a rank with an empty shard still joins DDP's gradient reduction, with weight 0
+            chunks = [(index[:1], 0.0)]
+        for i, (chunk, weight) in enumerate(chunks):
             mb = batch.select(chunk)
             obs = {k: v.to(device) for k, v in mb.obs.items()}
-            new_logp, entropy, new_value = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
+            chain, sde_step = mb.chain.to(device), mb.sde_step.to(device)
+            if self.dist is None:
+                new_logp, entropy, new_value = ac.evaluate(obs, chain, sde_step)
+            else:  # the last chunk's backward all-reduces the accumulated gradients
+                new_logp, entropy, new_value = self.dist.evaluate(obs, chain, sde_step, i == len(chunks) - 1)
             chunk_old = old_logp[chunk].to(device)
             out = ppo_loss(
                 new_logp=new_logp,
@@ -342,20 +365,37 @@ class PolicyTrainer:
                 returns=returns[chunk].to(device),
                 value_clip=r.value_clip,
             )
-            (out.loss * weight).backward()
+            (out.loss * (weight * self._grad_scale)).backward()
             stats["loss"] += weight * float(out.loss.detach())
             stats["policy_loss"] += weight * float(out.policy_loss.detach())
             stats["value_loss"] += weight * float(out.value_loss.detach())
             stats["entropy"] += weight * float(out.entropy.detach())
             stats["approx_kl"] += weight * float(out.approx_kl)
             stats["clip_frac"] += weight * float(out.clip_frac)
-            if first:
+            if first and weight > 0:
                 ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
                 deltas.append((new_logp.detach() - chunk_old).abs().float().cpu())
         if first:
             stats["ratio_dev_max"] = ratio_dev_max
             stats["logp_delta"] = torch.cat(deltas)
-        return stats
+        return self._reduce(stats)
+
+    @property
+    def _grad_scale(self) -> float:
+        return 1.0 if self.dist is None else self.dist.grad_scale
+
+    def _reduce(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Under torchrun: the minibatch's statistics over all ranks (weighted sums add up to the
+        global means; maxima and the log-prob differences are gathered), so the ratio check, the
+        finiteness check and the target_kl stop decide identically on every rank."""
+        if self.dist is None:
+            return stats
+        maxima = {"ratio_dev_max": stats.pop("ratio_dev_max")} if "ratio_dev_max" in stats else {}
+        delta = stats.pop("logp_delta", None)
+        reduced = self.dist.reduce({k: float(v) for k, v in stats.items()}, maxima)
+        if delta is not None:
+            reduced["logp_delta"] = self.dist.gather_cat(delta)
+        return reduced
 
     def _clip_and_step(self, where: str) -> dict[str, float]:
         """Clip each group's gradient separately, check every norm is finite, then step all.
