@@ -221,3 +221,33 @@ def test_close_is_idempotent_and_tears_down(fake_env: LiberoVectorEnv) -> None:
     fake_env.close()
     fake_env.close()
     assert sorted(FakeLiberoEnv.closed) == [0, 4] and fake_env._envs == []
+
+
+@pytest.mark.slow
+def test_reset_skips_the_settle_renders_and_returns_the_same_observation() -> None:
+    """LeRobot's reset renders both cameras after each of its 10 settle steps; only the last one
+    is returned. pirl skips the others: the observation must be bit-identical to a full reset."""
+    from pirl_core.envs.libero import _RenderGuard
+
+    class _NeverSkip(_RenderGuard):
+        skip = property(lambda self: False, lambda self, value: None)
+
+    cfg = load_config("smoke").env
+    skipping, full = LiberoVectorEnv(cfg), LiberoVectorEnv(cfg)
+    full._render = _NeverSkip()
+    for wrapper in full._envs:
+        full._render.instrument(wrapper)
+    try:
+        for ids in ([0], [7], [0]):
+            a, b = skipping.reset(ids), full.reset(ids)
+            for key in ("image", "image2"):
+                assert np.array_equal(a["pixels"][key], b["pixels"][key])
+                assert a["pixels"][key].any()  # a real render, not the blank a skipped one returns
+            for group, values in b["robot_state"].items():
+                for name, value in values.items():
+                    assert np.array_equal(a["robot_state"][group][name], value), (group, name)
+        assert skipping._render.skipped >= 3 * 2 * 10  # ≥ 10 settle-step renders x 2 cameras per reset
+        assert full._render.skipped == 0
+    finally:
+        skipping.close()
+        full.close()

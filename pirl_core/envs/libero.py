@@ -102,6 +102,13 @@ class _RenderGuard:
       created last, i.e. with another model's textures (measured: 43 of 255 levels mean
       difference for a libero_10 task-0 camera when a task-5 env was built after it).
     * **time the render** (seconds in :attr:`seconds`) for the actor's time breakdown.
+    * **skip renders nobody reads** while :attr:`skip` is set: a LeRobot reset steps the
+      simulator ``num_steps_wait`` (10) times to let objects settle and renders both cameras
+      after each step, but only the observation of the last step is returned.
+      :func:`_explicit_reset_env_cls` sets the flag for everything before that last step; a skipped
+      render returns a black image of the requested size. Measured: ~40 % of smoke's CPU went into
+      these renders. Physics is untouched, and the returned observation is rendered as before
+      (tests/test_env_workers.py compares it bitwise).
 
     :meth:`focus` does the same before a reset or close: robosuite frees a sim's GL objects in
     whatever context is current, which otherwise deletes another sub-env's textures (measured:
@@ -110,6 +117,8 @@ class _RenderGuard:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.skip = False
+        self.skipped = 0  # renders skipped so far
 
     @staticmethod
     def focus(wrapper: Any) -> None:
@@ -126,6 +135,9 @@ class _RenderGuard:
         original = sim.render
 
         def render(*args: Any, **kwargs: Any) -> Any:
+            if self.skip:
+                self.skipped += 1
+                return _blank_render(**kwargs)
             t0 = time.perf_counter()
             try:
                 context = sim._render_context_offscreen
@@ -357,9 +369,36 @@ def _explicit_reset_env_cls() -> type:
         def reset(self, seed: int | None = None, **kwargs: Any):
             if self._pirl_in_step:  # LeRobot's auto-reset on termination: skipped
                 return None, {}
-            return super().reset(seed=seed, **kwargs)
+            guard = getattr(getattr(self._env.env, "sim", None), "_pirl_render_clock", None)
+            if guard is None or self.num_steps_wait < 1:
+                return super().reset(seed=seed, **kwargs)
+            # Renders before the last settle step are never read (see _RenderGuard.skip). A hard
+            # reset builds a new, unguarded sim: it then renders everything, as before.
+            inner = self._env
+            settle_step = inner.step
+            remaining = self.num_steps_wait
+
+            def step(action: np.ndarray):
+                nonlocal remaining
+                remaining -= 1
+                guard.skip = remaining > 0
+                return settle_step(action)
+
+            guard.skip = True
+            inner.step = step
+            try:
+                return super().reset(seed=seed, **kwargs)
+            finally:
+                guard.skip = False
+                del inner.step  # back to the class's method
 
     return _ExplicitResetLiberoEnv
+
+
+def _blank_render(width: int = 256, height: int = 256, depth: bool = False, **_: Any) -> Any:
+    """What a skipped ``MjSim.render`` returns: black RGB (and zero depth) of the asked size."""
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    return (rgb, np.zeros((height, width), dtype=np.float32)) if depth else rgb
 
 
 def _close_ref(ref: weakref.ref) -> None:
