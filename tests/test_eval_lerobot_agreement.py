@@ -3,8 +3,8 @@ own evaluation loop (``lerobot.scripts.lerobot_eval.rollout``, what ``lerobot-ev
 batch) on the same LIBERO task, init states and episode length count the same successes and the
 same rewards, and step the simulator with the same actions.
 
-How the two are made comparable: LeRobot's ``LiberoEnv`` (via ``lerobot.envs.factory.make_env``,
-init states 0, 1, ... as ``lerobot-eval`` uses them; pirl's ``.npz`` init-state shim installed,
+How the two are made comparable: LeRobot's ``LiberoEnv`` (via ``lerobot.envs.libero.create_libero_envs``,
+what LeRobot's ``make_env`` calls, rendering at the size pirl renders at; init states 0, 1, ... as ``lerobot-eval`` uses them; pirl's ``.npz`` init-state shim installed,
 ``hard_reset`` as LeRobot's default); the policy loaded with ``XVLAPolicy.from_pretrained`` and the
 policy processors from the checkpoint's JSON files (``make_pre_post_processors``); the env
 processors are pirl's (LeRobot's X-VLA LIBERO steps plus the resize to ``env.camera_size`` the tiny
@@ -40,8 +40,9 @@ LENGTH = 12
 
 @pytest.mark.parametrize("denoise_steps", [2, 4])
 def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int) -> None:
+    import gymnasium as gym
     from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
-    from lerobot.envs.factory import make_env as lerobot_make_env
+    from lerobot.envs.libero import create_libero_envs
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
     from lerobot.scripts.lerobot_eval import rollout
@@ -50,7 +51,7 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     from pirl_core.checkpoints.verify import inspect
     from pirl_core.config import load_config
     from pirl_core.envs.factory import make_env
-    from pirl_core.envs.libero import install_init_state_shim
+    from pirl_core.envs.libero import install_init_state_shim, render_size_for
     from pirl_core.eval.evaluate import build_policy
     from pirl_core.eval.plan import state_ids
     from pirl_core.eval.runner import RecordingEnv, eval_generator, libero_frame, run_episodes
@@ -91,7 +92,21 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     install_init_state_shim()
     env_cfg = LiberoEnvConfig(task=cfg.env.suite, task_ids=list(cfg.env.task_ids), episode_length=LENGTH)
     env_cfg.control_mode = cfg.env.control_mode
-    vec = lerobot_make_env(env_cfg, n_envs=1)[cfg.env.suite][cfg.env.task_ids[0]]
+    # pirl renders LIBERO at the policy's size below 256 (envs/libero.py). LeRobot's LiberoEnv
+    # takes that size as observation_height/width, but its config does not forward them, so the
+    # env is built with LeRobot's own create_libero_envs (what its make_env calls) and the size
+    # in gym_kwargs: both then hand the policy the same pixels
+    size = render_size_for(cfg.env.camera_size)
+    vec = create_libero_envs(
+        task=env_cfg.task,
+        n_envs=1,
+        camera_name=env_cfg.camera_name,
+        init_states=env_cfg.init_states,
+        gym_kwargs={**env_cfg.gym_kwargs, "observation_height": size, "observation_width": size},
+        env_cls=gym.vector.SyncVectorEnv,
+        control_mode=env_cfg.control_mode,
+        episode_length=env_cfg.episode_length,
+    )[cfg.env.suite][cfg.env.task_ids[0]]
     pretrained = str(path / "pretrained_model")
     policy = XVLAPolicy.from_pretrained(pretrained)
     policy.eval()

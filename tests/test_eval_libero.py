@@ -22,6 +22,7 @@ def test_smoke_checkpoint_eval_with_video(tmp_path: Path) -> None:
 
     from pirl_core.checkpoints import resume
     from pirl_core.config import load_config
+    from pirl_core.envs.libero import render_size_for
     from pirl_core.learner import build_trainer
 
     run = tmp_path / "run"
@@ -50,4 +51,6 @@ def test_smoke_checkpoint_eval_with_video(tmp_path: Path) -> None:
     outcome = "success" if episode["success"] else "failure"
     assert Path(video).name == f"task00_init000_ep000_{outcome}.mp4"
     frames = iio.imread(video)
-    assert frames.shape == (episode["length"] + 1, 256, 512, 3)  # initial obs + one per step
+    # initial obs + one per step; both cameras side by side at the size LIBERO renders for the policy
+    size = render_size_for(cfg.env.camera_size)
+    assert frames.shape == (episode["length"] + 1, size, 2 * size, 3)
