@@ -143,8 +143,8 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
 
     telemetry = open_telemetry(cfg, f"actor-{actor_id}")
     telemetry.event("run", echo=False, **run_record(cfg, actor_id=actor_id))
+    env = make_env(cfg)  # first: env workers start in the background while the policy builds
     actor_critic = build_policy(cfg)
-    env = make_env(cfg)
     client = make_client(cfg, actor_id)
     version = -1
     run_cfg = cfg  # the actor's flags plus the learner's pushed behaviour settings
