@@ -124,7 +124,7 @@ class FlowPolicyAdapter(nn.Module, ABC):
         optimizer keeps float32 weights either way, so bf16 weights would only add a second copy
         to keep in sync; autocast casts each matmul's weight on the fly (the same
         round-to-nearest the actor's bf16 push applies), keeps reductions and norms in float32, and
-        the measured speed-up comes from the matmuls (see docs/design.md, precision)."""
+        the measured speed-up comes from the matmuls (see docs/design.md, "Scale: precision, ...")."""
         if self.compute_dtype is None:
             return nullcontext()
         device_type = sample_device(self).type

@@ -9,7 +9,7 @@ Above ``recipe.ratio_tolerance`` the update raises :class:`RatioCheckError` befo
 step, and a NaN/inf loss, gradient norm or parameter raises :class:`DivergedError` (see
 ``numerics``): a run stops rather than train off-policy or on garbage.
 
-Two checks, two guarantees (docs/design.md, "precision and the two invariants"):
+Two checks, two guarantees (docs/design.md, "The two invariants and the other checks on every update"):
 
 * ``ratio_check`` guarantees that the *update* is on-policy with respect to the behaviour
   log-probs it uses: the loss's old log-probs and its first forward pass agree. With

@@ -1,4 +1,4 @@
-"""Learner <-> actor transport over LeRobot's gRPC ``LearnerService`` (see docs/design.md, wire format).
+"""Learner <-> actor transport over LeRobot's gRPC ``LearnerService`` (see docs/design.md, "Transport").
 
 - :mod:`.payload`: safetensors bytes + JSON header, never pickle.
 - :mod:`.wire`: chunking (LeRobot's helpers), strict capped reassembly, channel/server options, metadata keys.
