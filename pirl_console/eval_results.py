@@ -17,27 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from pirl_console.commands import ChildSpec, child_env
-from pirl_core.eval.results import wilson_interval
+from pirl_core.eval.results import TaskSummary as EvalRow  # one per-task row (rate, Wilson interval)
 from pirl_core.telemetry import read_records, telemetry_path
 
 INFO_FILE = "eval_info.json"
 _TASK_FIELD = re.compile(r"^task(\d+)_(successes|episodes)$")
-
-
-@dataclass(frozen=True)
-class EvalRow:
-    task_id: int
-    instruction: str
-    successes: int
-    episodes: int
-
-    @property
-    def rate(self) -> float:
-        return self.successes / self.episodes if self.episodes else float("nan")
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.successes, self.episodes)
 
 
 @dataclass(frozen=True)
