@@ -220,9 +220,14 @@ class ActorClient:
             if not first:
                 self.reconnects += 1
             first = False
-            call = self._stub.StreamParameters(
-                services_pb2.Empty(), metadata=self._metadata, wait_for_ready=True
-            )
+            try:
+                call = self._stub.StreamParameters(
+                    services_pb2.Empty(), metadata=self._metadata, wait_for_ready=True
+                )
+            except ValueError:  # close() shut the channel between the check above and this call
+                if self._closed.is_set():
+                    return
+                raise
             self._call = call
             try:
                 for blob in reassemble(call, f"parameters from {self.target}"):
