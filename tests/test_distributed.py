@@ -246,6 +246,25 @@ def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_
     assert (out / "checkpoints" / "last").resolve().name == "000003"  # nothing lost or overwritten
 
 
+@pytest.mark.slow
+def test_fsdp_run_publishes_checkpoints_and_resumes_across_world_sizes(tmp_path: Path) -> None:
+    """Pushes and checkpoints gather the sharded state (rank 0 writes LeRobot's layout); a 2-rank
+    FSDP checkpoint resumes on one process, and a one-process checkpoint restores into FSDP shards."""
+    out = tmp_path / "run"
+    log = _run_pair(out, 2, 1, "--learner.strategy=fsdp")
+    assert "world_size=2" in log
+    assert (
+        out / "checkpoints" / "000001" / "training_state" / "policy" / "optimizer_state.safetensors"
+    ).is_file()
+    _run_pair(out, 1, 2, "--resume", "--learner.strategy=fsdp")  # 2 -> 1: one process ignores the strategy
+    _run_pair(out, 2, 3, "--resume", "--learner.strategy=fsdp")  # 1 -> 2: full state loaded into shards
+    metrics = _records(out, "metrics")
+    assert [r["update"] for r in metrics] == [1, 2, 3]
+    assert [r["world_size"] for r in metrics] == [2.0, 1.0, 2.0]
+    assert all(r["ratio_check"] <= 1e-4 for r in metrics)  # the actors sampled what the ranks trained
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["000001", "000002", "000003", "last"]
+
+
 def test_console_sampler_lists_torchrun_ranks_with_memory() -> None:
     """The learner pane's rank lines come from the real process tree (ranks found by ``RANK``)."""
     from pirl_console.procstats import TreeSampler
