@@ -157,8 +157,8 @@ class LearnerConfig:
     max_payload_mb: float = 1024.0
     # Learner processes (ranks): >1 makes launch/console start it under torchrun (pirl_core.distributed).
     nproc: int = 1
-    # How ranks share gradients and optimizer state. Only "ddp" runs today: the learner refuses "fsdp" under
-    # torchrun (exit 2, pirl_core.distributed), where the real world size is known.
+    # How ranks share gradients and optimizer state under torchrun (pirl_core.distributed): "ddp" full
+    # replicas; "fsdp" shards parameters, gradients and AdamW state (FSDP2), gathered for pushes/checkpoints.
     strategy: Literal["ddp", "fsdp"] = "ddp"
     collective_timeout_s: float = 300.0  # a rank waiting this long for a peer in an update stops (exit 7)
 

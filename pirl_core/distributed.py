@@ -22,11 +22,21 @@ ends them with an error that :meth:`Distributed.peer_failures` turns into
 
 Strategy: ``ddp`` (default) keeps a full replica and one identical AdamW state per rank, so rank
 0's state *is* the full state and checkpoints are written from it unchanged (LeRobot's layout).
+``fsdp`` shards parameters, gradients and AdamW state over the ranks (FSDP2 ``fully_shard``; frozen
+parameters are sharded too but never get a gradient). No rank then holds the full state, so a push or a
+checkpoint is a collective: rank 0 sends "publish" or "save", every rank gathers the full state, and rank 0
+loads it into a CPU twin of the trainer (plain modules and AdamW, the one-process layout) that the
+unchanged push and checkpoint code read. Every FSDP forward all-gathers, so every rank runs the same
+number of forwards per minibatch (:meth:`Distributed.forwards`). FSDP reduce-scatters only the gradients
+that exist, so the ranks' backwards must reach the same parameters: true of the recipes here (every head is
+used on every row); a head used on some rows only would need a zero-weighted term in ``_Evaluate``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import os
 import pickle
 import socket
@@ -41,7 +51,6 @@ from torch import Tensor, nn
 
 from pirl_core.errors import ConfigError, ExitCode, PirlError
 
-FSDP_MISSING = "'fsdp' is not implemented yet: sharded parameters need gathered pushes and checkpoints"
 COMMAND_POLL_S = 5.0
 """How often a follower rank re-checks for rank 0's next command (it waits as long as rollouts take)."""
 
@@ -83,6 +92,7 @@ class Distributed:
     _sent: int = 0
     _received: int = 0
     _model: nn.Module | None = field(default=None, repr=False)
+    _twin: Any = field(default=None, repr=False)  # fsdp, rank 0: the trainer in full, on CPU
 
     @property
     def is_main(self) -> bool:
@@ -96,10 +106,8 @@ class Distributed:
         rank, world, local_rank = world_from_env()
         if world <= 1:
             return None
-        if strategy != "ddp":  # the world size is torchrun's, so validate() cannot see this case
-            raise ConfigError(
-                "learner.strategy", strategy, f"'ddp' under torchrun (WORLD_SIZE={world})", hint=FSDP_MISSING
-            )
+        if strategy not in ("ddp", "fsdp"):  # validate() refuses it too; a direct caller may not
+            raise ConfigError("learner.strategy", strategy, "'ddp' or 'fsdp'")
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         _stop_with_parent()
         if backend == "nccl":
@@ -126,8 +134,16 @@ class Distributed:
         if dist.is_initialized():
             dist.destroy_process_group()
 
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
+
     def wrap(self, trainer) -> None:
-        """Route the trainer's forward passes through DDP and give it this context's reductions."""
+        """Route the trainer's forward passes through DDP or FSDP and give it this context's reductions."""
+        if self.sharded:
+            self._shard(trainer)
+            trainer.dist = self
+            return
         device_ids = [self.local_rank] if self.backend == "nccl" else None
         self._model = nn.parallel.DistributedDataParallel(
             _Evaluate(trainer.actor_critic),
@@ -138,14 +154,85 @@ class Distributed:
         )
         trainer.dist = self
 
+    def _shard(self, trainer) -> None:
+        """Shard the synced trainer in place: FSDP2 swaps the parameters for DTensors, so the
+        optimizers are rebuilt over them and given the (full, identical on every rank) state they had."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        names = _optimizer_names(trainer)
+        full = {name: opt.state_dict() for name, opt in trainer.optimizers.items()}
+        if self.is_main:
+            self._twin = _cpu_twin(trainer)
+        mesh = init_device_mesh(self._device().type, (self.world_size,))
+        self._model = fully_shard(_Evaluate(trainer.actor_critic), mesh=mesh)
+        trainer.optimizers = trainer.build_optimizers()
+        options = StateDictOptions(full_state_dict=True)
+        for name, opt in trainer.optimizers.items():
+            if full[name]["state"]:  # a fresh AdamW has none; a restored or synced one does
+                state = _by_name(full[name], names[name])
+                set_optimizer_state_dict(self._model, opt, state, options=options)
+            for group, saved in zip(opt.param_groups, full[name]["param_groups"], strict=True):
+                group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def full_trainer(self, trainer, command: str):
+        """The trainer with full tensors, for a push or a checkpoint (``command``). DDP: rank 0's
+        own. FSDP: a collective (rank 0 announces it, see :func:`follow`); on rank 0 the CPU twin
+        holding the gathered state, on the other ranks None."""
+        if not self.sharded:
+            return trainer
+        if self.is_main:
+            self.send(command)
+        return self.gather_full(trainer)
+
+    def gather_full(self, trainer):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        assert self._model is not None, "wrap() the trainer first"
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model = get_model_state_dict(self._model, options=options)
+        optimizers = {  # a fresh AdamW has no state: asking for it would step it once (lr 0) to make some
+            name: get_optimizer_state_dict(self._model, opt, options=options)
+            for name, opt in trainer.optimizers.items()
+            if opt.state
+        }
+        if not self.is_main:
+            return None
+        twin = self._twin
+        prefix = "actor_critic."
+        twin.actor_critic.load_state_dict({k.removeprefix(prefix): v for k, v in model.items()})
+        names = _optimizer_names(twin)
+        for name, state in optimizers.items():
+            twin.optimizers[name].load_state_dict(_by_index(state, names[name]))
+        twin.generator.set_state(trainer.generator.get_state())
+        return twin
+
     # ------------------------------------------------------------------ trainer hooks
 
     def evaluate(self, obs: dict[str, Tensor], chain: Tensor, sde_step: Tensor, sync: bool):
         """A forward whose backward all-reduces gradients (``sync``) or only accumulates them."""
         assert self._model is not None, "wrap() the trainer first"
+        if self.sharded:  # accumulate unsharded gradients; the last backward reduce-scatters them
+            self._model.set_requires_gradient_sync(sync)
+            return self._model(obs, chain, sde_step)
         context = contextlib.nullcontext() if sync else self._model.no_sync()
         with context:
             return self._model(obs, chain, sde_step)
+
+    def forwards(self, index: Tensor, micro_batch_size: int) -> int:
+        """How many forwards every rank runs on this minibatch: under FSDP each one all-gathers, so
+        a rank with fewer rows pads to the busiest rank's count (weight-0 chunks); DDP needs one."""
+        if not self.sharded:
+            return 1
+        rows = [part.numel() for part in index.tensor_split(self.world_size)]
+        if micro_batch_size <= 0:
+            return 1
+        return max(1, *(math.ceil(n / micro_batch_size) for n in rows))
 
     @property
     def grad_scale(self) -> float:
@@ -283,6 +370,39 @@ class Distributed:
         )
 
 
+def _optimizer_names(trainer) -> dict[str, list[str]]:
+    """Each optimizer's parameters as names in the FSDP root (``_Evaluate``), in the optimizer's order:
+    the one-process checkpoint keys optimizer state by that position, FSDP by the name."""
+    names = {id(p): f"actor_critic.{n}" for n, p in trainer.actor_critic.named_parameters()}
+    return {
+        name: [names[id(p)] for g in opt.param_groups for p in g["params"]]
+        for name, opt in trainer.optimizers.items()
+    }
+
+
+def _by_name(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A one-process optimizer state dict (keys: positions) keyed by parameter names."""
+    groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]
+    return {"state": {names[i]: v for i, v in state["state"].items()}, "param_groups": groups}
+
+
+def _by_index(state: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The inverse of :func:`_by_name`: what ``torch.optim.Optimizer.state_dict`` would give."""
+    index = {n: i for i, n in enumerate(names)}
+    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]]
+    return {"state": {index[n]: v for n, v in state["state"].items()}, "param_groups": groups}
+
+
+def _cpu_twin(trainer):
+    """A full, plain copy of the trainer on CPU (rank 0 under FSDP): what pushes and checkpoints read."""
+    twin = copy.copy(trainer)
+    twin.actor_critic = copy.deepcopy(trainer.actor_critic).to("cpu")
+    twin.dist = None
+    twin.optimizers = twin.build_optimizers()
+    twin.generator = torch.Generator(device="cpu")
+    return twin
+
+
 def _stop_with_parent() -> None:
     """SIGTERM this rank when torchrun's agent dies (even by SIGKILL): its workers run in their own
     sessions, so nothing else would stop an orphaned rank 0 that holds the port and the lock."""
@@ -318,6 +438,8 @@ def follow(cfg, ctx: Distributed, build_trainer) -> int:
             command = ctx.receive()
             if command["kind"] == "stop":
                 return ExitCode.OK
+            if command["kind"] in ("publish", "save"):
+                ctx.gather_full(trainer)
             if command["kind"] == "update":
                 tensors = ctx.broadcast(None)
                 trainer.update(

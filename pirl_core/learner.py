@@ -136,7 +136,7 @@ class Learner:
     def publish(self) -> dict[str, float]:
         """Push the current parameters with the behaviour-policy settings the actors must sample
         with (``identity.PUSHED_FIELDS``): what the actors sample is what this learner scores."""
-        tensors = parameters_to_tensors(self.trainer.actor_critic)
+        tensors = parameters_to_tensors(self._full_trainer("publish").actor_critic)
         header = {
             "version": self.progress.version,
             "step": self.progress.step,
@@ -259,9 +259,17 @@ class Learner:
         if self.saved_step == self.progress.step:
             return
         counters = {**self.progress.counters(), **sinks.checkpoint_state(self.telemetry)}
-        self.last_checkpoint = resume.save(self.cfg, self.progress.step, self.trainer, counters)
+        self.last_checkpoint = resume.save(self.cfg, self.progress.step, self._full_trainer("save"), counters)
         self.saved_step = self.progress.step
         self.telemetry.event("checkpoint", self.progress.step, path=str(self.last_checkpoint))
+
+    def _full_trainer(self, command: str):
+        """The trainer with full tensors: under FSDP every rank gathers them (``command`` tells the
+        followers), otherwise this process's own."""
+        if self.dist is None:
+            return self.trainer
+        with self.dist.peer_failures():
+            return self.dist.full_trainer(self.trainer, command)
 
     def train(self, batch, on_policy: bool) -> dict[str, float]:
         """One update; under torchrun every rank runs it on this batch (pirl_core.distributed)."""
@@ -321,14 +329,15 @@ class Learner:
 def _run_or_lost_rank(learner: Learner, dist: Distributed | None) -> None:
     """torchrun answers a dead rank by SIGTERM to the others: on rank 0 that is not the user's
     stop but :class:`RankFailedError` naming the rank. Between updates rank 0 holds the full,
-    consistent state (DDP), so it still saves it first."""
+    consistent state under DDP, so it still saves it first; under FSDP the lost rank held a shard of
+    it, so the last checkpoint is what survives."""
     try:
         learner.run()
     except KeyboardInterrupt as exc:
         lost = dist.lost_peers() if dist is not None else []
         if not lost:
             raise
-        if not learner.mid_update:
+        if not learner.mid_update and not dist.sharded:
             learner.save()
         raise dist.rank_failed(lost, "while rank 0 waited for rollouts") from exc
 

@@ -28,7 +28,7 @@ from pirl_core.distributed import Distributed
 from pirl_core.errors import ExitCode
 from pirl_core.launch import learner_argv
 from pirl_core.recipe.local_loop import build_loop
-from pirl_core.rollout import collect_rollouts
+from pirl_core.rollout import RolloutBatch, collect_rollouts
 from pirl_core.telemetry import read_records
 from tests.e2e_helpers import ROOT, child_env, free_port, start, wait_all
 
@@ -45,46 +45,100 @@ OVERRIDES = {
 DECIDING = ("approx_kl", "clip_frac", "ratio_check", "policy_loss", "value_loss", "grad_norm")
 
 
-def _two_updates(trainer, state) -> list[dict[str, float]]:
-    """Update 1 keeps the rollout log-probs, update 2 re-scores them (both reduction paths)."""
+def _two_updates(trainer, state, ctx: Distributed | None = None) -> list[dict[str, float]]:
+    """Update 1 keeps the rollout log-probs, update 2 re-scores them (both reduction paths). Under
+    FSDP the policy acts as the learner publishes it: gathered in full, rank 0 samples, broadcasts."""
     metrics = []
     for seed, recompute in ((0, False), (1, True)):
         trainer.recipe = dataclasses.replace(trainer.recipe, recompute_logprobs=recompute)
-        batch, _, _ = collect_rollouts(
-            state.env,
-            state.actor_critic,
-            list(range(16)),
-            torch.Generator().manual_seed(seed),
-            state.cfg.policy.action_steps,
-        )
+        policy = state.actor_critic
+        if ctx is not None and ctx.sharded:
+            full = ctx.full_trainer(trainer, "publish") if ctx.is_main else ctx.gather_full(trainer)
+            policy = full.actor_critic if full is not None else None
+        batch = None
+        if policy is not None:
+            batch, _, _ = collect_rollouts(
+                state.env,
+                policy,
+                list(range(16)),
+                torch.Generator().manual_seed(seed),
+                state.cfg.policy.action_steps,
+            )
+        if ctx is not None and ctx.sharded:
+            batch = RolloutBatch.from_tensors(
+                ctx.broadcast(batch.to_tensors() if batch is not None else None)
+            )
         metrics.append(trainer.update(batch))
     return metrics
 
 
-def _rank_main(rank: int, world: int, port: int, out: str, overrides: dict | None = None) -> None:
+FSDP_OVERRIDES = {**OVERRIDES, "recipe.grad_clip": 0.05}  # below the toy's norms: clipping acts
+
+
+def _rank_main(
+    rank: int, world: int, port: int, out: str, overrides: dict | None = None, strategy: str = "ddp"
+) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    ctx = Distributed.from_env("ddp", "cpu", timeout_s=60.0)
+    ctx = Distributed.from_env(strategy, "cpu", timeout_s=60.0)
     assert ctx is not None
     state = build_loop(load_config("toy", overrides or OVERRIDES))
     ctx.sync_trainer_state(state.trainer)
     ctx.wrap(state.trainer)
-    metrics = _two_updates(state.trainer, state)
-    torch.save({"params": state.actor_critic.state_dict(), "metrics": metrics}, f"{out}/rank{rank}.pt")
+    metrics = _two_updates(state.trainer, state, ctx)
+    if ctx.is_main:
+        full = ctx.full_trainer(state.trainer, "save")
+    else:  # what follow() does on "save": join the gather (FSDP); a DDP replica is full already
+        full = ctx.gather_full(state.trainer) if ctx.sharded else state.trainer
+    result: dict = {"metrics": metrics, "sharded_state": _sharded_state(state.trainer)}
+    if full is not None:  # rank 0: the full (gathered, for FSDP) parameters and optimizer state
+        result["params"] = full.actor_critic.state_dict()
+        result["optimizers"] = {n: o.state_dict() for n, o in full.optimizers.items()}
+    torch.save(result, f"{out}/rank{rank}.pt")
     ctx.close()
 
 
-def test_two_gloo_ranks_give_the_one_process_update(tmp_path: Path) -> None:
-    mp.start_processes(_rank_main, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+def _sharded_state(trainer) -> bool:
+    """True when this rank holds only its shards of the AdamW moments (FSDP's DTensor state)."""
+    from torch.distributed.tensor import DTensor
+
+    moments = [s["exp_avg"] for o in trainer.optimizers.values() for s in o.state.values()]
+    local = sum(m.to_local().numel() for m in moments if isinstance(m, DTensor))
+    return (
+        bool(moments)
+        and all(isinstance(m, DTensor) for m in moments)
+        and local < sum(m.numel() for m in moments)
+    )
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_ranks_give_the_one_process_update(tmp_path: Path, strategy: str) -> None:
+    overrides = FSDP_OVERRIDES if strategy == "fsdp" else OVERRIDES
+    mp.start_processes(
+        _rank_main,
+        args=(2, free_port(), str(tmp_path), overrides, strategy),
+        nprocs=2,
+        start_method="spawn",
+    )
     torch.manual_seed(0)
-    state = build_loop(load_config("toy", OVERRIDES))
+    state = build_loop(load_config("toy", overrides))
     initial = {k: v.clone() for k, v in state.actor_critic.state_dict().items()}
     reference = _two_updates(state.trainer, state)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert ranks[0]["sharded_state"] == ranks[1]["sharded_state"] == (strategy == "fsdp")
     for name, ref in state.actor_critic.state_dict().items():
-        assert torch.equal(ranks[0]["params"][name], ranks[1]["params"][name]), name  # replicas agree
+        if strategy == "ddp":
+            assert torch.equal(ranks[0]["params"][name], ranks[1]["params"][name]), name  # replicas agree
         torch.testing.assert_close(ranks[0]["params"][name], ref, atol=ATOL, rtol=RTOL, msg=name)
+    for name, opt in state.trainer.optimizers.items():  # gathered state: the one-process layout
+        want, got = opt.state_dict(), ranks[0]["optimizers"][name]
+        assert got["param_groups"] == want["param_groups"]
+        for index, moments in want["state"].items():
+            for key, value in moments.items():
+                torch.testing.assert_close(got["state"][index][key], value, atol=ATOL, rtol=RTOL)
+    if strategy == "fsdp":  # clipping acted, on the global norm (a per-shard norm would differ)
+        assert all(m["grad_norm"] > overrides["recipe.grad_clip"] for m in reference)
     moved = max(float((ranks[0]["params"][k] - v).abs().max()) for k, v in initial.items())
     assert moved > 100 * ATOL  # the updates moved the parameters far beyond the tolerance
     for got, want, other in zip(ranks[0]["metrics"], reference, ranks[1]["metrics"], strict=True):
@@ -192,6 +246,25 @@ def test_torchrun_checkpoints_resume_across_world_sizes_and_a_killed_rank_exits_
     assert (out / "checkpoints" / "last").resolve().name == "000003"  # nothing lost or overwritten
 
 
+@pytest.mark.slow
+def test_fsdp_run_publishes_checkpoints_and_resumes_across_world_sizes(tmp_path: Path) -> None:
+    """Pushes and checkpoints gather the sharded state (rank 0 writes LeRobot's layout); a 2-rank
+    FSDP checkpoint resumes on one process, and a one-process checkpoint restores into FSDP shards."""
+    out = tmp_path / "run"
+    log = _run_pair(out, 2, 1, "--learner.strategy=fsdp")
+    assert "world_size=2" in log
+    assert (
+        out / "checkpoints" / "000001" / "training_state" / "policy" / "optimizer_state.safetensors"
+    ).is_file()
+    _run_pair(out, 1, 2, "--resume", "--learner.strategy=fsdp")  # 2 -> 1: one process ignores the strategy
+    _run_pair(out, 2, 3, "--resume", "--learner.strategy=fsdp")  # 1 -> 2: full state loaded into shards
+    metrics = _records(out, "metrics")
+    assert [r["update"] for r in metrics] == [1, 2, 3]
+    assert [r["world_size"] for r in metrics] == [2.0, 1.0, 2.0]
+    assert all(r["ratio_check"] <= 1e-4 for r in metrics)  # the actors sampled what the ranks trained
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["000001", "000002", "000003", "last"]
+
+
 def test_console_sampler_lists_torchrun_ranks_with_memory() -> None:
     """The learner pane's rank lines come from the real process tree (ranks found by ``RANK``)."""
     from pirl_console.procstats import TreeSampler
@@ -247,13 +320,13 @@ def test_bad_distributed_settings_name_the_field(flag: str, field: str) -> None:
     assert err.value.message.startswith(f"{field}: got ")
 
 
-def test_fsdp_is_refused_under_torchrun_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_strategy_is_refused_under_torchrun_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from pirl_core.errors import ConfigError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ConfigError) as err:
-        Distributed.from_env("fsdp", "cpu", timeout_s=5.0)
-    assert err.value.message.startswith("learner.strategy: got 'fsdp', expected 'ddp' under torchrun")
+        Distributed.from_env("zero3", "cpu", timeout_s=5.0)
+    assert err.value.message.startswith("learner.strategy: got 'zero3', expected 'ddp' or 'fsdp'")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert Distributed.from_env("fsdp", "cpu", timeout_s=5.0) is None  # one process: nothing to shard
 

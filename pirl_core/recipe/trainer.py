@@ -83,9 +83,15 @@ class PolicyTrainer:
         self.base_lrs = lrs
         self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
         self.dist = None  # a pirl_core.distributed.Distributed under torchrun (set by its wrap())
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            name: torch.optim.AdamW(params, lr=lrs[name], betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY)
-            for name, params in actor_critic.param_groups().items()
+        self.optimizers = self.build_optimizers()
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Fresh AdamWs over the current parameters (FSDP swaps them for shards and rebuilds these)."""
+        return {
+            name: torch.optim.AdamW(
+                params, lr=self.base_lrs[name], betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY
+            )
+            for name, params in self.actor_critic.param_groups().items()
             if params
         }
 
@@ -138,6 +144,17 @@ class PolicyTrainer:
             return [index]
         return list(index.split(size))
 
+    def _weighted_chunks(self, index: Tensor) -> list[tuple[Tensor, float]]:
+        """This rank's chunks with their share of the global minibatch. Under torchrun a rank
+        with fewer chunks than :meth:`Distributed.forwards` asks for (an empty shard under DDP, a
+        smaller one under FSDP, where every forward all-gathers) adds weight-0 chunks."""
+        total = index.numel()
+        chunks = [(c, c.numel() / total) for c in self._chunks(index)]
+        if self.dist is not None:
+            missing = self.dist.forwards(index, self.recipe.micro_batch_size) - len(chunks)
+            chunks += [(index[:1], 0.0)] * missing
+        return chunks
+
     def _recompute_old_logp(
         self, batch: RolloutBatch, first_order: Tensor, mb_size: int
     ) -> tuple[Tensor, dict[str, float]]:
@@ -149,11 +166,16 @@ class PolicyTrainer:
         old_logp = batch.logp.clone().float()
         with torch.no_grad():
             for start in range(0, first_order.numel(), mb_size):
-                for chunk in self._chunks(first_order[start : start + mb_size]):
+                for chunk, weight in self._weighted_chunks(first_order[start : start + mb_size]):
                     mb = batch.select(chunk)
                     obs = {k: v.to(device) for k, v in mb.obs.items()}
-                    logp, _, _ = ac.evaluate(obs, mb.chain.to(device), mb.sde_step.to(device))
-                    old_logp[chunk] = logp.float().cpu()
+                    chain, sde_step = mb.chain.to(device), mb.sde_step.to(device)
+                    if self.dist is None:
+                        logp, _, _ = ac.evaluate(obs, chain, sde_step)
+                    else:  # under FSDP the forward is a collective: padding chunks run it too
+                        logp, _, _ = self.dist.evaluate(obs, chain, sde_step, sync=False)
+                    if weight > 0:
+                        old_logp[chunk] = logp.float().cpu()
         if self.dist is not None:  # each row was re-scored by exactly one rank
             mine = torch.zeros_like(old_logp)
             for start in range(0, first_order.numel(), mb_size):
@@ -335,15 +357,12 @@ class PolicyTrainer:
         device = ac.device
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        total = index.numel()
         stats: dict[str, Any] = dict.fromkeys(
             ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"), 0.0
         )
         ratio_dev_max = 0.0
         deltas = [torch.zeros(0)]
-        chunks = [(c, c.numel() / total) for c in self._chunks(index)]
-        if not chunks:  # a rank with an empty shard still joins DDP's gradient reduction, with weight 0
-            chunks = [(index[:1], 0.0)]
+        chunks = self._weighted_chunks(index)  # an empty shard still joins the gradient reduction
         for i, (chunk, weight) in enumerate(chunks):
             mb = batch.select(chunk)
             obs = {k: v.to(device) for k, v in mb.obs.items()}
@@ -406,7 +425,9 @@ class PolicyTrainer:
         }
         norms = {}
         for name, group in params.items():
-            norms[name] = float(torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip)
+            # FSDP: a DTensor already reduced over the shards (the global norm; clipping used it)
+            norms[name] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             require_finite_value(f"the {name} gradient norm", norms[name], where)
         for opt in self.optimizers.values():
             opt.step()
