@@ -67,21 +67,15 @@ def make_batch(policy: str, cfg: RunConfig, trainer, transitions: int) -> Rollou
     obs = {k: v.to(ac.device) for k, v in ac.adapter.prepare_obs(raw).items()}
     with torch.no_grad():
         out = ac.act(obs, gen)
-    n = transitions
-    return RolloutBatch(
-        obs={k: v.cpu() for k, v in obs.items()},
-        chain=out.chain.cpu(),
-        sde_step=out.sde_step.cpu(),
-        logp=out.logp.cpu(),
-        value=out.value.cpu(),
-        reward=torch.linspace(-1.0, 1.0, n),
-        done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.zeros(n, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n),
-        chunk_index=torch.zeros(n, dtype=torch.long),
+    from tests.batches import one_chunk_episodes
+
+    return one_chunk_episodes(
+        {k: v.cpu() for k, v in obs.items()},
+        out.chain.cpu(),
+        out.sde_step.cpu(),
+        out.logp.cpu(),
+        out.value.cpu(),
+        reward=torch.linspace(-1.0, 1.0, transitions),
     )
 
 

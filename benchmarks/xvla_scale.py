@@ -56,6 +56,7 @@ from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic  # noq
 from pirl_core.recipe.trainer import PolicyTrainer  # noqa: E402
 from pirl_core.rollout import RolloutBatch  # noqa: E402
 from pirl_core.runtime import parameters_to_tensors, push_nbytes  # noqa: E402
+from tests.batches import one_chunk_episodes  # noqa: E402
 from tests.libero_synthetic import DEFAULT_TASK, synthetic_raw_obs  # noqa: E402
 
 GIB = 1024**3
@@ -206,20 +207,8 @@ def sample_batch(ac: ActorCritic, n: int, actor_batch: int, camera: int) -> Roll
         parts.append((obs, out))
     cpu = {k: torch.cat([p[0][k] for p in parts]).cpu() for k in parts[0][0]}
     cat = lambda f: torch.cat([getattr(p[1], f) for p in parts]).cpu()  # noqa: E731
-    return RolloutBatch(
-        obs=cpu,
-        chain=cat("chain"),
-        sde_step=cat("sde_step"),
-        logp=cat("logp"),
-        value=cat("value"),
-        reward=torch.linspace(-1.0, 1.0, n),
-        done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.zeros(n, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n),
-        chunk_index=torch.zeros(n, dtype=torch.long),
+    return one_chunk_episodes(
+        cpu, cat("chain"), cat("sde_step"), cat("logp"), cat("value"), reward=torch.linspace(-1.0, 1.0, n)
     )
 
 

@@ -13,27 +13,21 @@ import torch
 from pirl_core.config import load_config
 from pirl_core.errors import ExitCode
 from pirl_core.learner import ActorLostError, Learner, Progress
-from pirl_core.rollout import RolloutBatch
 from pirl_core.telemetry import Telemetry, read_records
+from tests.batches import one_chunk_episodes
 
 
 def _batch(episodes: int, version_tag: float) -> dict[str, torch.Tensor]:
     """``episodes`` one-transition episodes; ``reward`` carries a tag to tell batches apart."""
     n = episodes
-    batch = RolloutBatch(
-        obs={"state": torch.zeros(n, 2)},
-        chain=torch.zeros(n, 2, 1, 1),
-        sde_step=torch.full((n,), -1, dtype=torch.long),
-        logp=torch.zeros(n),
-        value=torch.zeros(n),
+    batch = one_chunk_episodes(
+        {"state": torch.zeros(n, 2)},
+        torch.zeros(n, 2, 1, 1),
+        torch.full((n,), -1, dtype=torch.long),
+        torch.zeros(n),
+        torch.zeros(n),
         reward=torch.full((n,), version_tag),
-        done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.ones(n, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n),
-        chunk_index=torch.zeros(n, dtype=torch.long),
+        terminated=True,
     )
     return batch.to_tensors()
 

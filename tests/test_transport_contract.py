@@ -13,12 +13,12 @@ import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
 from pirl_core.errors import ExitCode, TransportError
-from pirl_core.rollout import RolloutBatch
 from pirl_core.transport.client import ActorClient
 from pirl_core.transport.contract import RolloutContract
 from pirl_core.transport.payload import encode_payload
 from pirl_core.transport.server import LearnerServer
 from pirl_core.transport.wire import ACTOR_ID_METADATA, client_options, iter_chunks
+from tests.batches import one_chunk_episodes
 
 WAIT = 10.0
 CHAIN = (3, 2, 1)  # (K+1, chunk, action dim) this learner expects
@@ -26,20 +26,13 @@ CHAIN = (3, 2, 1)  # (K+1, chunk, action dim) this learner expects
 
 def rollout(episodes: int = 2, chain: tuple[int, ...] = CHAIN) -> dict[str, torch.Tensor]:
     n = episodes
-    return RolloutBatch(
-        obs={"state": torch.zeros(n, 5)},
-        chain=torch.zeros(n, *chain),
-        sde_step=torch.full((n,), -1, dtype=torch.long),
-        logp=torch.zeros(n),
-        value=torch.zeros(n),
+    return one_chunk_episodes(
+        {"state": torch.zeros(n, 5)},
+        torch.zeros(n, *chain),
+        torch.full((n,), -1, dtype=torch.long),
+        torch.zeros(n),
+        torch.zeros(n),
         reward=torch.ones(n),
-        done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.zeros(n, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n),
-        chunk_index=torch.zeros(n, dtype=torch.long),
     ).to_tensors()
 
 
