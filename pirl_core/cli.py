@@ -65,15 +65,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
-    """Known flags via argparse; every other ``--a.b=value`` is a profile override."""
-    parser = build_parser(prog)
-    known, rest = parser.parse_known_args(argv)
+def dotted_overrides(parser: argparse.ArgumentParser, rest: list[str]) -> list[str]:
+    """The arguments argparse did not know, as ``section.key=value`` overrides (usage error otherwise)."""
     overrides = []
     for item in rest:
         if not item.startswith("--") or "=" not in item:
             parser.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
         overrides.append(item[2:])
+    return overrides
+
+
+def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:
+    """Known flags via argparse; every other ``--a.b=value`` is a profile override."""
+    parser = build_parser(prog)
+    known, rest = parser.parse_known_args(argv)
+    overrides = dotted_overrides(parser, rest)
     config = load_config(known.profile, overrides)
     return CliArgs(
         config=config,

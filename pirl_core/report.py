@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pirl_core.checkpoints.identity import flatten
 from pirl_core.cli import run_main
 from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.series import PANELS, RunSeries, load_run, telemetry_files, unique_labels
@@ -107,16 +108,6 @@ def _either(first: Any, second: Any) -> Any:
     return first if first is not None else second
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def summary_markdown(runs: list[RunSeries], curves: Path) -> str:
     lines = [f"# pirl report: {', '.join(run.label for run in runs)}", "", f"![curves]({curves.name})", ""]
     header = (
@@ -142,7 +133,7 @@ def summary_markdown(runs: list[RunSeries], curves: Path) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     configs = {run.label: run.train_config() for run in runs}
-    known = {label: _flatten(cfg) for label, cfg in configs.items() if cfg is not None}
+    known = {label: flatten(cfg) for label, cfg in configs.items() if cfg is not None}
     lines.append("")
     if len(runs) > 1 and len(known) > 1:
         keys = sorted({k for flat in known.values() for k in flat} - {"output_dir"})

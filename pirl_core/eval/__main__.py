@@ -14,7 +14,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from pirl_core.cli import run_main
+from pirl_core.cli import dotted_overrides, run_main
 from pirl_core.config import DEFAULT_PROFILE
 from pirl_core.errors import ConfigError, ExitCode
 
@@ -67,11 +67,7 @@ def parse(argv: list[str] | None) -> EvalArgs:
     p.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="MP4s per task (0: none)")
     p.add_argument("--out", default=None, help="output dir (default: <run>/eval/<checkpoint>-<time>)")
     known, rest = p.parse_known_args(argv)
-    overrides = []
-    for item in rest:
-        if not item.startswith("--") or "=" not in item:
-            p.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
-        overrides.append(item[2:])
+    overrides = dotted_overrides(p, rest)
     if known.episodes < 1:
         raise ConfigError("--episodes", known.episodes, ">= 1 (episodes per task)")
     if known.videos < 0:
