@@ -1,0 +1,47 @@
+"""The demonstration dataset's layout: the one contract between the recorder and SFT.
+
+Why this layout (docs/design.md, "Demonstrations"):
+
+* **Observation keys are LeRobot's LIBERO keys** (``observation.images.image`` = agentview,
+  ``observation.images.image2`` = eye-in-hand, ``observation.state``), so ``lerobot-train`` and any
+  LeRobot tool read the dataset without a rename map.
+* **Values are what X-VLA sees after LeRobot's ``LiberoProcessorStep``**: the agentview image is
+  already rotated by 180 degrees (the step flips it; the wrist view is left as rendered) and the
+  state is X-VLA's 20-dim LIBERO proprio ``[eef_pos(3), rot6d(eef_mat)(6), 0, zeros(10)]``. A
+  training sample then only needs the steps that follow it (ImageNet normalisation, tokenizer,
+  domain id), exactly as in a rollout.
+* **Actions are X-VLA's ee6d action space** (20 dims: ``[target xyz(3), rot6d(target)(6),
+  gripper(1), zeros(10)]``, gripper 1 = close, 0 = open): the absolute end-effector targets
+  LeRobot's ``XVLARotation6DToAxisAngleProcessorStep`` turns into LIBERO's 7-dim absolute action.
+* Images are stored as images (PNG frames), not video: decoding needs nothing beyond Pillow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FPS = 20  # LIBERO's control frequency (robosuite control_freq=20)
+ROBOT_TYPE = "panda"
+AGENTVIEW_KEY = "observation.images.image"
+WRIST_KEY = "observation.images.image2"
+IMAGE_KEYS: tuple[str, ...] = (AGENTVIEW_KEY, WRIST_KEY)
+STATE_KEY = "observation.state"
+ACTION_KEY = "action"
+STATE_DIM = 20
+ACTION_DIM = 20
+GRIPPER_CHANNEL = 9  # ee6d channel holding the first arm's gripper (1 = close, 0 = open)
+
+
+def features(camera_size: int) -> dict[str, dict[str, Any]]:
+    """``LeRobotDataset.create(features=...)`` for demonstrations rendered at ``camera_size``."""
+    image = {
+        "dtype": "image",
+        "shape": (camera_size, camera_size, 3),
+        "names": ["height", "width", "channels"],
+    }
+    return {
+        AGENTVIEW_KEY: dict(image),
+        WRIST_KEY: dict(image),
+        STATE_KEY: {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        ACTION_KEY: {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
+    }
