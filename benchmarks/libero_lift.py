@@ -1,0 +1,309 @@
+"""PI-RL lifting a VLA on LIBERO, end to end on this machine: demos -> SFT -> eval -> RL -> eval.
+
+Why a benchmark and not a test: it is the result that makes the recipe credible (issue 12), and it
+takes about an hour on two cores. Every stage is one of pirl's own commands, run as a subprocess
+exactly as a researcher would type it (the commands are printed and logged), so the pipeline that
+runs here is the one that scales to the real checkpoint on a GPU box:
+
+1. ``python -m pirl_core.demos.record``: the scripted expert on the profile's tasks, training init
+   states only, written as a LeRobot dataset;
+2. ``python -m pirl_core.sft``: the ``small`` X-VLA trained on it with LeRobot's flow-matching loss,
+   written as a LeRobot checkpoint;
+3. ``python -m pirl_core.eval`` of that checkpoint on the held-out init states (before);
+4. ``python -m pirl_core.launch --profile libero_small`` from the SFT checkpoint, with periodic
+   evaluation on the same held-out init states (the learning curve);
+5. ``python -m pirl_core.eval`` of the RL run's last checkpoint on the held-out init states (after).
+
+Training (demos and RL) and evaluation use disjoint init states (pirl_core/eval/plan.py). Prints
+per-task success before and after with Wilson 95 % intervals, writes ``lift.json`` and a
+learning-curve PNG (held-out success vs update). Stages whose output already exists are reused
+with ``--reuse`` (e.g. to rerun RL only after changing a setting). Usage::
+
+    MUJOCO_GL=egl python benchmarks/libero_lift.py --work outputs/lift [--png docs/libero-lift.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pirl_core.config import load_config  # noqa: E402
+from pirl_core.eval.results import wilson_interval  # noqa: E402
+
+PROFILE = "libero_small"
+
+
+@dataclass
+class Stage:
+    name: str
+    argv: list[str]
+    output: Path  # exists afterwards; with --reuse an existing one skips the stage
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="benchmarks/libero_lift.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default="outputs/lift", help="directory for every stage's output")
+    p.add_argument("--profile", default=PROFILE)
+    p.add_argument("--demos-per-task", type=int, default=40)
+    p.add_argument("--sft-steps", type=int, default=3000)
+    p.add_argument("--sft-batch-size", type=int, default=32)
+    p.add_argument("--updates", type=int, default=None, help="RL updates (default: the profile's)")
+    p.add_argument("--eval-every", type=int, default=None, help="periodic eval (default: the profile's)")
+    p.add_argument("--png", default=None, help="learning-curve PNG (default: <work>/libero_lift.png)")
+    p.add_argument("--reuse", action="store_true", help="skip stages whose output already exists")
+    return p.parse_args(argv)
+
+
+def has_output(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def run_stage(stage: Stage, logs: Path, reuse: bool) -> float:
+    """Run one stage, teeing its output into ``logs/<name>.log``; returns its wall time (0 if reused)."""
+    if has_output(stage.output):
+        if reuse:
+            print(f"== {stage.name}: reusing {stage.output}")
+            return 0.0
+        raise SystemExit(f"error: {stage.output} exists; pass --reuse or choose another --work")
+    command = " ".join(shlex.quote(a) for a in stage.argv)
+    print(f"== {stage.name}: {command}", flush=True)
+    started = time.monotonic()
+    with open(logs / f"{stage.name}.log", "w") as log:
+        proc = subprocess.Popen(
+            stage.argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            sys.stdout.write(f"   {line}")
+        rc = proc.wait()
+    wall = time.monotonic() - started
+    if rc != 0:
+        raise SystemExit(f"error: stage {stage.name} exited {rc} (log: {logs / (stage.name + '.log')})")
+    print(f"== {stage.name}: done in {wall:.0f} s", flush=True)
+    return wall
+
+
+def eval_rates(info_path: Path) -> dict[int, tuple[int, int]]:
+    """task id -> (successes, episodes) from an ``eval_info.json``."""
+    info = json.loads(info_path.read_text())
+    return {
+        int(t["task_id"]): (sum(bool(s) for s in t["metrics"]["successes"]), len(t["metrics"]["successes"]))
+        for t in info["per_task"]
+    }
+
+
+def periodic_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(policy version, held-out success) from the actor's ``kind=eval`` telemetry records."""
+    points = []
+    for path in sorted((run_dir / "telemetry").glob("actor-0*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed run
+            if record.get("kind") == "eval" and "success_rate" in record:
+                points.append((int(record["step"]), float(record["success_rate"])))
+    return sorted(dict(points).items())
+
+
+def table(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], names: dict[int, str]
+) -> str:
+    rows = [("task", "instruction", "before (SFT)", "95% CI", "after (SFT+RL)", "95% CI")]
+
+    def cell(s: int, n: int) -> tuple[str, str]:
+        lo, hi = wilson_interval(s, n)
+        return f"{s}/{n} = {s / n:.2f}", f"[{lo:.2f}, {hi:.2f}]"
+
+    for tid in sorted(before):
+        rows.append((str(tid), names.get(tid, ""), *cell(*before[tid]), *cell(*after[tid])))
+    sb, nb = (sum(v[i] for v in before.values()) for i in (0, 1))
+    sa, na = (sum(v[i] for v in after.values()) for i in (0, 1))
+    rows.append(("all", "", *cell(sb, nb), *cell(sa, na)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def plot(
+    curve: list[tuple[int, float]], final: tuple[int, float], before: float, out: Path, title: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    if curve:
+        xs, ys = zip(*curve, strict=True)
+        ax.plot(xs, ys, marker="o", label="periodic eval (held-out init states, ODE)")
+    ax.scatter([0], [before], marker="s", color="tab:gray", zorder=3, label="SFT checkpoint (eval CLI)")
+    ax.scatter(
+        [final[0]], [final[1]], marker="*", s=120, color="tab:red", zorder=3, label="after RL (eval CLI)"
+    )
+    ax.set_xlabel("PPO update (policy version)")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    overrides = []
+    if args.updates is not None:
+        overrides.append(f"learner.updates={args.updates}")
+    if args.eval_every is not None:
+        overrides.append(f"eval.every={args.eval_every}")
+    work = Path(args.work).resolve()
+    demos, sft, before_dir, rl, after_dir = (
+        work / n for n in ("demos", "sft", "eval_before", "rl", "eval_after")
+    )
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(args.profile, [*overrides, f"policy.pretrained_path={sft}"])
+    tasks = ",".join(str(t) for t in cfg.env.task_ids)
+    held_out = cfg.eval.episodes_per_task
+    py = sys.executable
+    eval_flags = [
+        f"--tasks={tasks}",
+        "--init-states=held-out",
+        f"--episodes={held_out}",
+        f"--episode-length={cfg.env.episode_length}",
+        "--videos=0",
+    ]
+    stages = [
+        Stage(
+            "demos",
+            [
+                py,
+                "-m",
+                "pirl_core.demos.record",
+                "--suite",
+                cfg.env.suite,
+                "--tasks",
+                tasks,
+                "--episodes-per-task",
+                str(args.demos_per_task),
+                "--camera-size",
+                str(cfg.env.camera_size),
+                "--out",
+                str(demos),
+            ],
+            demos,
+        ),
+        Stage(
+            "sft",
+            [
+                py,
+                "-m",
+                "pirl_core.sft",
+                "--dataset",
+                str(demos),
+                "--out",
+                str(sft),
+                "--profile",
+                args.profile,
+                "--steps",
+                str(args.sft_steps),
+                "--batch-size",
+                str(args.sft_batch_size),
+            ],
+            sft,
+        ),
+        Stage(
+            "eval_before",
+            [
+                py,
+                "-m",
+                "pirl_core.eval",
+                "--profile",
+                args.profile,
+                f"--policy.pretrained_path={sft}",
+                *eval_flags,
+                "--out",
+                str(before_dir),
+            ],
+            before_dir,
+        ),
+        Stage(
+            "rl",
+            [
+                py,
+                "-m",
+                "pirl_core.launch",
+                "--profile",
+                args.profile,
+                f"--policy.pretrained_path={sft}",
+                f"--output_dir={rl}",
+                *(f"--{o}" for o in overrides),
+            ],
+            rl,
+        ),
+        Stage(
+            "eval_after",
+            [py, "-m", "pirl_core.eval", str(rl), *eval_flags, "--out", str(after_dir)],
+            after_dir,
+        ),
+    ]
+    walls = {s.name: run_stage(s, logs, args.reuse) for s in stages}
+
+    before = eval_rates(before_dir / "eval_info.json")
+    after = eval_rates(after_dir / "eval_info.json")
+    info = json.loads((after_dir / "eval_info.json").read_text())
+    names = {int(t["task_id"]): t.get("instruction", "") for t in info["per_task"]}
+    print()
+    print(f"held-out success on {cfg.env.suite} tasks {tasks} ({held_out} init states per task):")
+    print(table(before, after, names))
+    rate = lambda d: sum(s for s, _ in d.values()) / max(1, sum(n for _, n in d.values()))  # noqa: E731
+    lift = rate(after) - rate(before)
+    failure_ratio = (1 - rate(after)) / (1 - rate(before)) if rate(before) < 1 else float("nan")
+    print(f"lift: {lift:+.3f} absolute; failure rate x{failure_ratio:.2f}")
+    print("wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in walls.items()))
+    print(f"total: {sum(walls.values()) / 60:.1f} min")
+
+    curve = periodic_curve(rl)
+    png = Path(args.png) if args.png else work / "libero_lift.png"
+    plot(
+        curve,
+        (cfg.learner.updates, rate(after)),
+        rate(before),
+        png,
+        f"PI-RL from SFT, {cfg.env.suite} tasks {tasks}, {held_out} held-out init states/task",
+    )
+    result: dict[str, Any] = {
+        "suite": cfg.env.suite,
+        "tasks": cfg.env.task_ids,
+        "held_out_per_task": held_out,
+        "before": {str(k): v for k, v in before.items()},
+        "after": {str(k): v for k, v in after.items()},
+        "lift": lift,
+        "failure_ratio": failure_ratio,
+        "curve": curve,
+        "wall_s": walls,
+        "argv": sys.argv[1:],
+    }
+    (work / "lift.json").write_text(json.dumps(result, indent=2))
+    print(f"curve: {png}; figures: {work / 'lift.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
