@@ -38,7 +38,7 @@ def parse(argv: list[str] | None) -> SftArgs:
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--grad-clip", type=float, default=10.0, help="LeRobot X-VLA preset: 10")
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (PNG decoding)")
     p.add_argument("--seed", type=int, default=None, help="default: the profile's seed")
