@@ -76,6 +76,8 @@ def test_sft_loss_drops(trained) -> None:
     # first-step loss of a random tiny X-VLA vs the mean of the last 10 steps
     assert result.last_loss < 0.25 * result.first_loss, (result.first_loss, result.last_loss)
     assert 0 < result.pad_fraction < 1  # chunks past an episode's end repeat its last action
+    info = json.loads((result.out / "sft_info.json").read_text())
+    assert info["steps"] == STEPS and info["episodes"] == 2 and info["last_loss"] == result.last_loss
 
 
 def test_sft_checkpoint_loads_with_lerobot_and_pirl(trained) -> None:

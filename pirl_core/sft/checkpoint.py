@@ -5,6 +5,7 @@ Layout (what ``XVLAPolicy.from_pretrained`` and pirl's ``policy.size=pretrained`
     OUT/config.json, model.safetensors            policy.save_pretrained (float32)
     OUT/policy_preprocessor*.json, policy_postprocessor*.json   LeRobot's processor files
     OUT/tokenizer/                                 a copy of the tokenizer the model was trained with
+    OUT/sft_info.json                              how it was trained (dataset name, steps, losses)
 
 Why the tokenizer is copied and ``config.json`` names it ``"tokenizer"`` (relative): an absolute path
 of this machine would break the checkpoint anywhere else (it is shipped in the repository), and a
@@ -20,19 +21,25 @@ half-written ``OUT`` that a later run would load.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 from pirl_core.policies.xvla_config import CHECKPOINT_TOKENIZER_DIR
 
+SFT_INFO = "sft_info.json"
+
 
 def _tokenizer_step(pipeline):
     return next(s for s in pipeline.steps if type(s).__name__ == "TokenizerProcessorStep")
 
 
-def save_sft_checkpoint(policy, policy_pre, policy_post, tokenizer_path: str, out: Path) -> int:
-    """Save and return the size of ``model.safetensors`` in bytes."""
+def save_sft_checkpoint(
+    policy, policy_pre, policy_post, tokenizer_path: str, out: Path, provenance: dict | None = None
+) -> int:
+    """Save and return the size of ``model.safetensors`` in bytes. ``provenance`` (how it was
+    trained: dataset name, steps, losses) goes to ``sft_info.json``; LeRobot ignores that file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
@@ -52,6 +59,9 @@ def save_sft_checkpoint(policy, policy_pre, policy_post, tokenizer_path: str, ou
         shutil.copytree(tokenizer_path, tmp / CHECKPOINT_TOKENIZER_DIR)
     else:  # a hub tokenizer from the local cache: write the loaded one
         step.input_tokenizer.save_pretrained(str(tmp / CHECKPOINT_TOKENIZER_DIR))
+    if provenance is not None:
+        text = json.dumps(provenance, indent=2, sort_keys=True, allow_nan=True)
+        (tmp / SFT_INFO).write_text(text + "\n")
     if out.exists():  # an empty directory (check_out_dir refused anything else)
         out.rmdir()
     os.replace(tmp, out)

@@ -145,7 +145,29 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
             window = []
     seconds = time.perf_counter() - t0
     policy.eval()
-    size = save_sft_checkpoint(policy, policy_pre, policy_post, built.tokenizer_path, args.out)
+    provenance = {
+        "dataset": args.dataset.name,  # a name, not a path: the checkpoint is shipped
+        "repo_id": info.repo_id,
+        "episodes": info.episodes,
+        "frames": info.frames,
+        "image_size": info.image_size,
+        "policy_size": cfg.policy.size,
+        "camera_size": cfg.env.camera_size,
+        "chunk_size": cfg.policy.chunk_size,
+        "seed": cfg.seed,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "grad_clip": args.grad_clip,
+        "first_loss": first,
+        "last_loss": last,
+        "seconds": round(seconds, 1),
+        "padded_action_fraction": padded / total if total else 0.0,
+    }
+    size = save_sft_checkpoint(policy, policy_pre, policy_post, built.tokenizer_path, args.out, provenance)
     return SftResult(
         out=args.out,
         steps=args.steps,
