@@ -22,7 +22,14 @@ TASKS: tuple[str, ...] = (
 IDENTITY_ROT6D = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float32)
 
 
-def synthetic_frame(rng: np.random.Generator, camera_size: int, task_id: int, t: int, length: int) -> dict:
+def synthetic_frame(
+    rng: np.random.Generator,
+    camera_size: int,
+    task_id: int,
+    t: int,
+    length: int,
+    tasks: tuple[str, ...] = TASKS,
+) -> dict:
     pos = np.full(3, -0.2 + 0.4 * t / length, dtype=np.float32)
     state = np.zeros(schema.STATE_DIM, dtype=np.float32)
     state[:3] = pos
@@ -38,12 +45,17 @@ def synthetic_frame(rng: np.random.Generator, camera_size: int, task_id: int, t:
         schema.WRIST_KEY: wrist,
         schema.STATE_KEY: state,
         schema.ACTION_KEY: action,
-        "task": TASKS[task_id],
+        "task": tasks[task_id],
     }
 
 
 def write_synthetic_demos(
-    root: Path, camera_size: int = 32, episodes: int = 2, length: int = 12, seed: int = 0
+    root: Path,
+    camera_size: int = 32,
+    episodes: int = 2,
+    length: int = 12,
+    seed: int = 0,
+    tasks: tuple[str, ...] = TASKS,
 ) -> Path:
     """Write ``episodes`` episodes (alternating tasks) of ``length`` frames under ``root``."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -59,7 +71,7 @@ def write_synthetic_demos(
     rng = np.random.default_rng(seed)
     for ep in range(episodes):
         for t in range(length):
-            ds.add_frame(synthetic_frame(rng, camera_size, ep % len(TASKS), t, length))
+            ds.add_frame(synthetic_frame(rng, camera_size, ep % len(tasks), t, length, tasks))
         ds.save_episode()
     ds.finalize()
     return Path(root)

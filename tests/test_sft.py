@@ -174,3 +174,13 @@ def test_small_size_is_built_from_its_table_entry() -> None:
     assert list(config.image_features.values())[0].shape == (3, 128, 128)
     tiny = build_policy(load_config("smoke", ["policy.hidden_dim=32"])).policy.config
     assert tiny.hidden_size == 32 and tiny.depth == XVLA_ARCHS["tiny"].depth
+
+
+def test_sft_refuses_instructions_the_tokenizer_does_not_know(tmp_path) -> None:
+    demos = write_synthetic_demos(
+        tmp_path / "ds", camera_size=CAMERA, episodes=1, length=4, tasks=("zork the frob",)
+    )
+    with pytest.raises(ConfigError) as err:
+        sft_main(sft_argv(demos, tmp_path / "out", steps=1))
+    assert err.value.field == "policy.tokenizer" and "zork the frob" in err.value.expected
+    assert not (tmp_path / "out").exists()

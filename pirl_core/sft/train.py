@@ -80,6 +80,7 @@ def _loader(dataset, batch_size: int, workers: int, seed: int):
 
 
 def run_sft(args: SftArgs, log=print) -> SftResult:
+    from pirl_core.policies.xvla import check_instructions
     from pirl_core.policies.xvla_config import build_policy, quiet_transformers
     from pirl_core.policies.xvla_processors import make_demo_processor, make_policy_processors
     from pirl_core.sft.checkpoint import save_sft_checkpoint
@@ -92,6 +93,7 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
         built = build_policy(cfg)
     policy = built.policy
     policy_pre, policy_post = make_policy_processors(policy.config, built.domain_id)
+    check_instructions(policy_pre, [str(t) for t in dataset.meta.tasks.index], ConfigError)
     batcher = DemoBatcher(make_demo_processor(cfg.env.camera_size), policy_pre)
     params = [p for p in policy.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in policy.parameters())
