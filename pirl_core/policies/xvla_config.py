@@ -1,4 +1,4 @@
-"""Building LeRobot ``XVLAPolicy`` objects for pirl: a tiny offline one, or the cached pretrained one.
+"""Building LeRobot ``XVLAPolicy`` objects for pirl: tiny or small offline ones, or a cached pretrained one.
 
 Why a separate module: the adapter (``xvla.py``) should only talk about RL; *which* X-VLA is built
 and the LeRobot traps around building one live here:
