@@ -39,6 +39,7 @@ LIBERO_SUITES: dict[str, int] = {
 TOY_SUITES: dict[str, int] = {"point_reach": 4, "point_reach_shaped": 4}
 SUITES_BY_ENV: dict[str, dict[str, int]] = {"libero": LIBERO_SUITES, "toy": TOY_SUITES}
 MAX_NOISE_STD = 10.0
+CONFIG_SIZES: tuple[str, ...] = ("tiny", "small", "full")  # policy.size values built from config
 
 
 @dataclass
@@ -62,9 +63,11 @@ class EnvConfig:
 @dataclass
 class PolicyConfig:
     type: Literal["xvla", "mlp"] = "xvla"
-    # "tiny": built from config, random init, offline. "full": LeRobot's default X-VLA architecture
+    # "tiny": built from config, random init, offline. "small": the same, a few M parameters (the
+    # size pirl's SFT trains on demonstrations). "full": LeRobot's default X-VLA architecture
     # (~0.88 B) built the same way (benchmarks, GPU checks). "pretrained": loaded from pretrained_path.
-    size: Literal["tiny", "full", "pretrained"] = "tiny"
+    # hidden_dim sets tiny's action-transformer width (and the MLP's); small and full fix their own.
+    size: Literal["tiny", "small", "full", "pretrained"] = "tiny"
     pretrained_path: str = ""
     # Empty: the tokenizer the project builds from the suite's task instructions.
     tokenizer: str = ""
@@ -257,7 +260,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"in [1, policy.chunk_size={cfg.policy.chunk_size}]",
     )
     require(
-        cfg.policy.size in ("tiny", "full") or bool(cfg.policy.pretrained_path),
+        cfg.policy.size in CONFIG_SIZES or bool(cfg.policy.pretrained_path),
         "policy.pretrained_path",
         cfg.policy.pretrained_path,
         "a repo id or local directory when policy.size = 'pretrained'",

@@ -273,7 +273,7 @@ def build_xvla_adapter(cfg: RunConfig, task_descriptions: list[str]) -> XVLAAdap
     processors = XVLAProcessors(
         env_pre=env_pre, policy_pre=policy_pre, policy_post=policy_post, env_post=env_post
     )
-    _check_instructions(processors, task_descriptions, ConfigError)
+    check_instructions(processors.policy_pre, task_descriptions, ConfigError)
     adapter = XVLAAdapter(built, processors, cfg.policy.action_steps, cfg.policy.size)
     if not cfg.recipe.train_vlm:
         adapter.freeze_vlm()
@@ -282,10 +282,9 @@ def build_xvla_adapter(cfg: RunConfig, task_descriptions: list[str]) -> XVLAAdap
     return adapter
 
 
-def _check_instructions(processors: XVLAProcessors, texts: list[str], error_cls) -> None:
-    tokenizer_step = next(
-        s for s in processors.policy_pre.steps if type(s).__name__ == "TokenizerProcessorStep"
-    )
+def check_instructions(policy_pre, texts: list[str], error_cls) -> None:
+    """Refuse instructions the policy preprocessor's tokenizer cannot represent (rollouts and SFT)."""
+    tokenizer_step = next(s for s in policy_pre.steps if type(s).__name__ == "TokenizerProcessorStep")
     tok = tokenizer_step.input_tokenizer
     unk = tok.unk_token_id
     for text in texts:

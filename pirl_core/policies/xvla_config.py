@@ -1,4 +1,4 @@
-"""Building LeRobot ``XVLAPolicy`` objects for pirl: a tiny offline one, or the cached pretrained one.
+"""Building LeRobot ``XVLAPolicy`` objects for pirl: tiny or small offline ones, or a cached pretrained one.
 
 Why a separate module: the adapter (``xvla.py``) should only talk about RL; *which* X-VLA is built
 and the LeRobot traps around building one live here:
@@ -6,7 +6,7 @@ and the LeRobot traps around building one live here:
 * Florence-2's ``image_projection`` is created with ``torch.empty`` and never initialised (values
   up to 1e22, NaN for some seeds). :func:`init_uninitialised_params` fixes it for every policy
   built from config.
-* A tiny Florence-2 must satisfy a web of size constraints (see :func:`tiny_florence_config`).
+* A small Florence-2 must satisfy a web of size constraints (see :func:`arch_florence_config`).
 * Florence-2 enables dropout and drop-path by default. The tiny config zeroes every rate; the
   adapter additionally runs the policy in eval mode (LeRobot's action transformer hard-codes
   dropout 0.1), because train-mode noise breaks the PPO ratio.
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pirl_core.config import RunConfig
+from pirl_core.config import CONFIG_SIZES, RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.device import check_device
 from pirl_core.policies.tokenizer import TOKENIZER_DIR
@@ -37,18 +37,9 @@ LIBERO_STATE_DIM = 20  # LeRobot's LiberoProcessorStep: [eef_pos(3), rot6d(6), 0
 EE6D_ACTION_DIM = 20  # X-VLA ee6d: two arms x [xyz(3), rot6d(6), gripper logit(1)]
 LIBERO_DOMAIN_ID = 3  # the embodiment id lerobot/xvla-libero was trained with
 
-# Tiny architecture (policy.size = "tiny"). Widths are small on purpose: a chunk runs in a few ms
-# on one CPU core, yet every LeRobot module (DaViT, BART encoder, soft-prompted transformer) is real.
-TINY_VLM_DIM = 32  # Florence-2 projection_dim = text d_model = vision projection_dim
-TINY_DAVIT_DIMS = (16, 16, 32, 32)
-TINY_DAVIT_HEADS = (1, 1, 2, 2)
-TINY_DAVIT_WINDOW = 4
-TINY_TOKENIZER_MAX_LENGTH = 24  # longest LIBERO instruction is 21 tokens incl. <s> </s>
-TINY_DEPTH = 2
-TINY_HEADS = 2
-TINY_SOFT_PROMPTS = 4
-TINY_DIM_TIME = 16
-TINY_MAX_STATE_DIM = 32  # same padding as the released X-VLA
+TOKENIZER_MAX_LENGTH = 24  # longest LIBERO instruction is 21 tokens incl. <s> </s>
+MAX_STATE_DIM = 32  # same padding as the released X-VLA
+CHECKPOINT_TOKENIZER_DIR = "tokenizer"  # SFT checkpoints carry their tokenizer in this subdirectory
 DAVIT_DOWNSAMPLE = 32  # product of DaViT's patch strides (4, 2, 2, 2)
 
 
@@ -80,7 +71,67 @@ def _round_up(x: int, multiple: int) -> int:
     return int(math.ceil(x / multiple) * multiple)
 
 
-def tiny_florence_config(camera_size: int, vocab_size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class XVLAArch:
+    """The architecture of an X-VLA built from config (``policy.size`` = "tiny" or "small").
+
+    One table instead of one builder per size: the Florence-2 constraints and the LeRobot traps are
+    the same at every width, only these numbers change. ``hidden_size = 0`` means
+    ``policy.hidden_dim`` (tiny's historical knob); the other sizes fix their own width.
+    """
+
+    vlm_dim: int  # Florence-2 projection_dim = text d_model = vision projection_dim
+    davit_dims: tuple[int, int, int, int]
+    davit_heads: tuple[int, int, int, int]
+    davit_depths: tuple[int, int, int, int]
+    davit_window: int
+    text_layers: int
+    text_heads: int
+    hidden_size: int
+    depth: int
+    heads: int
+    soft_prompts: int
+    dim_time: int
+    mlp_ratio: float = 2.0
+
+
+XVLA_ARCHS: dict[str, XVLAArch] = {
+    # A chunk runs in a few ms on one CPU core, yet every LeRobot module (DaViT, BART encoder,
+    # soft-prompted transformer) is real: the smoke profile and the unit tests.
+    "tiny": XVLAArch(
+        vlm_dim=32,
+        davit_dims=(16, 16, 32, 32),
+        davit_heads=(1, 1, 2, 2),
+        davit_depths=(1, 1, 1, 1),
+        davit_window=4,
+        text_layers=1,
+        text_heads=2,
+        hidden_size=0,
+        depth=2,
+        heads=2,
+        soft_prompts=4,
+        dim_time=16,
+    ),
+    # Enough width and depth to learn LIBERO pick-and-place from 128 px images by SFT, still cheap
+    # for RL rollouts on a CPU (chosen by benchmarks/xvla_sizes.py; numbers in docs/design.md, "SFT").
+    "small": XVLAArch(
+        vlm_dim=96,
+        davit_dims=(32, 48, 96, 96),
+        davit_heads=(1, 2, 3, 3),
+        davit_depths=(1, 1, 2, 1),
+        davit_window=4,
+        text_layers=2,
+        text_heads=4,
+        hidden_size=160,
+        depth=4,
+        heads=4,
+        soft_prompts=8,
+        dim_time=32,
+    ),
+}
+
+
+def arch_florence_config(arch: XVLAArch, camera_size: int, vocab_size: int) -> dict[str, Any]:
     """A Florence-2 config dict small enough for CPU RL, respecting Florence-2's constraints:
 
     * ``vision_config.projection_dim`` = top-level ``projection_dim`` = ``text_config.d_model``;
@@ -91,10 +142,10 @@ def tiny_florence_config(camera_size: int, vocab_size: int) -> dict[str, Any]:
     * every dropout / drop-path rate is 0 (RL forward passes must be deterministic).
     """
     side = max(1, camera_size // DAVIT_DOWNSAMPLE)
-    enc_len = 1 + side * side + TINY_TOKENIZER_MAX_LENGTH
+    enc_len = 1 + side * side + TOKENIZER_MAX_LENGTH
     vocab = _round_up(vocab_size + 1, 64)
     return {
-        "projection_dim": TINY_VLM_DIM,
+        "projection_dim": arch.vlm_dim,
         "vocab_size": vocab,
         "vision_config": {
             "model_type": "davit",
@@ -103,25 +154,25 @@ def tiny_florence_config(camera_size: int, vocab_size: int) -> dict[str, Any]:
             "patch_stride": [4, 2, 2, 2],
             "patch_padding": [3, 1, 1, 1],
             "patch_prenorm": [False, True, True, True],
-            "dim_embed": list(TINY_DAVIT_DIMS),
-            "num_heads": list(TINY_DAVIT_HEADS),
-            "num_groups": list(TINY_DAVIT_HEADS),
-            "depths": [1, 1, 1, 1],
-            "window_size": TINY_DAVIT_WINDOW,
-            "projection_dim": TINY_VLM_DIM,
+            "dim_embed": list(arch.davit_dims),
+            "num_heads": list(arch.davit_heads),
+            "num_groups": list(arch.davit_heads),
+            "depths": list(arch.davit_depths),
+            "window_size": arch.davit_window,
+            "projection_dim": arch.vlm_dim,
             "visual_temporal_embedding": {"type": "COSINE", "max_temporal_embeddings": 4},
             "image_pos_embed": {"type": "learned_abs_2d", "max_pos_embeddings": max(8, side)},
             "image_feature_source": ["spatial_avg_pool", "temporal_avg_pool"],
         },
         "text_config": {
             "vocab_size": vocab,
-            "d_model": TINY_VLM_DIM,
-            "encoder_layers": 1,
+            "d_model": arch.vlm_dim,
+            "encoder_layers": arch.text_layers,
             "decoder_layers": 1,
-            "encoder_attention_heads": 2,
-            "decoder_attention_heads": 2,
-            "encoder_ffn_dim": 2 * TINY_VLM_DIM,
-            "decoder_ffn_dim": 2 * TINY_VLM_DIM,
+            "encoder_attention_heads": arch.text_heads,
+            "decoder_attention_heads": arch.text_heads,
+            "encoder_ffn_dim": 2 * arch.vlm_dim,
+            "decoder_ffn_dim": 2 * arch.vlm_dim,
             "max_position_embeddings": _round_up(enc_len, 16),
             "dropout": 0.0,
             "attention_dropout": 0.0,
@@ -143,19 +194,21 @@ def _input_features(camera_size: int) -> tuple[dict, dict]:
     return inputs, outputs
 
 
-def tiny_xvla_config(cfg: RunConfig, tokenizer_path: str):
-    """XVLAConfig for ``policy.size = "tiny"``: same action mode (ee6d), views, state layout and
-    processors as ``lerobot/xvla-libero``, only narrower and shallower."""
+def arch_xvla_config(cfg: RunConfig, tokenizer_path: str, arch: XVLAArch | None = None):
+    """XVLAConfig for ``policy.size`` = "tiny" / "small" (``arch`` defaults to the size's table
+    entry): same action mode (ee6d), views, state layout and processors as ``lerobot/xvla-libero``,
+    only narrower and shallower."""
     from lerobot.policies.xvla.configuration_xvla import XVLAConfig
 
     from pirl_core.policies.tokenizer import tokenizer_vocab_size
 
+    arch = XVLA_ARCHS[cfg.policy.size] if arch is None else arch
     camera = cfg.env.camera_size
     side = max(1, camera // DAVIT_DOWNSAMPLE)
     tokens_per_view = 1 + side * side
     num_views = len(IMAGE_KEYS)
     # transformer sequence: action tokens + VLM encoder tokens + auxiliary-view tokens
-    max_len_seq = cfg.policy.chunk_size + (tokens_per_view + TINY_TOKENIZER_MAX_LENGTH)
+    max_len_seq = cfg.policy.chunk_size + (tokens_per_view + TOKENIZER_MAX_LENGTH)
     max_len_seq += (num_views - 1) * tokens_per_view
     inputs, outputs = _input_features(camera)
     return XVLAConfig(
@@ -165,24 +218,29 @@ def tiny_xvla_config(cfg: RunConfig, tokenizer_path: str):
         chunk_size=cfg.policy.chunk_size,
         n_action_steps=cfg.policy.action_steps,
         dtype="float32",
-        florence_config=tiny_florence_config(camera, tokenizer_vocab_size(tokenizer_path)),
+        florence_config=arch_florence_config(arch, camera, tokenizer_vocab_size(tokenizer_path)),
         tokenizer_name=tokenizer_path,
-        tokenizer_max_length=TINY_TOKENIZER_MAX_LENGTH,
-        hidden_size=cfg.policy.hidden_dim,
-        depth=TINY_DEPTH,
-        num_heads=TINY_HEADS,
-        mlp_ratio=2.0,
+        tokenizer_max_length=TOKENIZER_MAX_LENGTH,
+        hidden_size=arch.hidden_size or cfg.policy.hidden_dim,
+        depth=arch.depth,
+        num_heads=arch.heads,
+        mlp_ratio=arch.mlp_ratio,
         num_domains=LIBERO_DOMAIN_ID + 1,
-        len_soft_prompts=TINY_SOFT_PROMPTS,
-        dim_time=TINY_DIM_TIME,
+        len_soft_prompts=arch.soft_prompts,
+        dim_time=arch.dim_time,
         max_len_seq=_round_up(max_len_seq, 16),
         action_mode="ee6d",
         num_denoising_steps=cfg.recipe.denoise_steps,
         use_proprio=True,
-        max_state_dim=TINY_MAX_STATE_DIM,
+        max_state_dim=MAX_STATE_DIM,
         max_action_dim=EE6D_ACTION_DIM,
         num_image_views=num_views,
     )
+
+
+def tiny_xvla_config(cfg: RunConfig, tokenizer_path: str):
+    """XVLAConfig for ``policy.size = "tiny"`` (kept for callers that name the size explicitly)."""
+    return arch_xvla_config(cfg, tokenizer_path, XVLA_ARCHS["tiny"])
 
 
 def full_florence_config(camera_size: int) -> dict[str, Any]:
@@ -246,7 +304,7 @@ def check_finite_params(policy: torch.nn.Module, limit: float = 1e3) -> None:
 
 
 def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
-    """A randomly initialised X-VLA from config (``tiny`` or ``full``); deterministic given ``seed``
+    """A randomly initialised X-VLA from config (``tiny``, ``small`` or ``full``); deterministic given ``seed``
     (default ``cfg.seed``) without disturbing the global torch RNG."""
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
@@ -258,7 +316,7 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
             f"'' (pirl's shipped LIBERO tokenizer) or a local tokenizer directory for policy.size = "
             f"{cfg.policy.size!r}",
         )
-    make_config = full_xvla_config if cfg.policy.size == "full" else tiny_xvla_config
+    make_config = full_xvla_config if cfg.policy.size == "full" else arch_xvla_config
     config = make_config(cfg, tokenizer_path)
     seed = cfg.seed if seed is None else seed
     with torch.random.fork_rng(devices=[]), quiet_transformers():
@@ -325,6 +383,30 @@ def resolve_local_tokenizer(name_or_dir: str) -> str:
     return name_or_dir
 
 
+def checkpoint_tokenizer(snap: Path, tokenizer_name: str) -> str:
+    """A relative ``tokenizer_name`` that names a directory inside the checkpoint (what pirl's SFT
+    writes: :data:`CHECKPOINT_TOKENIZER_DIR`) resolves against the checkpoint, so the checkpoint is
+    portable; anything else (a hub id, an absolute path) is returned unchanged."""
+    inside = snap / tokenizer_name
+    if not Path(tokenizer_name).is_absolute() and inside.is_dir():
+        return str(inside)
+    return tokenizer_name
+
+
+def check_camera_size(config: Any, cfg: RunConfig) -> None:
+    """The checkpoint's declared image size must be ``env.camera_size``: a model trained on 128 px
+    images sees other token counts and scales at 64 px, and would run without complaint."""
+    for key, feature in config.image_features.items():
+        shape = tuple(feature.shape)
+        if shape[-2:] != (cfg.env.camera_size, cfg.env.camera_size):
+            raise ConfigError(
+                "env.camera_size",
+                cfg.env.camera_size,
+                f"{shape[-1]} (checkpoint {cfg.policy.pretrained_path} declares {key} of shape {list(shape)})",
+                hint=f"pass --env.camera_size={shape[-1]}",
+            )
+
+
 def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
     """``policy.size = "pretrained"``: load ``policy.pretrained_path`` (e.g. ``lerobot/xvla-libero``)
     from the local cache with LeRobot's own ``XVLAPolicy.from_pretrained``."""
@@ -352,7 +434,10 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
         raise ConfigError(
             "policy.pretrained_path", cfg.policy.pretrained_path, "an ee6d X-VLA (LIBERO absolute control)"
         )
-    tokenizer = resolve_local_tokenizer(cfg.policy.tokenizer or config.tokenizer_name)
+    check_camera_size(config, cfg)
+    tokenizer = resolve_local_tokenizer(
+        cfg.policy.tokenizer or checkpoint_tokenizer(snap, config.tokenizer_name)
+    )
     config.tokenizer_name = tokenizer
     config.n_action_steps = cfg.policy.action_steps
     config.device = cfg.policy.device
@@ -364,6 +449,6 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
 
 
 def build_policy(cfg: RunConfig) -> BuiltPolicy:
-    if cfg.policy.size in ("tiny", "full"):
+    if cfg.policy.size in CONFIG_SIZES:
         return build_tiny_policy(cfg)
     return build_pretrained_policy(cfg)

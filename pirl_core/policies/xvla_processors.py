@@ -133,6 +133,18 @@ def make_env_processors(camera_size: int) -> tuple[PolicyProcessorPipeline, Poli
     return pre, post
 
 
+def make_demo_processor(camera_size: int) -> PolicyProcessorPipeline:
+    """The env preprocessor a rollout runs, minus ``LiberoProcessorStep``: for demonstration batches
+    (``pirl_core.demos.schema``) whose images are already flipped and whose state is already X-VLA's
+    20-dim proprio. Derived from :func:`make_env_processors`, so SFT and rollouts cannot drift apart
+    (resize -> ImageNet normalisation -> domain id, then the policy preprocessor)."""
+    from lerobot.policies.xvla.processor_xvla import LiberoProcessorStep
+
+    pre, _ = make_env_processors(camera_size)
+    pre.steps = [s for s in pre.steps if not isinstance(s, LiberoProcessorStep)]
+    return pre
+
+
 @dataclass
 class XVLAProcessors:
     """The four pipelines, applied in LeRobot's order."""

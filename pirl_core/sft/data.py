@@ -1,0 +1,94 @@
+"""Demonstrations -> X-VLA training batches, through the processors a rollout uses.
+
+Why this way:
+
+* The dataset is opened with LeRobot's own ``LeRobotDataset`` and ``delta_timestamps`` for the
+  action chunk, exactly as ``lerobot-train`` does for a policy whose ``action_delta_indices`` are
+  ``range(chunk_size)``.
+* Past an episode's end LeRobot clamps the query to the episode's last frame and flags it in
+  ``action_is_pad``: the padded steps already *repeat the last action*. pirl keeps them and trains
+  on them unmasked, because (1) ``XVLAPolicy.forward`` (LeRobot's loss, which SFT must use) takes no
+  mask and (2) in absolute end-effector control, holding the final target pose and gripper is the
+  right continuation of a finished demonstration. The fraction of padded steps is reported.
+* Images and state in the dataset are already what ``LiberoProcessorStep`` produces
+  (``pirl_core.demos.schema``), so a batch goes through the rest of the rollout chain only
+  (:func:`pirl_core.policies.xvla_processors.make_demo_processor`, then the policy preprocessor).
+* The dataset directory must hold ``meta/info.json``: without it LeRobot would fetch metadata from
+  the hub, which pirl never does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pirl_core.demos import schema
+from pirl_core.errors import ConfigError
+
+
+@dataclass
+class DemoInfo:
+    repo_id: str
+    fps: int
+    episodes: int
+    frames: int
+    image_size: int
+
+
+def read_info(root: Path, repo_id: str | None) -> DemoInfo:
+    """``meta/info.json`` checked against the schema (keys and dims), before LeRobot touches it."""
+    info_path = root / "meta" / "info.json"
+    if not info_path.is_file():
+        raise ConfigError(
+            "--dataset",
+            str(root),
+            "a LeRobot dataset directory holding meta/info.json",
+            hint="record one first",
+        )
+    info = json.loads(info_path.read_text())
+    features = info.get("features", {})
+    for key, dim in ((schema.STATE_KEY, schema.STATE_DIM), (schema.ACTION_KEY, schema.ACTION_DIM)):
+        shape = list(features.get(key, {}).get("shape", []))
+        if shape != [dim]:
+            raise ConfigError(f"--dataset {key}", shape or None, f"shape [{dim}] (pirl_core/demos/schema.py)")
+    sizes = set()
+    for key in schema.IMAGE_KEYS:
+        shape = list(features.get(key, {}).get("shape", []))
+        if len(shape) != 3 or shape[0] != shape[1]:
+            raise ConfigError(f"--dataset {key}", shape or None, "a square image [H, H, 3] (schema.features)")
+        sizes.add(int(shape[0]))
+    if len(sizes) != 1:
+        raise ConfigError("--dataset", sorted(sizes), "both camera views at one size")
+    return DemoInfo(
+        repo_id=repo_id or info.get("repo_id") or f"local/{root.name}",
+        fps=int(info["fps"]),
+        episodes=int(info.get("total_episodes", 0)),
+        frames=int(info.get("total_frames", 0)),
+        image_size=sizes.pop(),
+    )
+
+
+def open_demos(root: Path, info: DemoInfo, chunk_size: int):
+    """The dataset with one ``chunk_size``-step action chunk per frame."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    delta = {schema.ACTION_KEY: [i / info.fps for i in range(chunk_size)]}
+    return LeRobotDataset(info.repo_id, root=root, delta_timestamps=delta)
+
+
+class DemoBatcher:
+    """A collated dataset batch -> the tensors ``XVLAPolicy.forward`` reads (same processors as a
+    rollout; see the module docstring)."""
+
+    def __init__(self, demo_pre, policy_pre) -> None:
+        self.demo_pre = demo_pre
+        self.policy_pre = policy_pre
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        keep = (*schema.IMAGE_KEYS, schema.STATE_KEY, schema.ACTION_KEY, "task")
+        out = self.policy_pre(self.demo_pre({k: batch[k] for k in keep}))
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
