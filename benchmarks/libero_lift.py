@@ -61,6 +61,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--updates", type=int, default=None, help="RL updates (default: the profile's)")
     p.add_argument("--eval-every", type=int, default=None, help="periodic eval (default: the profile's)")
     p.add_argument("--png", default=None, help="learning-curve PNG (default: <work>/libero_lift.png)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="profile override for SFT, evaluation and RL (repeatable), e.g. --set env.episode_length=150",
+    )
     p.add_argument("--reuse", action="store_true", help="skip stages whose output already exists")
     return p.parse_args(argv)
 
@@ -167,7 +174,7 @@ def plot(
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
-    overrides = []
+    overrides = list(args.set)
     if args.updates is not None:
         overrides.append(f"learner.updates={args.updates}")
     if args.eval_every is not None:
@@ -181,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.profile, [*overrides, f"policy.pretrained_path={sft}"])
     tasks = ",".join(str(t) for t in cfg.env.task_ids)
     held_out = cfg.eval.episodes_per_task
-    py = sys.executable
     eval_flags = [
         f"--tasks={tasks}",
         "--init-states=held-out",
@@ -189,79 +195,62 @@ def main(argv: list[str] | None = None) -> int:
         f"--episode-length={cfg.env.episode_length}",
         "--videos=0",
     ]
+    sets = [f"--{o}" for o in args.set]
+
+    def pirl(module: str, *argv: str) -> list[str]:
+        return [sys.executable, "-m", f"pirl_core.{module}", *argv]
+
     stages = [
         Stage(
             "demos",
-            [
-                py,
-                "-m",
-                "pirl_core.demos.record",
-                "--suite",
-                cfg.env.suite,
-                "--tasks",
-                tasks,
-                "--episodes-per-task",
-                str(args.demos_per_task),
-                "--camera-size",
-                str(cfg.env.camera_size),
-                "--out",
-                str(demos),
-            ],
+            pirl(
+                "demos.record",
+                f"--suite={cfg.env.suite}",
+                f"--tasks={tasks}",
+                f"--episodes-per-task={args.demos_per_task}",
+                f"--camera-size={cfg.env.camera_size}",
+                f"--out={demos}",
+            ),
             demos,
         ),
         Stage(
             "sft",
-            [
-                py,
-                "-m",
-                "pirl_core.sft",
-                "--dataset",
-                str(demos),
-                "--out",
-                str(sft),
-                "--profile",
-                args.profile,
-                "--steps",
-                str(args.sft_steps),
-                "--batch-size",
-                str(args.sft_batch_size),
-            ],
+            pirl(
+                "sft",
+                f"--dataset={demos}",
+                f"--out={sft}",
+                f"--profile={args.profile}",
+                "--policy.size=small",
+                f"--steps={args.sft_steps}",
+                f"--batch-size={args.sft_batch_size}",
+                *sets,
+            ),
             sft,
         ),
         Stage(
             "eval_before",
-            [
-                py,
-                "-m",
-                "pirl_core.eval",
-                "--profile",
-                args.profile,
+            pirl(
+                "eval",
+                f"--profile={args.profile}",
                 f"--policy.pretrained_path={sft}",
                 *eval_flags,
-                "--out",
-                str(before_dir),
-            ],
+                f"--out={before_dir}",
+                *sets,
+            ),
             before_dir,
         ),
         Stage(
             "rl",
-            [
-                py,
-                "-m",
-                "pirl_core.launch",
-                "--profile",
-                args.profile,
+            pirl(
+                "launch",
+                f"--profile={args.profile}",
                 f"--policy.pretrained_path={sft}",
                 f"--output_dir={rl}",
                 *(f"--{o}" for o in overrides),
-            ],
+            ),
             rl,
         ),
-        Stage(
-            "eval_after",
-            [py, "-m", "pirl_core.eval", str(rl), *eval_flags, "--out", str(after_dir)],
-            after_dir,
-        ),
+        Stage("eval_after", pirl("eval", str(rl), *eval_flags, f"--out={after_dir}"), after_dir),
     ]
     walls = {s.name: run_stage(s, logs, args.reuse) for s in stages}
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from pirl_core.config import CONFIG_SIZES, RunConfig
+from pirl_core.config import CONFIG_SIZES, PROFILES_DIR, RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.device import check_device
 from pirl_core.policies.tokenizer import TOKENIZER_DIR
 
+SOURCE_ROOT = PROFILES_DIR.parent  # the checkout (or installed tree) holding pirl_core/ and profiles/
 IMAGE_KEYS: tuple[str, ...] = ("observation.images.image", "observation.images.image2")
 STATE_KEY = "observation.state"
 LIBERO_STATE_DIM = 20  # LeRobot's LiberoProcessorStep: [eef_pos(3), rot6d(6), 0, zeros(10)]
@@ -336,9 +337,19 @@ def _fetch_hint(repo: str) -> str:
     return f"fetch it first with: huggingface-cli download {repo}"
 
 
+def local_checkpoint_dir(path_text: str) -> Path:
+    """``path_text`` as given, or, when it is relative and missing there, relative to pirl's source
+    tree: profiles name the SFT checkpoint pirl ships (``pirl_core/assets/...``) and must work from
+    any working directory."""
+    path = Path(path_text).expanduser()
+    if not path.is_absolute() and not path.is_dir() and (SOURCE_ROOT / path).is_dir():
+        return SOURCE_ROOT / path
+    return path
+
+
 def resolve_local_snapshot(repo_or_dir: str, required: tuple[str, ...], field: str) -> Path:
     """A local directory, or the cached snapshot of a hub repo id. Never downloads."""
-    path = Path(repo_or_dir).expanduser()
+    path = local_checkpoint_dir(repo_or_dir)
     if path.is_dir():
         missing = [f for f in required if not (path / f).is_file()]
         if missing:
