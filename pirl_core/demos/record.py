@@ -134,9 +134,32 @@ def run_episode(env: Any, init_state_id: int, pre_step: Any) -> tuple[bool, list
     return False, frames
 
 
+def repo_id(suite: str) -> str:
+    return f"pirl/{suite}_expert"
+
+
+def create_dataset(out: Path, suite: str, camera_size: int) -> Any:
+    """A new image-based (no video) ``LeRobotDataset`` at ``out`` with the schema's features."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset.create(
+        repo_id=repo_id(suite),
+        root=out,
+        fps=schema.FPS,
+        features=schema.features(camera_size),
+        robot_type=schema.ROBOT_TYPE,
+        use_videos=False,
+    )
+
+
+def add_episode(dataset: Any, frames: list[dict[str, np.ndarray]], instruction: str) -> None:
+    for frame in frames:
+        dataset.add_frame({**frame, "task": instruction})
+    dataset.save_episode()
+
+
 def record(args: RecordArgs) -> dict[int, TaskTally]:
     """Record ``args``; returns the per-task tally. Writes the dataset at ``args.out``."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.xvla.processor_xvla import LiberoProcessorStep
 
     from pirl_core.config import EnvConfig
@@ -159,14 +182,7 @@ def record(args: RecordArgs) -> dict[int, TaskTally]:
         ids = state_ids(env.num_init_states(), len(args.tasks), list(per_task))
         if args.out.exists():
             args.out.rmdir()  # empty (checked in parse); LeRobot creates it itself
-        dataset = LeRobotDataset.create(
-            repo_id=f"pirl/{args.suite}_expert",
-            root=args.out,
-            fps=schema.FPS,
-            features=schema.features(args.camera_size),
-            robot_type=schema.ROBOT_TYPE,
-            use_videos=False,
-        )
+        dataset = create_dataset(args.out, args.suite, args.camera_size)
         pre_step = LiberoProcessorStep()
         tally: dict[int, TaskTally] = {}
         for gid in ids:
@@ -180,9 +196,7 @@ def record(args: RecordArgs) -> dict[int, TaskTally]:
                 continue
             t.successes += 1
             t.steps_of_successes += len(frames)
-            for frame in frames:
-                dataset.add_frame({**frame, "task": instruction})
-            dataset.save_episode()
+            add_episode(dataset, frames, instruction)
         dataset.finalize()
     finally:
         env.close()
