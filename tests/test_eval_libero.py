@@ -1,4 +1,4 @@
-"""``python -m pirl_core.eval`` on LIBERO with a smoke-profile X-VLA checkpoint: per-task table,
+"""``python -m pirl_core.eval`` on LIBERO with a tiny X-VLA checkpoint (tests/profiles/libero_tiny.toml): per-task table,
 a valid ``eval_info.json`` and an MP4 (both cameras side by side) with one frame per step plus the
 initial one."""
 
@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import ROOT, child_env
+from tests.tiny_profile import LIBERO_TINY
 
 pytestmark = pytest.mark.slow
 
 
-def test_smoke_checkpoint_eval_with_video(tmp_path: Path) -> None:
+def test_tiny_checkpoint_eval_with_video(tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -26,7 +27,7 @@ def test_smoke_checkpoint_eval_with_video(tmp_path: Path) -> None:
     from pirl_core.learner import build_trainer
 
     run = tmp_path / "run"
-    cfg = load_config("smoke", {"output_dir": str(run)})
+    cfg = load_config(LIBERO_TINY, {"output_dir": str(run)})
     resume.save(cfg, 1, build_trainer(cfg), {"step": 1, "version": 1, "samples": 0, "episodes": 0})
     out = tmp_path / "ev"
     res = subprocess.run(

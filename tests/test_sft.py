@@ -21,6 +21,7 @@ from pirl_core.sft.__main__ import parse
 from pirl_core.sft.train import run_sft
 from tests.demo_datasets import TASKS, write_synthetic_demos
 from tests.libero_synthetic import synthetic_raw_obs
+from tests.tiny_profile import LIBERO_TINY
 
 CAMERA = 32
 STEPS = 40
@@ -33,6 +34,8 @@ def demos(tmp_path_factory) -> Path:
 
 def sft_argv(dataset: Path, out: Path, steps: int = STEPS) -> list[str]:
     return [
+        "--profile",
+        LIBERO_TINY,
         "--dataset",
         str(dataset),
         "--out",
@@ -65,7 +68,7 @@ def trained(demos, tmp_path_factory):
 
 def pretrained_cfg(path: Path, camera: int = CAMERA):
     return load_config(
-        "smoke", ["policy.size=pretrained", f"policy.pretrained_path={path}", f"env.camera_size={camera}"]
+        LIBERO_TINY, ["policy.size=pretrained", f"policy.pretrained_path={path}", f"env.camera_size={camera}"]
     )
 
 
@@ -98,7 +101,7 @@ def test_sft_checkpoint_loads_with_lerobot_and_pirl(trained) -> None:
         for key, value in saved.items():
             assert torch.equal(state[key], value), key
     # the weights are the trained ones, not a fresh build with the same seed
-    fresh = build_policy(load_config("smoke", [f"env.camera_size={CAMERA}"])).policy.state_dict()
+    fresh = build_policy(load_config(LIBERO_TINY, [f"env.camera_size={CAMERA}"])).policy.state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in saved.items())
 
 
@@ -165,14 +168,14 @@ def test_sft_refuses_dataset_without_meta(tmp_path) -> None:
 def test_small_size_is_built_from_its_table_entry() -> None:
     from pirl_core.policies.xvla_config import XVLA_ARCHS, build_policy
 
-    cfg = load_config("smoke", ["policy.size=small", "env.camera_size=128", "policy.hidden_dim=32"])
+    cfg = load_config(LIBERO_TINY, ["policy.size=small", "env.camera_size=128", "policy.hidden_dim=32"])
     config = build_policy(cfg).policy.config
     arch = XVLA_ARCHS["small"]
     assert config.hidden_size == arch.hidden_size  # small fixes its own width; hidden_dim is tiny's
     assert config.depth == arch.depth
     assert config.florence_config["vision_config"]["dim_embed"] == list(arch.davit_dims)
     assert list(config.image_features.values())[0].shape == (3, 128, 128)
-    tiny = build_policy(load_config("smoke", ["policy.hidden_dim=32"])).policy.config
+    tiny = build_policy(load_config(LIBERO_TINY, ["policy.hidden_dim=32"])).policy.config
     assert tiny.hidden_size == 32 and tiny.depth == XVLA_ARCHS["tiny"].depth
 
 
@@ -184,3 +187,31 @@ def test_sft_refuses_instructions_the_tokenizer_does_not_know(tmp_path) -> None:
         sft_main(sft_argv(demos, tmp_path / "out", steps=1))
     assert err.value.field == "policy.tokenizer" and "zork the frob" in err.value.expected
     assert not (tmp_path / "out").exists()
+
+
+def test_shipped_copy_halves_the_weights_and_loads_as_float32(trained, tmp_path: Path) -> None:
+    """``python -m pirl_core.sft.ship``: what the repository carries for smoke (float16 on disk)."""
+    from safetensors.torch import load_file
+
+    from pirl_core.policies.xvla_config import build_policy
+    from pirl_core.sft.ship import main as ship_main
+    from pirl_core.sft.ship import ship
+
+    result, _ = trained
+    dst = tmp_path / "shipped"
+    size = ship(result.out, dst)
+    full = (result.out / "model.safetensors").stat().st_size
+    assert size < 0.55 * full
+    assert all(v.dtype != torch.float32 for v in load_file(str(dst / "model.safetensors")).values())
+    info = json.loads((dst / "sft_info.json").read_text())
+    assert info["weights_dtype"] == "float16" and info["shipped_from"] == result.out.name
+    loaded = build_policy(pretrained_cfg(dst)).policy.state_dict()
+    for key, value in load_file(str(result.out / "model.safetensors")).items():
+        assert loaded[key].dtype == torch.float32
+        torch.testing.assert_close(loaded[key], value, rtol=1e-3, atol=1e-4)
+    # an existing destination is refused and left as it was
+    before = (dst / "sft_info.json").read_text()
+    with pytest.raises(ConfigError, match="DST") as refused:
+        ship_main([str(result.out), str(dst)])
+    assert refused.value.exit_code == ExitCode.USAGE
+    assert (dst / "sft_info.json").read_text() == before
