@@ -1,17 +1,18 @@
 """Actor throughput on LIBERO: bare step loop vs the actor's collection loop, env workers, render size.
 
 Everything runs in one process run on the same task (libero_10 task 0, ``control_mode=absolute``,
-``hard_reset=false`` as in ``smoke``), so the ratios are meaningful on a busy machine:
+``hard_reset=false`` as in ``libero_tiny``), so the ratios are meaningful on a busy machine:
 
 * **bare loop**: one in-process sub-env stepped with a fixed action (hold the start pose), no
   policy; steps/s at render 256 (LeRobot's path) and at 64 (the policy's size).
-* **reset**: seconds per reset (soft, as smoke; hard, LIBERO's default, in full mode).
-* **collection**: ``collect_rollouts`` with smoke's tiny X-VLA (one policy call per chunk for all
-  sub-envs), one episode per sub-env, env steps/s excluding resets, for: in-process (the
+* **reset**: seconds per reset (soft, as libero_tiny; hard, LIBERO's default, in full mode).
+* **collection**: ``collect_rollouts`` with ``libero_tiny``'s tiny X-VLA (one policy call per chunk
+  for all sub-envs), one episode per sub-env, env steps/s excluding resets, for: in-process (the
   ``env.workers=1`` path), one worker process, and 2, 4, ... workers where cores allow (one
   sub-env per worker), each at render 64 and 256. The time split (``time_*`` fractions) shows
   what pipelining inference against stepping could win at most (the inference share).
-* **smoke collection**: one policy version of ``smoke`` (2 episodes x 16 steps, resets included):
+* **smoke collection**: one policy version of ``libero_tiny`` (what smoke was before issue 12;
+  2 episodes x 16 steps, resets included):
   "before" = the pre-workers path (n_envs=1 in-process, render 256 + resize), "after" =
   ``env.n_envs=2`` with the default workers and render 64.
 
@@ -152,10 +153,10 @@ def main() -> int:
     print(f"cores usable: {cores}; steps per measurement: {steps}; short={args.short}", flush=True)
     results: dict[str, object] = {"cores": cores, "short": args.short, "steps": steps}
 
-    smoke = load_config("smoke", SMOKE_OVERRIDES)
+    smoke = load_config("libero_tiny", SMOKE_OVERRIDES)
     ac = build_policy(smoke)
     length = [f"env.episode_length={steps + 1}"]  # the bare loop's warm-up step + steps
-    one = load_config("smoke", SMOKE_OVERRIDES + length + ["env.n_envs=1", "env.workers=1"])
+    one = load_config("libero_tiny", SMOKE_OVERRIDES + length + ["env.n_envs=1", "env.workers=1"])
 
     # -------------------------------------------------------------- bare loop, resets, 1 sub-env
     envs = {render: make(one, "inproc", render) for render in (256, 64)}
@@ -199,21 +200,23 @@ def main() -> int:
         run(f"inproc/r{render}", one, "inproc", render, env=envs[render])
         run(f"w1/r{render}", one, "w1", render)
         for n in counts:
-            cfg_n = load_config("smoke", SMOKE_OVERRIDES + length + [f"env.n_envs={n}", f"env.workers={n}"])
+            cfg_n = load_config(
+                "libero_tiny", SMOKE_OVERRIDES + length + [f"env.n_envs={n}", f"env.workers={n}"]
+            )
             if render == 256 and n > 2 and args.short:
                 continue
             run(f"w{n}/r{render}", cfg_n, f"w{n}", render)
     results["collection"] = coll
 
     # -------------------------------------------------------------- smoke's collection phase
-    smoke_one = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=1", "env.workers=1"])
+    smoke_one = load_config("libero_tiny", SMOKE_OVERRIDES + ["env.n_envs=1", "env.workers=1"])
     envs[256].max_episode_steps = smoke.env.episode_length
     before, before_quiet = smoke_collection(
         smoke_one, envs[256], ac
     )  # pre-workers path: n_envs=1, render 256 + resize
     for env in envs.values():
         env.close()
-    after_cfg = load_config("smoke", SMOKE_OVERRIDES + ["env.n_envs=2"])
+    after_cfg = load_config("libero_tiny", SMOKE_OVERRIDES + ["env.n_envs=2"])
     from pirl_core.envs.workers import make_vector_env
 
     after_env = make_vector_env(after_cfg.env)

@@ -14,7 +14,7 @@ What is timed (one process, one run, so the ratios are meaningful on a busy mach
 
 Median over ``--repeats`` after warm-up. Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/xvla_encoding.py [--profile smoke] [--batch 1 8] [--steps 4 10]
+    OMP_NUM_THREADS=1 python benchmarks/xvla_encoding.py [--profile libero_tiny] [--batch 1 8] [--steps 4 10]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def bench_batch(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--profile", default="libero_tiny")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 10])
     ap.add_argument("--repeats", type=int, default=20)

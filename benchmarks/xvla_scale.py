@@ -187,7 +187,7 @@ def make_config(args: argparse.Namespace, cuda: bool) -> RunConfig:
         "recipe.logprob_step_reduction": args.reduction,
         "recipe.logprob_tolerance": 0.0,  # measured here, not enforced
     }
-    return load_config("smoke", overrides)
+    return load_config("libero_tiny", overrides)
 
 
 def observations(ac: ActorCritic, batch: int, seed: int, camera: int) -> dict[str, torch.Tensor]:
@@ -427,7 +427,7 @@ def kl_sweep(args) -> None:
     for hidden in args.kl_widths:
         for reduction in ("sum", "mean"):
             cfg = load_config(
-                "smoke",
+                "libero_tiny",
                 {
                     "policy.hidden_dim": hidden,
                     "recipe.logprob_action_reduction": reduction,

@@ -15,7 +15,6 @@ from pirl_core.checkpoints import layout, resume
 from pirl_core.config import RunConfig, load_config
 from tests.test_checkpoint_support import assert_bitwise_equal, counters, make_trainer, snapshot
 from tests.test_xvla_adapter import raw_obs
-from tests.tiny_profile import LIBERO_TINY
 
 
 def _gradient_step(trainer, obs: dict[str, torch.Tensor]) -> None:
@@ -33,7 +32,7 @@ def _gradient_step(trainer, obs: dict[str, torch.Tensor]) -> None:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory):
-    cfg: RunConfig = load_config(LIBERO_TINY, {"output_dir": str(tmp_path_factory.mktemp("xvla") / "run")})
+    cfg: RunConfig = load_config("libero_tiny", {"output_dir": str(tmp_path_factory.mktemp("xvla") / "run")})
     trainer = make_trainer(cfg)
     obs = trainer.actor_critic.adapter.prepare_obs(raw_obs(batch=2, seed=5, size=64))
     _gradient_step(trainer, obs)

@@ -32,8 +32,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_profile import LIBERO_TINY
-
 pytestmark = pytest.mark.slow
 
 EPISODES = 2
@@ -62,7 +60,7 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     from pirl_core.runtime import derived_seed
 
     cfg = load_config(
-        LIBERO_TINY,
+        "libero_tiny",
         {
             "output_dir": str(tmp_path / "run"),
             "env.hard_reset": True,

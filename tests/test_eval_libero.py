@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_helpers import ROOT, child_env
-from tests.tiny_profile import LIBERO_TINY
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +26,7 @@ def test_tiny_checkpoint_eval_with_video(tmp_path: Path) -> None:
     from pirl_core.learner import build_trainer
 
     run = tmp_path / "run"
-    cfg = load_config(LIBERO_TINY, {"output_dir": str(run)})
+    cfg = load_config("libero_tiny", {"output_dir": str(run)})
     resume.save(cfg, 1, build_trainer(cfg), {"step": 1, "version": 1, "samples": 0, "episodes": 0})
     out = tmp_path / "ev"
     res = subprocess.run(

@@ -15,7 +15,6 @@ import torch
 
 from pirl_core.config import EnvConfig, load_config
 from pirl_core.envs.libero import LiberoVectorEnv, install_init_state_shim, load_suite
-from tests.tiny_profile import LIBERO_TINY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,7 +181,7 @@ def test_reset_step_and_the_full_xvla_chain(env: LiberoVectorEnv) -> None:
     assert raw["pixels"]["image"].shape == (2, 64, 64, 3) and raw["pixels"]["image"].dtype == np.uint8
     assert raw["robot_state"]["eef"]["mat"].shape == (2, 3, 3)
 
-    cfg = load_config(LIBERO_TINY, ["env.task_ids=[0, 1]", "env.n_envs=2"])
+    cfg = load_config("libero_tiny", ["env.task_ids=[0, 1]", "env.n_envs=2"])
     ac = build_actor_critic(build_xvla_adapter(cfg, raw["task"]), cfg.recipe, seed=0)
     obs = ac.adapter.prepare_obs(raw)
     assert obs["observation.images.image"].shape == (2, 3, 64, 64)
@@ -233,7 +232,7 @@ def test_reset_skips_the_settle_renders_and_returns_the_same_observation() -> No
     class _NeverSkip(_RenderGuard):
         skip = property(lambda self: False, lambda self, value: None)
 
-    cfg = load_config(LIBERO_TINY).env
+    cfg = load_config("libero_tiny").env
     skipping, full = LiberoVectorEnv(cfg), LiberoVectorEnv(cfg)
     full._render = _NeverSkip()
     for wrapper in full._envs:

@@ -21,7 +21,6 @@ from pirl_core.sft.__main__ import parse
 from pirl_core.sft.train import run_sft
 from tests.demo_datasets import TASKS, write_synthetic_demos
 from tests.libero_synthetic import synthetic_raw_obs
-from tests.tiny_profile import LIBERO_TINY
 
 CAMERA = 32
 STEPS = 40
@@ -35,7 +34,7 @@ def demos(tmp_path_factory) -> Path:
 def sft_argv(dataset: Path, out: Path, steps: int = STEPS) -> list[str]:
     return [
         "--profile",
-        LIBERO_TINY,
+        "libero_tiny",
         "--dataset",
         str(dataset),
         "--out",
@@ -68,7 +67,8 @@ def trained(demos, tmp_path_factory):
 
 def pretrained_cfg(path: Path, camera: int = CAMERA):
     return load_config(
-        LIBERO_TINY, ["policy.size=pretrained", f"policy.pretrained_path={path}", f"env.camera_size={camera}"]
+        "libero_tiny",
+        ["policy.size=pretrained", f"policy.pretrained_path={path}", f"env.camera_size={camera}"],
     )
 
 
@@ -101,7 +101,7 @@ def test_sft_checkpoint_loads_with_lerobot_and_pirl(trained) -> None:
         for key, value in saved.items():
             assert torch.equal(state[key], value), key
     # the weights are the trained ones, not a fresh build with the same seed
-    fresh = build_policy(load_config(LIBERO_TINY, [f"env.camera_size={CAMERA}"])).policy.state_dict()
+    fresh = build_policy(load_config("libero_tiny", [f"env.camera_size={CAMERA}"])).policy.state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in saved.items())
 
 
@@ -168,14 +168,14 @@ def test_sft_refuses_dataset_without_meta(tmp_path) -> None:
 def test_small_size_is_built_from_its_table_entry() -> None:
     from pirl_core.policies.xvla_config import XVLA_ARCHS, build_policy
 
-    cfg = load_config(LIBERO_TINY, ["policy.size=small", "env.camera_size=128", "policy.hidden_dim=32"])
+    cfg = load_config("libero_tiny", ["policy.size=small", "env.camera_size=128", "policy.hidden_dim=32"])
     config = build_policy(cfg).policy.config
     arch = XVLA_ARCHS["small"]
     assert config.hidden_size == arch.hidden_size  # small fixes its own width; hidden_dim is tiny's
     assert config.depth == arch.depth
     assert config.florence_config["vision_config"]["dim_embed"] == list(arch.davit_dims)
     assert list(config.image_features.values())[0].shape == (3, 128, 128)
-    tiny = build_policy(load_config(LIBERO_TINY, ["policy.hidden_dim=32"])).policy.config
+    tiny = build_policy(load_config("libero_tiny", ["policy.hidden_dim=32"])).policy.config
     assert tiny.hidden_size == 32 and tiny.depth == XVLA_ARCHS["tiny"].depth
 
 

@@ -14,7 +14,6 @@ from pirl_core.envs.factory import make_env, task_descriptions
 from pirl_core.errors import ConfigError
 from pirl_core.policies.factory import make_adapter
 from pirl_core.policies.mlp import MLPCleanActionAdapter, MLPFlowAdapter
-from tests.tiny_profile import LIBERO_TINY
 
 
 def env_for(
@@ -85,7 +84,7 @@ def test_mlp_policy_only_on_the_toy_env() -> None:
     cfg = load_config("toy")
     adapter = make_adapter(cfg, task_descriptions(cfg))
     assert isinstance(adapter, MLPFlowAdapter) and adapter.prediction_type == "velocity"
-    libero = load_config(LIBERO_TINY, {"policy.type": "mlp"})
+    libero = load_config("libero_tiny", {"policy.type": "mlp"})
     with pytest.raises(ConfigError, match="policy.type"):
         make_adapter(libero, ["pick up the cup"])
 

@@ -17,7 +17,6 @@ from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.policies.xvla import XVLAAdapter, build_xvla_adapter
 from pirl_core.policies.xvla_config import build_tiny_policy
 from tests.libero_synthetic import synthetic_raw_obs
-from tests.tiny_profile import LIBERO_TINY
 
 TASK = "put both the alphabet soup and the tomato sauce in the basket"
 
@@ -27,7 +26,7 @@ def raw_obs(batch: int = 2, seed: int = 0, size: int = 256) -> dict:
 
 
 def smoke_cfg(*overrides: str):
-    return load_config(LIBERO_TINY, list(overrides))
+    return load_config("libero_tiny", list(overrides))
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,13 @@ from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import RolloutBatch, collect_rollouts
 from pirl_core.runtime import FINGERPRINT_KEY, load_parameters, parameters_to_tensors, push_nbytes
 from tests.libero_synthetic import synthetic_raw_obs
-from tests.tiny_profile import LIBERO_TINY
 
 TASK = "put both the alphabet soup and the tomato sauce in the basket"
 VLM = f"adapter.{VLM_PREFIX}."
 
 
 def xvla_cfg(**overrides: object):
-    return load_config(LIBERO_TINY, {"seed": 0, **overrides})
+    return load_config("libero_tiny", {"seed": 0, **overrides})
 
 
 def build(cfg) -> ActorCritic:
@@ -334,7 +333,7 @@ def test_lr_warmup_is_linear_and_follows_the_update_index() -> None:
 )
 def test_bad_scale_settings_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        load_config(LIBERO_TINY, overrides)
+        load_config("libero_tiny", overrides)
 
 
 def test_mlp_refuses_a_vlm_freeze() -> None:
@@ -343,7 +342,7 @@ def test_mlp_refuses_a_vlm_freeze() -> None:
 
 
 def test_new_defaults_are_neutral_for_smoke_and_toy() -> None:
-    for profile in (LIBERO_TINY, "toy"):
+    for profile in ("libero_tiny", "toy"):
         cfg = load_config(profile)
         assert cfg.policy.dtype == "float32" and not cfg.policy.gradient_checkpointing
         r = cfg.recipe
@@ -395,7 +394,7 @@ def test_learner_and_actor_run_bf16_with_a_frozen_vlm_and_lean_pushes(tmp_path) 
     out = tmp_path / "bf16-frozen"
     args = [
         "--profile",
-        LIBERO_TINY,
+        "libero_tiny",
         f"--output_dir={out}",
         f"--learner.port={free_port()}",
         "--policy.dtype=bfloat16",
@@ -408,7 +407,7 @@ def test_learner_and_actor_run_bf16_with_a_frozen_vlm_and_lean_pushes(tmp_path) 
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
     rows = [r for r in read_records(out / "telemetry" / "learner.jsonl") if "logprob_mismatch_max" in r]
     assert len(rows) == 2
-    cfg = load_config(LIBERO_TINY)
+    cfg = load_config("libero_tiny")
     assert [r["lr_policy"] for r in rows] == pytest.approx([cfg.recipe.lr / 2, cfg.recipe.lr])
     for r in rows:
         assert r["logprob_recomputed"] == 1.0 and r["ratio_check"] == 0.0
