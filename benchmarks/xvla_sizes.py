@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.xvla_encoding import timeit  # noqa: E402  (one median-of-N timer for the X-VLA benchmarks)
 from pirl_core.config import load_config  # noqa: E402
 from pirl_core.policies.tokenizer import TOKENIZER_DIR  # noqa: E402
 from pirl_core.policies.xvla import XVLAAdapter  # noqa: E402
@@ -63,18 +61,6 @@ CANDIDATES: dict[str, XVLAArch] = {
         hidden_size=128,
     ),
 }
-
-
-def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` in ms."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def build_adapter(cfg, arch: XVLAArch, size: str) -> XVLAAdapter:

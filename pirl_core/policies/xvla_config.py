@@ -98,7 +98,7 @@ class XVLAArch:
 
 XVLA_ARCHS: dict[str, XVLAArch] = {
     # A chunk runs in a few ms on one CPU core, yet every LeRobot module (DaViT, BART encoder,
-    # soft-prompted transformer) is real: the smoke profile and the unit tests.
+    # soft-prompted transformer) is real: the libero_tiny profile and the unit tests.
     "tiny": XVLAArch(
         vlm_dim=32,
         davit_dims=(16, 16, 32, 32),
