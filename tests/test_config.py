@@ -15,14 +15,22 @@ from pirl_core.config import (
     parse_override,
 )
 from pirl_core.errors import ConfigError, ExitCode
+from pirl_core.policies.xvla_config import local_checkpoint_dir
 
 
-def test_shipped_profiles_load_and_smoke_is_libero_10() -> None:
-    assert {"smoke", "bench", "toy"} <= set(available_profiles())
+def test_shipped_profiles_load_and_smoke_starts_from_the_shipped_sft_checkpoint() -> None:
+    assert {"smoke", "libero_small", "libero_tiny", "bench", "toy"} <= set(available_profiles())
     smoke = load_config()
     assert smoke.profile == "smoke"
-    assert smoke.env.type == "libero" and smoke.env.suite == "libero_10"
-    assert smoke.policy.type == "xvla" and smoke.policy.size == "tiny"
+    assert smoke.env.type == "libero" and smoke.env.suite == "libero_object"
+    assert smoke.policy.type == "xvla" and smoke.policy.size == "pretrained"
+    # a path inside the source tree, resolved from any working directory, small enough to commit
+    shipped = local_checkpoint_dir(smoke.policy.pretrained_path)
+    assert shipped.is_absolute() and (shipped / "config.json").is_file()
+    assert (shipped / "model.safetensors").stat().st_size < 5 * 2**20
+    small = load_config("libero_small")
+    assert small.policy.pretrained_path == smoke.policy.pretrained_path
+    assert set(smoke.env.task_ids) <= set(small.env.task_ids)
     bench = load_config("bench")
     assert bench.policy.pretrained_path == "lerobot/xvla-libero"
 

@@ -1,4 +1,4 @@
-"""End to end: the console drives the real smoke run (learner + actor on LIBERO libero_10)."""
+"""End to end: the console drives the real smoke run (learner + actor on LIBERO, the shipped SFT X-VLA)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ async def test_console_runs_the_smoke_profile_to_completion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the run dir (outputs/smoke/<stamp>) lands here
-    # The menu with smoke preselected; only the port is set, so parallel tests cannot collide.
-    request = RunRequest("smoke", overrides=(("learner.port", str(free_port())),))
+    # The menu with smoke preselected; the port is set so parallel tests cannot collide, and the
+    # episodes are cut to 16 steps: this checks the console's plumbing (tests/test_e2e_smoke.py runs
+    # the full default smoke and its rewards).
+    request = RunRequest(
+        "smoke", overrides=(("learner.port", str(free_port())), ("env.episode_length", "16"))
+    )
     app = PirlConsole(
         request=request,
         commands=HeadlessCommands(extra_env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}),

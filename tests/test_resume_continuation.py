@@ -160,7 +160,7 @@ def test_smoke_profile_on_libero_resume_continues_numbering(tmp_path: Path) -> N
     """The real X-VLA + LIBERO path: one update, stop, --resume to two; numbering and the next
     checkpoint continue where the first process stopped."""
     out = tmp_path / "smoke"
-    base = ["--profile", "smoke", f"--output_dir={out}"]
+    base = ["--profile", "smoke", f"--output_dir={out}", "--env.episode_length=16"]
     for updates, extra in ((1, []), (2, ["--resume"])):
         args = [*base, f"--learner.port={free_port()}", f"--learner.updates={updates}", *extra]
         codes, learner_log, actor_log = run_pair(args, out, timeout=600)
