@@ -170,7 +170,9 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
                 telemetry.event("behaviour", version, version=version, changed=changed)
             run_cfg = adopted
             if periodic_eval.due(run_cfg, actor_id, version):
-                periodic_eval.evaluate_version(run_cfg, env, actor_critic, version, telemetry)
+                periodic_eval.evaluate_version(
+                    run_cfg, env, actor_critic, version, telemetry, heartbeat=client.heartbeat
+                )
             collect_version(
                 run_cfg, env, actor_critic, client, actor_id, version, telemetry, header.get("learner_epoch")
             )

@@ -174,6 +174,8 @@ class Learner:
             # checked on every pass, not only on empty polls: stale or duplicate rounds arriving
             # from one actor must not hide that another one went silent
             missing = [a for a in share if got[a] < share[a]]
+            for a in missing:  # a heartbeat (periodic evaluation) counts as hearing from it
+                last_heard[a] = max(last_heard[a], self._contact(a))
             silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
             if silent:
                 self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
@@ -216,6 +218,12 @@ class Learner:
         ordered = [accepted[k] for k in sorted(accepted)]
         self._episode_records = [record for _, records in ordered for record in records]
         return concat([batch for batch, _ in ordered]), episodes
+
+    def _contact(self, actor: int) -> float:
+        """Monotonic time of the actor's last heartbeat (``-inf`` when it never sent one)."""
+        last_contact = getattr(self.server, "last_contact", None)
+        contact = last_contact(actor) if last_contact is not None else None
+        return float("-inf") if contact is None else contact
 
     def _connected_ids(self) -> list[str]:
         return sorted({str(a["actor_id"]) for a in self.server.connected_actors()})

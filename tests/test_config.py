@@ -18,13 +18,16 @@ from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.policies.xvla_config import local_checkpoint_dir
 
 
-def test_shipped_profiles_load_and_smoke_starts_from_the_shipped_sft_checkpoint() -> None:
+def test_shipped_profiles_load_and_smoke_starts_from_the_shipped_sft_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert {"smoke", "libero_small", "libero_tiny", "bench", "toy"} <= set(available_profiles())
     smoke = load_config()
     assert smoke.profile == "smoke"
     assert smoke.env.type == "libero" and smoke.env.suite == "libero_object"
     assert smoke.policy.type == "xvla" and smoke.policy.size == "pretrained"
     # a path inside the source tree, resolved from any working directory, small enough to commit
+    monkeypatch.chdir(tmp_path)
     shipped = local_checkpoint_dir(smoke.policy.pretrained_path)
     assert shipped.is_absolute() and (shipped / "config.json").is_file()
     assert (shipped / "model.safetensors").stat().st_size < 5 * 2**20

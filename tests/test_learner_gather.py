@@ -4,6 +4,7 @@ the lost-actor stop. (Malformed payloads never get here: tests/test_transport_co
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,39 @@ def test_silent_actor_stops_the_run_naming_it(tmp_path: Path) -> None:
     ]
     assert event["actor_ids"] == [1] and event["version"] == 0 and event["waited_s"] >= 0.2
     assert event["connected_actors"] == ["0"] and "then restart the learner (no update was completed)" in line
+
+
+class EvaluatingActorServer(QueueServer):
+    """Actor 0 evaluates for longer than ``actor_timeout_s`` (no rollouts, ``Ready`` heartbeats after
+    every wave, as ``pirl_core.eval.periodic`` sends them), then sends its round."""
+
+    def __init__(self, items, quiet_s: float, beat: bool) -> None:
+        super().__init__(items)
+        self.until = time.monotonic() + quiet_s
+        self.beat = beat
+
+    def get_rollout(self, timeout: float | None = None):
+        if time.monotonic() < self.until:
+            time.sleep(0.02)
+            return None
+        return super().get_rollout(timeout)
+
+    def last_contact(self, actor_id):
+        return time.monotonic() if self.beat and str(actor_id) == "0" else None
+
+
+@pytest.mark.parametrize("beat", [True, False])
+def test_heartbeats_keep_an_evaluating_actor_alive(tmp_path: Path, beat: bool) -> None:
+    cfg = load_config("toy", {"output_dir": str(tmp_path), "learner.episodes_per_update": 2})
+    cfg.learner.actor_timeout_s = 0.2
+    server = EvaluatingActorServer([_item(0, 2, 1.0)], quiet_s=0.6, beat=beat)
+    learner = Learner(cfg, Telemetry(tmp_path, "learner"), Progress(0, 0), trainer=None, server=server)
+    if beat:
+        batch, episodes = learner.gather()  # silent 3x the timeout, yet not lost
+        assert episodes == 2 and torch.equal(batch.reward, torch.full((2,), 1.0))
+    else:
+        with pytest.raises(ActorLostError, match="actor 0 sent nothing"):
+            learner.gather()
 
 
 def test_waiting_notice_names_the_missing_actors(tmp_path: Path, monkeypatch) -> None:

@@ -328,3 +328,17 @@ def test_learner_that_crashes_without_stop_still_exits() -> None:
     """A live parameter stream must not keep a crashed learner process alive at exit."""
     proc = subprocess.run([sys.executable, "-c", CRASHING_LEARNER], cwd=REPO, timeout=30, capture_output=True)
     assert proc.returncode == 7, proc.stderr.decode()[-2000:]
+
+
+def test_heartbeat_is_recorded_per_actor_and_fails_softly_without_a_learner(server, clients) -> None:
+    """``ActorClient.heartbeat`` (a ``Ready`` call) is the liveness signal the learner's lost-actor
+    check reads while an actor evaluates and sends no rollouts (tests/test_learner_gather.py)."""
+    client = clients(server.port, 3)
+    assert server.last_contact(3) is None
+    before = time.monotonic()
+    assert client.heartbeat()
+    first = server.last_contact(3)
+    assert first is not None and first >= before and server.last_contact(0) is None
+    assert client.heartbeat() and server.last_contact("3") >= first
+    gone = clients(released_port(), 4)
+    assert gone.heartbeat() is False  # nobody listens: False, no exception

@@ -163,6 +163,17 @@ class ActorClient:
             f"both sides, and raise --actor.connect_timeout_s if the learner needs longer to start"
         )
 
+    def heartbeat(self) -> bool:
+        """One ``Ready`` call telling the learner this actor is alive and working although it sends no
+        rollout (periodic evaluation can take longer than ``learner.actor_timeout_s``). Called from
+        the work loop itself, not a thread, so a hung actor stops beating. Best effort: False when
+        the learner did not answer (the next rollout send reports a real failure loudly)."""
+        try:
+            self._stub.Ready(services_pb2.Empty(), timeout=self.ready_deadline_s, metadata=self._metadata)
+        except grpc.RpcError:
+            return False
+        return True
+
     # ------------------------------------------------------------------ parameters
     def start(self) -> ActorClient:
         """Start following the learner's parameter stream (idempotent; called lazily)."""

@@ -84,12 +84,22 @@ class Handshake:
 class _Servicer(services_pb2_grpc.LearnerServiceServicer):
     """gRPC handlers only; the state lives in the parts passed in."""
 
-    def __init__(self, broadcast: ParameterBroadcast, collector: RolloutCollector, handshake: Handshake):
+    def __init__(
+        self,
+        broadcast: ParameterBroadcast,
+        collector: RolloutCollector,
+        handshake: Handshake,
+        contacts: dict[str, float],
+    ):
         self.broadcast = broadcast
         self.collector = collector
         self.handshake = handshake
+        self.contacts = contacts  # actor id -> monotonic time of its last Ready (a liveness signal)
 
     def Ready(self, request, context):  # noqa: N802 (gRPC method name)
+        actor = metadata_value(context, ACTOR_ID_METADATA)
+        if actor and self.handshake.problem(context, actor) is None:
+            self.contacts[actor] = time.monotonic()
         return services_pb2.Empty()
 
     def StreamParameters(self, request, context):  # noqa: N802
@@ -177,6 +187,7 @@ class LearnerServer:
         self.broadcast = ParameterBroadcast()
         self.collector = RolloutCollector(rollout_check, max_payload_bytes)
         self.handshake = Handshake(identity)
+        self._contacts: dict[str, float] = {}
 
     @property
     def rejected_payloads(self) -> int:
@@ -195,7 +206,7 @@ class LearnerServer:
             interceptors=[TokenInterceptor(self._token)] if self._token else None,
         )
         services_pb2_grpc.add_LearnerServiceServicer_to_server(
-            _Servicer(self.broadcast, self.collector, self.handshake), server
+            _Servicer(self.broadcast, self.collector, self.handshake, self._contacts), server
         )
         address = f"{self.host}:{self.port}"
         try:
@@ -306,6 +317,11 @@ class LearnerServer:
 
     def pending_rollouts(self) -> int:
         return self.collector.pending()
+
+    def last_contact(self, actor_id: int | str) -> float | None:
+        """``time.monotonic()`` of the actor's last ``Ready`` call (its heartbeat while it sends no
+        rollouts, e.g. during periodic evaluation), or None if it never called."""
+        return self._contacts.get(str(actor_id))
 
     def connected_actors(self) -> list[dict[str, Any]]:
         """One entry per live parameter stream: actor id, peer, uptime, last version and push cost."""
