@@ -36,11 +36,18 @@ def test_smoke_profile_learner_first_trains_on_real_rewards(tmp_path: Path) -> N
     """The default profile as `make smoke` runs it: from the shipped SFT checkpoint its episodes
     succeed, so an update sees non-zero returns (not only the critic's baseline) and moves X-VLA."""
     out = tmp_path / "smoke"
-    args = ["--profile", "smoke", f"--output_dir={out}", f"--learner.port={free_port()}"]
+    # one update (of make smoke's two) keeps the suite short; its first version already succeeds
+    args = [
+        "--profile",
+        "smoke",
+        f"--output_dir={out}",
+        f"--learner.port={free_port()}",
+        "--learner.updates=1",
+    ]
     codes, learner_log, actor_log = run_pair(args, out, timeout=900)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
 
-    final = _assert_checkpoint_tree(out, updates=2)
+    final = _assert_checkpoint_tree(out, updates=1)
     train_config = json.loads((final / "pretrained_model" / "train_config.json").read_text())
     assert train_config["env"]["suite"] == "libero_object"
 
@@ -49,30 +56,31 @@ def test_smoke_profile_learner_first_trains_on_real_rewards(tmp_path: Path) -> N
     policy = XVLAPolicy.from_pretrained(str(final / "pretrained_model"))
     assert policy.config.chunk_size == 16
 
-    # the update is real: the second update moved both the X-VLA weights and the RL heads
+    # the update is real: it moved the X-VLA weights away from the shipped SFT checkpoint's
     from safetensors.torch import load_file
 
-    for name in ("model.safetensors", "rl_heads.safetensors"):
-        first = load_file(out / "checkpoints" / "000001" / "pretrained_model" / name)
-        second = load_file(final / "pretrained_model" / name)
-        assert first.keys() == second.keys()
-        assert any(not torch.equal(first[k], second[k]) for k in first), f"{name} did not change"
+    from pirl_core.policies.xvla_config import local_checkpoint_dir
+
+    shipped = load_file(local_checkpoint_dir(train_config["policy"]["pretrained_path"]) / "model.safetensors")
+    trained = load_file(final / "pretrained_model" / "model.safetensors")
+    assert shipped.keys() == trained.keys()
+    assert any(not torch.equal(shipped[k].float(), trained[k]) for k in shipped), "X-VLA did not change"
 
     learner = _metrics(out / "telemetry" / "learner.jsonl")
-    assert [r["update"] for r in learner] == [1, 2]
+    assert [r["update"] for r in learner] == [1]
     for record in learner:
         for key in ("version", "policy_loss", "value_loss", "approx_kl", "clip_frac", "ratio_check"):
             assert key in record, key
         assert record["ratio_check"] < 1e-4
     actor = _metrics(out / "telemetry" / "actor-0.jsonl")
-    assert len(actor) == 2
+    assert len(actor) == 1
     for record in actor:
         for key in ("episodes", "success_rate", "env_steps_per_s", "inference_ms"):
             assert key in record, key
     # real rewards reach the update: some episode of the run succeeded (reward 1 on that step)
     assert sum(r["success_rate"] * r["episodes"] for r in actor) >= 1
     assert all(r["grad_norm"] > 0 and r["policy_loss"] != 0 for r in learner)
-    assert learner_log.strip().splitlines()[-1].startswith("[learner] done updates=2")
+    assert learner_log.strip().splitlines()[-1].startswith("[learner] done updates=1")
 
 
 @pytest.mark.slow
@@ -95,18 +103,17 @@ def test_toy_run_actor_started_first(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_profile_runs_flow_sde_with_grpo_on_libero(tmp_path: Path) -> None:
+def test_flow_sde_with_grpo_runs_on_libero(tmp_path: Path) -> None:
     """Method and algorithm are flags; the other pair (flow_noise + PPO) is the default above."""
     out = tmp_path / "sde-grpo"
     args = [
         "--profile",
-        "smoke",
+        "libero_tiny",
         f"--output_dir={out}",
         f"--learner.port={free_port()}",
         "--recipe.method=flow_sde",
         "--recipe.algorithm=grpo",
         "--learner.updates=1",
-        "--env.episode_length=16",  # plumbing only: the default run above covers the rewards
     ]
     codes, learner_log, actor_log = run_pair(args, out, timeout=600)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"

@@ -156,11 +156,11 @@ def test_learner_killed_while_writing_a_checkpoint_resumes_exactly(straight: Pat
     _assert_same_final_state(straight / "checkpoints" / f"{N:06d}", root / f"{N:06d}")
 
 
-def test_smoke_profile_on_libero_resume_continues_numbering(tmp_path: Path) -> None:
+def test_libero_resume_continues_numbering(tmp_path: Path) -> None:
     """The real X-VLA + LIBERO path: one update, stop, --resume to two; numbering and the next
     checkpoint continue where the first process stopped."""
     out = tmp_path / "smoke"
-    base = ["--profile", "smoke", f"--output_dir={out}", "--env.episode_length=16"]
+    base = ["--profile", "libero_tiny", f"--output_dir={out}"]
     for updates, extra in ((1, []), (2, ["--resume"])):
         args = [*base, f"--learner.port={free_port()}", f"--learner.updates={updates}", *extra]
         codes, learner_log, actor_log = run_pair(args, out, timeout=600)
@@ -170,7 +170,7 @@ def test_smoke_profile_on_libero_resume_continues_numbering(tmp_path: Path) -> N
     assert os.readlink(root / "last") == "000002"
     record = json.loads((root / "000002" / "training_state" / "training_step.json").read_text())
     assert (record["step"], record["policy_version"]) == (2, 2)
-    assert record["counters"]["episodes"] == 2 * 2  # smoke: 2 episodes per update, both processes
+    assert record["counters"]["episodes"] == 2 * 2  # libero_tiny: 2 episodes per update, both processes
     rows = [(r["update"], r["version"], r["episodes"]) for r in _metrics(out)]
     assert rows == [(1, 1, 2), (2, 2, 4)]
     resumed = [r for r in read_records(out / "telemetry" / "learner.jsonl") if r.get("event") == "resumed"]
