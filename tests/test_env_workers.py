@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +112,17 @@ def test_toy_batch_is_identical_for_one_two_and_three_workers() -> None:
     assert len(ref["reward"]) > len(ids)  # several chunks per episode: the comparison has substance
 
 
-def test_killed_worker_is_named_and_everything_is_released() -> None:
+@pytest.mark.parametrize("noticed", ["at once", "after its pipe closed"])
+def test_killed_worker_is_named_and_everything_is_released(noticed: str) -> None:
+    """Whether the step finds the dead worker on receive or already on send (its pipe closed),
+    the error says which signal killed it."""
     env = WorkerVectorEnv(TOY, 2)
     env.reset([10, 11, 12, 13, 14])
     name, pids = env.shm.name, env.pids
     os.kill(pids[1], signal.SIGKILL)
+    if noticed != "at once":  # the step's send then meets a closed pipe before any receive
+        assert wait([env._procs[1].sentinel], timeout=10)
+        time.sleep(0.2)
     with pytest.raises(EnvWorkerError) as err:
         env.step(np.zeros((5, 2)))
     message = str(err.value)

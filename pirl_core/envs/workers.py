@@ -349,7 +349,10 @@ class WorkerVectorEnv(PirlVectorEnv):
         try:
             self._conns[w].send(message)
         except (OSError, ValueError) as exc:
-            self._fail(w, doing, f"its pipe is broken ({exc})")
+            proc = self._procs[w]
+            proc.join(1.0)  # a dead worker breaks the pipe: say how it died, not just that it did
+            what = _death(proc.exitcode) if proc.exitcode is not None else f"its pipe is broken ({exc})"
+            self._fail(w, doing, what)
 
     def _receive(self, w: int, doing: str, expect: str = "ok") -> Any:
         conn, proc = self._conns[w], self._procs[w]
