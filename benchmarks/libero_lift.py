@@ -76,12 +76,15 @@ def has_output(path: Path) -> bool:
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
 
-def run_stage(stage: Stage, logs: Path, reuse: bool) -> float:
-    """Run one stage, teeing its output into ``logs/<name>.log``; returns its wall time (0 if reused)."""
+def run_stage(stage: Stage, logs: Path, reuse: bool) -> float | None:
+    """Run one stage, teeing its output into ``logs/<name>.log``; returns its wall time. A reused
+    stage reports the wall time recorded when it ran (``logs/<name>.wall_s``), or None when it
+    ran elsewhere: a rerun must not claim that a stage took no time."""
+    wall_file = logs / f"{stage.name}.wall_s"
     if has_output(stage.output):
         if reuse:
             print(f"== {stage.name}: reusing {stage.output}")
-            return 0.0
+            return float(wall_file.read_text()) if wall_file.is_file() else None
         raise SystemExit(f"error: {stage.output} exists; pass --reuse or choose another --work")
     command = " ".join(shlex.quote(a) for a in stage.argv)
     print(f"== {stage.name}: {command}", flush=True)
@@ -98,8 +101,13 @@ def run_stage(stage: Stage, logs: Path, reuse: bool) -> float:
     wall = time.monotonic() - started
     if rc != 0:
         raise SystemExit(f"error: stage {stage.name} exited {rc} (log: {logs / (stage.name + '.log')})")
+    wall_file.write_text(f"{wall:.1f}\n")
     print(f"== {stage.name}: done in {wall:.0f} s", flush=True)
     return wall
+
+
+def minutes(wall: float | None) -> str:
+    return "reused (not timed here)" if wall is None else f"{wall / 60:.1f} min"
 
 
 def eval_rates(info_path: Path) -> dict[int, tuple[int, int]]:
@@ -159,7 +167,7 @@ def plot(
     ax.scatter(
         [final[0]], [final[1]], marker="*", s=120, color="tab:red", zorder=3, label="after RL (eval CLI)"
     )
-    ax.set_xlabel("PPO update (policy version)")
+    ax.set_xlabel("RL update (policy version)")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
@@ -265,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     lift = rate(after) - rate(before)
     failure_ratio = (1 - rate(after)) / (1 - rate(before)) if rate(before) < 1 else float("nan")
     print(f"lift: {lift:+.3f} absolute; failure rate x{failure_ratio:.2f}")
-    print("wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in walls.items()))
-    print(f"total: {sum(walls.values()) / 60:.1f} min")
+    print("wall time: " + ", ".join(f"{k} {minutes(v)}" for k, v in walls.items()))
+    known = [v for v in walls.values() if v is not None]
+    print(
+        f"total: {sum(known) / 60:.1f} min"
+        + ("" if len(known) == len(walls) else " (reused stages not counted)")
+    )
 
     curve = periodic_curve(rl)
     png = Path(args.png) if args.png else work / "libero_lift.png"
