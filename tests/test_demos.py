@@ -162,6 +162,33 @@ def test_bad_flags_name_the_field(tmp_path: Path, argv: list[str], field: str) -
         parse(argv)
 
 
+@pytest.mark.parametrize(
+    ("suite", "tasks", "flag"), [("libero_object", [42], "--tasks"), ("nowhere", [0], "--suite")]
+)
+def test_unknown_suite_or_task_names_the_flag_and_writes_nothing(
+    tmp_path: Path, suite: str, tasks: list[int], flag: str
+) -> None:
+    from pirl_core.demos.record import parse, record
+
+    out = tmp_path / "new"
+    args = parse(
+        [
+            "--suite",
+            suite,
+            "--tasks",
+            ",".join(map(str, tasks)),
+            "--episodes-per-task",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    with pytest.raises(ConfigError, match=f"^{flag}: got") as err:
+        record(args)
+    assert err.value.value in (suite, tasks)
+    assert not out.exists() or not any(out.iterdir())
+
+
 # ------------------------------------------------------------------ slow (real LIBERO)
 
 

@@ -176,7 +176,13 @@ def record(args: RecordArgs) -> dict[int, TaskTally]:
         control_mode="absolute",
         hard_reset=False,
     )
-    env = LiberoVectorEnv(env_cfg)
+    try:
+        env = LiberoVectorEnv(env_cfg)
+    except ConfigError as exc:  # speak in this command's flags, not the profile fields it fills
+        flag = {"env.task_ids": "--tasks", "env.suite": "--suite"}.get(exc.field)
+        if flag is None:
+            raise
+        raise ConfigError(flag, exc.value, exc.expected) from None
     try:
         per_task = range(args.first_state, args.first_state + args.episodes_per_task)
         ids = state_ids(env.num_init_states(), len(args.tasks), list(per_task))
