@@ -114,6 +114,11 @@ class RecipeConfig:
     critic_detach: bool = True
     grpo_group_size: int = 2
     grpo_filter: bool = False
+    # How the policy loss averages over transitions. "transition": every chunk counts once, so a
+    # long (usually failed) episode weighs more than a short successful one and GRPO's
+    # per-group zero-mean advantages no longer average to zero. "episode": every kept episode
+    # counts once (its transitions share 1 / its length), as verl's "seq-mean-token-mean".
+    loss_aggregation: Literal["transition", "episode"] = "transition"
     # Largest max |ratio - 1| allowed on the first minibatch of an on-policy update. Before any
     # step the exact value is 0; float32 re-scoring of the same data in other batch shapes stays
     # below 1e-4 (tests/test_learning.py; measured 0 to ~2e-7), while a contract mismatch is far

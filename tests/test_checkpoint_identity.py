@@ -76,6 +76,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.critic_detach": True,  # the toy profile uses false
     "recipe.grpo_group_size": 4,
     "recipe.grpo_filter": False,  # the toy profile uses true
+    "recipe.loss_aggregation": "episode",
     "recipe.ratio_tolerance": 1e-2,
     "recipe.micro_batch_size": 4,
     "recipe.recompute_logprobs": True,

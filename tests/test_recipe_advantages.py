@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pirl_core.recipe.advantages import explained_variance, gae, grpo_advantages
+from pirl_core.recipe.advantages import episode_weights, explained_variance, gae, grpo_advantages
 
 
 def test_gae_matches_a_hand_computed_example() -> None:
@@ -64,6 +64,36 @@ def test_grpo_filter_drops_all_success_and_all_failure_groups() -> None:
     assert adv[4] > 0 > adv[5]
     _, keep_all = grpo_advantages(reward, episode, group, success, filter_groups=False)
     assert keep_all.all()
+
+
+def test_episode_weights_count_each_kept_episode_once() -> None:
+    # episodes of 1, 2 and 4 transitions, then one dropped episode of 3
+    episode_id = torch.tensor([0, 1, 1, 2, 2, 2, 2, 3, 3, 3])
+    keep = torch.tensor([True] * 7 + [False] * 3)
+    w = episode_weights(episode_id, keep)
+    raw = torch.tensor([1.0, 1 / 2, 1 / 2, 1 / 4, 1 / 4, 1 / 4, 1 / 4])
+    torch.testing.assert_close(w[:7], raw / raw.mean())
+    assert torch.equal(w[7:], torch.zeros(3))
+    assert float(w[keep].mean()) == pytest.approx(1.0)
+    # every kept episode's weights sum to the same total
+    totals = [float(w[episode_id == e].sum()) for e in (0, 1, 2)]
+    assert totals == pytest.approx([totals[0]] * 3)
+    assert torch.equal(episode_weights(episode_id, torch.zeros(10, dtype=torch.bool)), torch.zeros(10))
+
+
+def test_weighted_grpo_advantages_average_zero_over_transitions_whatever_the_lengths() -> None:
+    """One success in 2 chunks and three failures of 5 chunks: per transition the failures
+    outweigh the success (a net push down on what was sampled); weighted, they balance."""
+    lengths, successes = [2, 5, 5, 5], [True, False, False, False]
+    episode_id = torch.cat([torch.full((n,), e) for e, n in enumerate(lengths)])
+    success = torch.cat(
+        [torch.tensor([False] * (n - 1) + [ok]) for n, ok in zip(lengths, successes, strict=True)]
+    )
+    reward = success.float()
+    adv, keep = grpo_advantages(reward, episode_id, torch.zeros_like(episode_id), success, filter_groups=True)
+    assert float(adv.mean()) == pytest.approx((2 * 1.5 + 15 * -0.5) / 17, abs=1e-4)  # failures dominate
+    weighted = adv * episode_weights(episode_id, keep)
+    assert float(weighted.mean()) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_explained_variance() -> None:

@@ -81,6 +81,32 @@ def test_update_randomness_comes_only_from_the_trainer_generator() -> None:
     assert not torch.equal(params[0], other)
 
 
+def _one_group_of_uneven_episodes(batch: RolloutBatch) -> RolloutBatch:
+    """The first 17 transitions of a real toy rollout, relabelled as one GRPO group: a success
+    in 2 chunks and three failures of 5 chunks each (bookkeeping fields only)."""
+    batch = batch.select(torch.arange(17))
+    lengths, successes = [2, 5, 5, 5], [True, False, False, False]
+    batch.episode_id = torch.cat([torch.full((n,), e) for e, n in enumerate(lengths)])
+    batch.group_id = torch.zeros(17, dtype=torch.long)
+    batch.success = torch.cat(
+        [torch.tensor([False] * (n - 1) + [ok]) for n, ok in zip(lengths, successes, strict=True)]
+    )
+    batch.reward = batch.success.float()
+    return batch
+
+
+@pytest.mark.parametrize("aggregation", ["transition", "episode"])
+def test_loss_aggregation_decides_whether_long_failures_outweigh_short_successes(aggregation: str) -> None:
+    state = toy("flow_sde", "grpo", **{"recipe.loss_aggregation": aggregation, "recipe.grpo_filter": True})
+    batch = _one_group_of_uneven_episodes(rollout(state, list(range(16))))
+    metrics = state.trainer.update(batch)
+    assert metrics["skipped"] == 0.0 and metrics["ratio_check"] < 1e-4
+    if aggregation == "episode":
+        assert metrics["adv_mean"] == pytest.approx(0.0, abs=1e-6)
+    else:
+        assert metrics["adv_mean"] == pytest.approx((2 * 1.5 + 15 * -0.5) / 17, abs=1e-5)
+
+
 def test_grpo_filter_can_skip_an_update_without_signal() -> None:
     state = toy("flow_sde", "grpo", **{"recipe.grpo_filter": True})
     batch = rollout(state, [0] * 8)

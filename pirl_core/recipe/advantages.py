@@ -86,6 +86,24 @@ def grpo_advantages(
     return ep_adv[ep_inverse].float(), ep_keep[ep_inverse]
 
 
+def episode_weights(episode_id: Tensor, keep: Tensor) -> Tensor:
+    """Per-transition weights (N,) under which every kept episode counts once in a mean over kept
+    transitions: 1 / (episode length) scaled so the kept weights average 1 (dropped rows get 0).
+
+    Scaling a transition's advantage by its weight turns the transition-mean surrogate into an
+    episode-mean one (the clipped surrogate is positively homogeneous in the advantage), so
+    GRPO's group-normalised advantages, which sum to zero over a group's episodes, also sum to
+    zero over its transitions whatever the episode lengths."""
+    _, inverse, lengths = torch.unique(episode_id, return_inverse=True, return_counts=True)
+    weights = torch.zeros(episode_id.shape[0], dtype=torch.float64)
+    kept = keep.bool()
+    if not bool(kept.any()):
+        return weights.float()
+    raw = 1.0 / lengths[inverse].double()
+    weights[kept] = raw[kept] / raw[kept].mean()
+    return weights.float()
+
+
 def explained_variance(predicted: Tensor, target: Tensor) -> float:
     """1 - Var(target - predicted) / Var(target); nan when the target has no variance."""
     var = target.double().var(unbiased=False)

@@ -1,6 +1,8 @@
 """PolicyTrainer: one PPO or GRPO update from an on-policy :class:`RolloutBatch`.
 
-Advantages (GAE or group-normalised returns) -> optional normalisation -> ``update_epochs``
+Advantages (GAE or group-normalised returns) -> optional normalisation -> optional per-episode
+weights (``recipe.loss_aggregation = "episode"``: each episode counts once in the loss mean, not
+each chunk, so long failed episodes do not outweigh short successes) -> ``update_epochs``
 passes over shuffled minibatches -> per-group gradient clipping -> one AdamW per parameter group
 (policy / value / noise, each with its own learning rate). Returns the per-update metrics the
 learner logs, including ``ratio_check`` = max |ratio - 1| on the first minibatch of the first
@@ -50,7 +52,13 @@ from torch import Tensor
 from pirl_core.config import RecipeConfig
 from pirl_core.errors import RatioCheckError
 from pirl_core.recipe.actor_critic import ActorCritic
-from pirl_core.recipe.advantages import episode_returns, explained_variance, gae, grpo_advantages
+from pirl_core.recipe.advantages import (
+    episode_returns,
+    episode_weights,
+    explained_variance,
+    gae,
+    grpo_advantages,
+)
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
 from pirl_core.recipe.ppo import ppo_loss
 from pirl_core.rollout import RolloutBatch
@@ -115,6 +123,8 @@ class PolicyTrainer:
         if r.normalize_advantages and r.algorithm == "ppo" and int(keep.sum()) > 1:
             kept = adv[keep]
             adv = (adv - kept.mean()) / (kept.std() + 1e-8)
+        if r.loss_aggregation == "episode":  # after normalisation: it reweights, it does not shift
+            adv = adv * episode_weights(batch.episode_id, keep)
         return adv, returns, keep
 
     # ------------------------------------------------------------------ precision contract
