@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "lift": lift,
         "failure_ratio": failure_ratio,
         "curve": curve,
+        "updates": cfg.learner.updates,
         "wall_s": walls,
         "argv": sys.argv[1:],
     }
