@@ -37,6 +37,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling libero_lift_compare
+
+from libero_lift_compare import LiftRun, totals  # noqa: E402
+from libero_lift_compare import plot as plot_runs  # noqa: E402
 
 from pirl_core.config import load_config  # noqa: E402
 from pirl_core.eval.results import wilson_interval  # noqa: E402
@@ -151,34 +155,6 @@ def table(
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def plot(
-    curve: list[tuple[int, float]], final: tuple[int, float], before: float, out: Path, title: str
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    if curve:
-        xs, ys = zip(*curve, strict=True)
-        ax.plot(xs, ys, marker="o", label="periodic eval (held-out init states, ODE)")
-    ax.scatter([0], [before], marker="s", color="tab:gray", zorder=3, label="SFT checkpoint (eval CLI)")
-    ax.scatter(
-        [final[0]], [final[1]], marker="*", s=120, color="tab:red", zorder=3, label="after RL (eval CLI)"
-    )
-    ax.set_xlabel("RL update (policy version)")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -282,10 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
     curve = periodic_curve(rl)
     png = Path(args.png) if args.png else work / "libero_lift.png"
-    plot(
-        curve,
-        (cfg.learner.updates, rate(after)),
-        rate(before),
+    plot_runs(
+        [LiftRun("SFT + RL", totals(before), totals(after), curve, cfg.learner.updates)],
         png,
         f"PI-RL from SFT, {cfg.env.suite} tasks {tasks}, {held_out} held-out init states/task",
     )

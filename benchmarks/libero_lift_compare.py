@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,7 +36,7 @@ class LiftRun:
     updates: int
 
 
-def totals(per_task: dict[str, list[int]]) -> tuple[int, int]:
+def totals(per_task: Mapping[Any, Sequence[int]]) -> tuple[int, int]:
     return sum(s for s, _ in per_task.values()), sum(n for _, n in per_task.values())
 
 
