@@ -58,6 +58,10 @@ class EnvConfig:
     # Processes stepping the n_envs sub-envs (pirl_core/envs/workers.py). 0 = the cores the actor
     # may use (its CPU affinity), capped by n_envs; 1 = in-process.
     workers: int = 0
+    # False: a chunk step renders the cameras only for the observation the policy reads (after the
+    # chunk's last step, or where the episode ended); the frames read are bitwise the same. True
+    # renders every step (debugging, the throughput benchmark's baseline).
+    render_every_step: bool = False
 
 
 @dataclass

@@ -23,6 +23,7 @@ episode ids, while ``group_id`` (task, initial state) is global so GRPO groups c
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pirl_core.envs.base import PirlVectorEnv
+from pirl_core.envs.base import ChunkResult, PirlVectorEnv
 from pirl_core.recipe.actor_critic import ActorCritic
 
 OBS_PREFIX = "obs."
@@ -119,6 +120,16 @@ def concat(batches: list[RolloutBatch]) -> RolloutBatch:
     )
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a collection stands: episodes finished of those planned, env steps so far."""
+
+    episodes_done: int
+    episodes_planned: int
+    env_steps: int
+    elapsed_s: float
+
+
 @dataclass
 class EpisodeStats:
     ret: float  # undiscounted episode return
@@ -139,6 +150,10 @@ def collect_rollouts(
     generator: torch.Generator,
     action_steps: int,
     deterministic: bool = False,
+    *,
+    render_slots: frozenset[int] = frozenset(),
+    on_chunk: Callable[[ChunkResult, np.ndarray], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> tuple[RolloutBatch, list[EpisodeStats], dict[str, float]]:
     """Run one episode per entry of ``init_state_ids`` (in waves of ``env.num_envs``).
 
@@ -148,6 +163,11 @@ def collect_rollouts(
     ``init_state_ids`` order) and timings: env_steps, chunks, inference_ms_per_chunk, env_ms,
     collect_s, and the wall-time split of :data:`TIME_PARTS` (``reset_s``, ``env_step_s``,
     ``render_s``, ``inference_s``; see :func:`time_breakdown`).
+
+    Each chunk is one ``env.step_chunk``. ``render_slots`` names sub-envs rendered every step
+    (evaluation videos); ``on_chunk(result, active)`` sees every chunk's result (the evaluator
+    records per-step rewards and frames with it); ``on_progress`` gets a :class:`Progress` after
+    every chunk (the actor reports it while a round runs).
     """
     if not init_state_ids:
         raise ValueError("collect_rollouts needs at least one init state id")
@@ -199,27 +219,23 @@ def collect_rollouts(
             full = np.zeros((n_envs, n_exec, env_actions.shape[2]), dtype=np.float32)
             full[idx] = env_actions[:, :n_exec]
 
-            reward = np.zeros(n_envs, dtype=np.float64)
-            ended = np.zeros(n_envs, dtype=bool)
-            term = np.zeros(n_envs, dtype=bool)
-            succ = np.zeros(n_envs, dtype=bool)
-            alive = active.copy()
+            # One chunk step: each active sub-env executes its actions until the chunk ends, its
+            # episode terminates or its time limit is reached; only the observation read next is
+            # rendered (envs/base.py ``step_chunk``).
+            limit = np.where(active, max_steps - steps, 0)
             t0 = time.perf_counter()
-            for s in range(n_exec):
-                res = env.step(full[:, s])
-                raw = res.obs
-                reward[alive] += np.asarray(res.reward, dtype=np.float64)[alive]
-                steps[alive] += 1
-                timing["env_steps"] += float(alive.sum())
-                succ |= alive & np.asarray(res.success, dtype=bool)
-                term_now = alive & np.asarray(res.terminated, dtype=bool)
-                trunc_now = alive & ~term_now & (steps >= max_steps)
-                term |= term_now
-                ended |= term_now | trunc_now
-                alive &= ~(term_now | trunc_now)
-                if not alive.any():
-                    break
+            res = env.step_chunk(full, limit, render_slots)
             timing["env_ms"] += (time.perf_counter() - t0) * 1e3
+            raw = res.obs
+            executed = np.where(active, np.asarray(res.executed, dtype=np.int64), 0)
+            reward = np.where(active, np.asarray(res.reward, dtype=np.float64).sum(axis=1), 0.0)
+            steps += executed
+            timing["env_steps"] += float(executed.sum())
+            succ = active & np.asarray(res.success, dtype=bool).any(axis=1)
+            term = active & np.asarray(res.terminated, dtype=bool).any(axis=1)
+            ended = term | (active & (steps >= max_steps))
+            if on_chunk is not None:
+                on_chunk(res, active)
 
             bootstrap = np.zeros(n_envs, dtype=np.float32)
             truncated = idx[(ended & ~term)[idx]]
@@ -254,6 +270,15 @@ def collect_rollouts(
             )
             active &= ~ended
             chunk_index += 1
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        episodes_done=len(stats) + int((~active[:m]).sum()),
+                        episodes_planned=len(init_state_ids),
+                        env_steps=int(timing["env_steps"]),
+                        elapsed_s=time.perf_counter() - started,
+                    )
+                )
         for i in range(m):
             stats.append(
                 EpisodeStats(float(ret[i]), int(steps[i]), bool(solved[i]), int(task_ids[i]), int(wave[i]))

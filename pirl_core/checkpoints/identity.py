@@ -61,6 +61,7 @@ FIELD_CLASSES: dict[str, Severity] = {
     "env.control_mode": FATAL,  # absolute vs relative: what an action means
     "env.hard_reset": CHANGED,  # reset speed vs exactness of the initial render; same task
     "env.workers": CHANGED,  # throughput only: rollouts do not depend on the worker count
+    "env.render_every_step": CHANGED,  # speed only: the frames the policy reads are bitwise equal
     # policy: architecture and the spaces it maps between
     "policy.type": FATAL,
     "policy.size": FATAL,

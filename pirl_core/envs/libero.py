@@ -59,7 +59,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from pirl_core.config import EnvConfig  # noqa: E402
-from pirl_core.envs.base import PirlVectorEnv, StepResult  # noqa: E402
+from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult  # noqa: E402
 from pirl_core.envs.shm import FieldSpec  # noqa: E402
 from pirl_core.errors import ConfigError  # noqa: E402
 
@@ -110,6 +110,13 @@ class _RenderGuard:
       these renders. Physics is untouched, and the returned observation is rendered as before
       (tests/test_env_workers.py compares it bitwise).
 
+    * **keep what a skipped render would have shown** (:meth:`snapshot`): robosuite samples the
+      cameras at the *first* physics substep of a control step, and whether the episode ended is
+      only known after the last one. While :attr:`skip` is set, the sim's state at the skipped
+      render is copied (``mj_copyData``, microseconds); :meth:`replay` renders the cameras from
+      that copy when the chunk step learns the episode ended at that step — the frames
+      are bitwise those a rendered step would have returned.
+
     :meth:`focus` does the same before a reset or close: robosuite frees a sim's GL objects in
     whatever context is current, which otherwise deletes another sub-env's textures (measured:
     71 levels mean difference after a neighbour closed; a task switch closes one).
@@ -119,6 +126,51 @@ class _RenderGuard:
         self.seconds = 0.0
         self.skip = False
         self.skipped = 0  # renders skipped so far
+        self.snapshot_on_skip = False  # copy the sim's state at a skipped render (for replay)
+        self._snapshots: dict[int, Any] = {}  # id(sim) -> MjData at its last skipped render
+        self._snapshot_fresh: set[int] = set()  # sims whose snapshot belongs to the current step
+
+    def begin_step(self) -> None:
+        """A new control step starts: the next skipped render takes a fresh snapshot."""
+        self._snapshot_fresh.clear()
+
+    def _snapshot(self, sim: Any) -> None:
+        import mujoco
+
+        key = id(sim)
+        if key in self._snapshot_fresh:  # the second camera of the same substep
+            return
+        model = sim.model._model
+        snap = self._snapshots.get(key)
+        if snap is None or snap.model is not model:  # a hard reset built a new model
+            snap = self._snapshots[key] = mujoco.MjData(model)
+        mujoco.mj_copyData(snap, model, sim.data._data)
+        self._snapshot_fresh.add(key)
+
+    def replay(self, wrapper: Any, obs: dict[str, Any]) -> dict[str, Any]:
+        """``obs`` of the step just taken with its renders skipped, with the camera images
+        rendered from the snapshot taken at the skipped render (robosuite's own camera
+        sensors, run against that state)."""
+        import mujoco
+
+        robosuite_env = wrapper._env.env
+        sim = robosuite_env.sim
+        snap = self._snapshots.get(id(sim)) if id(sim) in self._snapshot_fresh else None
+        if snap is None:
+            raise RuntimeError("no snapshot of the skipped render to replay (render guard misuse)")
+        model, data = sim.model._model, sim.data._data
+        backup = mujoco.MjData(model)
+        mujoco.mj_copyData(backup, model, data)
+        mujoco.mj_copyData(data, model, snap)
+        try:
+            pixels = dict(obs["pixels"])
+            for camera in wrapper.camera_name:
+                observable = robosuite_env._observables[camera]
+                image = np.array(observable._filter(observable._corrupter(observable._sensor({}))))
+                pixels[wrapper.camera_name_mapping[camera]] = image
+        finally:
+            mujoco.mj_copyData(data, model, backup)
+        return {**obs, "pixels": pixels}
 
     @staticmethod
     def focus(wrapper: Any) -> None:
@@ -137,6 +189,8 @@ class _RenderGuard:
         def render(*args: Any, **kwargs: Any) -> Any:
             if self.skip:
                 self.skipped += 1
+                if self.snapshot_on_skip:
+                    self._snapshot(sim)
                 return _blank_render(**kwargs)
             t0 = time.perf_counter()
             try:
@@ -223,6 +277,7 @@ class LiberoVectorEnv(PirlVectorEnv):
         self.hard_reset = env_cfg.hard_reset if hard_reset is None else bool(hard_reset)
         self.render_size = render_size_for(env_cfg.camera_size) if render_size is None else int(render_size)
         self.slot_offset = int(slot_offset)
+        self.render_every_step = bool(env_cfg.render_every_step)
         self._render = _RenderGuard()
         self._counters = {"step_s": 0.0, "render_s": 0.0, "reset_s": 0.0}
         self._n_init = min(len(self.suite.get_task_init_states(t)) for t in self._task_ids)
@@ -337,6 +392,70 @@ class LiberoVectorEnv(PirlVectorEnv):
         self._counters["step_s"] += time.perf_counter() - started
         self._counters["render_s"] += self._render.seconds - render_before
         return result
+
+    def step_chunk(
+        self, actions: np.ndarray, limit: np.ndarray, render_slots: frozenset[int] = frozenset()
+    ) -> ChunkResult:
+        """The chunk's physics steps per sub-env, rendering only the observation returned: the
+        cameras render on the last step the sub-env executes (its limit or the chunk's end); an
+        episode that ends earlier gets its frames replayed from the snapshot of that step
+        (:class:`_RenderGuard`). ``env.render_every_step`` (and ``render_slots``, for videos)
+        render every step, as :meth:`step` does."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 3 or actions.shape[0] != self.num_envs or actions.shape[2] != self.action_dim:
+            raise ValueError(
+                f"actions must have shape ({self.num_envs}, k, {self.action_dim}), got {actions.shape}"
+            )
+        k = actions.shape[1]
+        limit = np.asarray(limit, dtype=np.int64)
+        started = time.perf_counter()
+        render_before = self._render.seconds
+        reward = np.zeros((self.num_envs, k), dtype=np.float32)
+        terminated = np.zeros((self.num_envs, k), dtype=bool)
+        success = np.zeros((self.num_envs, k), dtype=bool)
+        executed = np.zeros(self.num_envs, dtype=np.int64)
+        per_step: list[list[dict[str, Any]]] = [[] for _ in range(k)] if render_slots else []
+        guard = self._render
+        guard.snapshot_on_skip = True
+        try:
+            for slot, env in enumerate(self._envs):
+                n = 0 if self._over[slot] else int(min(k, limit[slot]))
+                every = self.render_every_step or slot in render_slots
+                for s in range(n):
+                    rendered = every or s == n - 1
+                    guard.begin_step()
+                    guard.skip = not rendered
+                    try:
+                        obs, _reward, done, _trunc, info = env.step(actions[slot, s])
+                    finally:
+                        guard.skip = False
+                    if done and not rendered:
+                        obs = guard.replay(env, obs)
+                    self._last_obs[slot] = obs
+                    self._steps[slot] += 1
+                    executed[slot] += 1
+                    success[slot, s] = bool(info.get("is_success", False))
+                    reward[slot, s] = float(success[slot, s])
+                    terminated[slot, s] = bool(done)
+                    self._over[slot] = bool(done) or self._steps[slot] >= self.max_episode_steps
+                    if render_slots:
+                        per_step[s].append((slot, obs))
+                    if self._over[slot]:
+                        break
+        finally:
+            guard.snapshot_on_skip = False
+        raw = self._raw(self._last_obs)
+        step_obs = None
+        if render_slots:
+            step_obs = []
+            for entries in per_step[: int(executed.max())]:
+                frame_obs = [dict(o) for o in self._last_obs]
+                for slot, obs in entries:
+                    frame_obs[slot] = obs
+                step_obs.append(self._raw(frame_obs))
+        self._counters["step_s"] += time.perf_counter() - started
+        self._counters["render_s"] += self._render.seconds - render_before
+        return ChunkResult(raw, reward, terminated, success, executed, step_obs)
 
     def close(self) -> None:
         if self._closed:

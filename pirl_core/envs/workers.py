@@ -9,8 +9,11 @@ ones, and a sub-env's trajectory does not depend on which worker holds it (deter
 worker counts).
 
 Data path: observations, rewards and flags are written by the workers into one shared-memory
-segment (:mod:`pirl_core.envs.shm`); actions go out through it too. The pipes carry only small
-commands and replies (init-state ids, task strings, timings, errors).
+segment (:mod:`pirl_core.envs.shm`); single-step actions go out through it too. The pipes carry
+only small commands and replies (init-state ids, task strings, timings, errors). A chunk step
+(:meth:`WorkerVectorEnv.step_chunk`) crosses each pipe once per chunk: the chunk's actions and
+step limits go out in the command (k x 7 floats per sub-env), the per-step rewards and flags come
+back in the reply, and the one observation the chunk returns goes through shared memory.
 
 Processes start with ``spawn``: EGL/MuJoCo contexts and torch thread pools do not survive
 ``fork``. Workers ignore SIGINT (the terminal's Ctrl-C reaches the whole process group); the
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from pirl_core.config import EnvConfig
-from pirl_core.envs.base import PirlVectorEnv, StepResult
+from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult
 from pirl_core.envs.shm import FieldSpec, SharedArrays, flatten, unflatten
 from pirl_core.errors import ExitCode, PirlError
 
@@ -176,6 +179,28 @@ def _worker_main(
                         },
                     )
                     conn.send(("ok", env.time_counters()))
+                elif cmd == "step_chunk":
+                    actions, limit, render_slots = arg
+                    res = env.step_chunk(actions, limit, render_slots)
+                    raw = dict(res.obs)
+                    raw.pop("task", None)
+                    shm.write(rows, _checked(flatten(raw), obs_paths))
+                    step_obs = None
+                    if res.step_obs is not None:  # videos: every frame of the recorded sub-envs
+                        step_obs = [{k: v for k, v in o.items() if k != "task"} for o in res.step_obs]
+                    conn.send(
+                        (
+                            "ok",
+                            {
+                                "reward": res.reward,
+                                "terminated": res.terminated,
+                                "success": res.success,
+                                "executed": res.executed,
+                                "step_obs": step_obs,
+                                "counters": env.time_counters(),
+                            },
+                        )
+                    )
                 else:
                     conn.send(("error", f"unknown command {cmd!r}"))
             except Exception:
@@ -310,6 +335,56 @@ class WorkerVectorEnv(PirlVectorEnv):
             success=out[("_success",)],
         )
 
+    def step_chunk(
+        self, actions: np.ndarray, limit: np.ndarray, render_slots: frozenset[int] = frozenset()
+    ) -> ChunkResult:
+        """One command and one reply per worker for the whole chunk; each worker runs its share
+        with its in-process ``step_chunk`` (what is rendered when is decided there)."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 3 or actions.shape[0] != self.num_envs or actions.shape[2] != self.action_dim:
+            raise ValueError(
+                f"actions must have shape ({self.num_envs}, k, {self.action_dim}), got {actions.shape}"
+            )
+        limit = np.asarray(limit, dtype=np.int64)
+        k = actions.shape[1]
+        # A worker whose sub-envs all have no steps left is not asked: its observations in the
+        # shared segment are already the ones to return.
+        busy = [w for w, slots in enumerate(self.blocks) if limit[slots.start : slots.stop].any()]
+        for w in busy:
+            slots = self.blocks[w]
+            local = frozenset(s - slots.start for s in render_slots if s in slots)
+            self._send(
+                w,
+                ("step_chunk", (actions[slots.start : slots.stop], limit[slots.start : slots.stop], local)),
+                "stepping",
+            )
+        reward = np.zeros((self.num_envs, k), dtype=np.float32)
+        terminated = np.zeros((self.num_envs, k), dtype=bool)
+        success = np.zeros((self.num_envs, k), dtype=bool)
+        executed = np.zeros(self.num_envs, dtype=np.int64)
+        step_obs: list[dict[str, Any]] | None = None
+        for w in busy:
+            slots = self.blocks[w]
+            reply = self._receive(w, "stepping")
+            self._counters[w].update(reply["counters"])
+            rows = slice(slots.start, slots.stop)
+            reward[rows], terminated[rows], success[rows] = (
+                reply["reward"],
+                reply["terminated"],
+                reply["success"],
+            )
+            executed[rows] = reply["executed"]
+            if reply["step_obs"]:
+                step_obs = step_obs if step_obs is not None else []
+                for s, local in enumerate(reply["step_obs"]):
+                    if s == len(step_obs):
+                        step_obs.append(_blank_like(local, self.num_envs, rows))
+                    _put_rows(step_obs[s], rows, local)
+        if step_obs is not None and self.cfg.type == "libero":
+            for o in step_obs:
+                o["task"] = self.task_descriptions()
+        return ChunkResult(self._observation(), reward, terminated, success, executed, step_obs)
+
     def close(self) -> None:
         """Stop the workers (politely, then by force) and unlink the segment. Idempotent."""
         if self._closed:
@@ -386,6 +461,22 @@ class WorkerVectorEnv(PirlVectorEnv):
             "(lower env.workers or env.n_envs if memory is short)",
             detail=detail,
         )
+
+
+def _blank_like(local: Any, n_envs: int, rows: slice) -> Any:
+    """A zero batch of ``n_envs`` rows shaped like one worker's ``local`` batch."""
+    if isinstance(local, dict):
+        return {k: _blank_like(v, n_envs, rows) for k, v in local.items()}
+    local = np.asarray(local)
+    return np.zeros((n_envs, *local.shape[1:]), dtype=local.dtype)
+
+
+def _put_rows(batch: Any, rows: slice, local: Any) -> None:
+    if isinstance(batch, dict):
+        for k in batch:
+            _put_rows(batch[k], rows, local[k])
+    else:
+        batch[rows] = local
 
 
 def _death(exitcode: int | None) -> str:

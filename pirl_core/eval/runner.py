@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pirl_core.envs.base import PirlVectorEnv, StepResult
+from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult
 from pirl_core.eval.results import EpisodeResult
 from pirl_core.runtime import derived_seed
 
@@ -34,7 +34,12 @@ def libero_frame(raw: dict[str, Any], slot: int) -> Frame | None:
 
 
 class RecordingEnv(PirlVectorEnv):
-    """Delegates to ``env``; keeps per-slot rewards and, for slots in ``record_slots``, frames."""
+    """Delegates to ``env``; keeps per-slot rewards and env actions of every executed step and,
+    for slots in ``record_slots``, the camera frame of every step.
+
+    Chunks go through ``env.step_chunk`` with ``render_slots=record_slots``: only the sub-envs
+    being recorded render every step (a video needs every frame); the others render once per
+    chunk as in training."""
 
     def __init__(self, env: PirlVectorEnv, frame_fn: Callable[[dict[str, Any], int], Frame | None]) -> None:
         self.env = env
@@ -47,8 +52,8 @@ class RecordingEnv(PirlVectorEnv):
         self.actions: list[list[np.ndarray]] = []  # env actions as stepped (agreement checks)
         self.frames: list[list[Frame]] = []
 
-    def _keep_frames(self, raw: dict[str, Any]) -> None:
-        for slot in self.record_slots:
+    def _keep_frames(self, raw: dict[str, Any], slots: Any) -> None:
+        for slot in slots:
             frame = self.frame_fn(raw, slot)
             if frame is not None:
                 self.frames[slot].append(frame)
@@ -58,7 +63,7 @@ class RecordingEnv(PirlVectorEnv):
         self.rewards = [[] for _ in range(self.num_envs)]
         self.actions = [[] for _ in range(self.num_envs)]
         self.frames = [[] for _ in range(self.num_envs)]
-        self._keep_frames(raw)
+        self._keep_frames(raw, self.record_slots)
         return raw
 
     def step(self, action: np.ndarray) -> StepResult:
@@ -66,7 +71,19 @@ class RecordingEnv(PirlVectorEnv):
         for slot, r in enumerate(np.asarray(res.reward, dtype=np.float64)):
             self.rewards[slot].append(float(r))
             self.actions[slot].append(np.array(action[slot], dtype=np.float64))
-        self._keep_frames(res.obs)
+        self._keep_frames(res.obs, self.record_slots)
+        return res
+
+    def step_chunk(
+        self, actions: np.ndarray, limit: np.ndarray, render_slots: frozenset[int] = frozenset()
+    ) -> ChunkResult:
+        res = self.env.step_chunk(actions, limit, frozenset(render_slots) | frozenset(self.record_slots))
+        for slot in range(self.num_envs):
+            n = int(res.executed[slot])
+            self.rewards[slot].extend(float(r) for r in np.asarray(res.reward[slot, :n], dtype=np.float64))
+            self.actions[slot].extend(np.array(a, dtype=np.float64) for a in actions[slot, :n])
+        for s, raw in enumerate(res.step_obs or []):
+            self._keep_frames(raw, [slot for slot in self.record_slots if s < int(res.executed[slot])])
         return res
 
     def task_descriptions(self) -> list[str]:
@@ -77,6 +94,9 @@ class RecordingEnv(PirlVectorEnv):
 
     def num_init_states(self) -> int:
         return self.env.num_init_states()
+
+    def time_counters(self) -> dict[str, float]:
+        return self.env.time_counters()
 
     def close(self) -> None:
         self.env.close()
