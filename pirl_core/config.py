@@ -98,7 +98,20 @@ class RecipeConfig:
     # How per-element Gaussian log-densities become one log-prob per chunk.
     logprob_action_reduction: Literal["sum", "mean"] = "sum"  # over chunk steps x action dims
     logprob_step_reduction: Literal["sum", "mean"] = "sum"  # over scored denoising steps
+    # Trust-region granularity (README, "Trust region"). "chunk": one PPO ratio per transition,
+    # its log-prob reduced over the executed chunk steps x action dims by
+    # logprob_action_reduction (sum: RLinf's chunk_level, e.g. Flow-SDE's one stochastic step
+    # summed over 5 x 7 elements; mean: per-element geometric mean, DPPO/ReinFlow, which needs a
+    # ~0.01 clip). "element": one clipped ratio per executed chunk step x action dim (each
+    # element's terms reduced over denoising steps by logprob_step_reduction), the surrogate
+    # averaged over elements (RLinf's token_level). Element mode re-scores the behaviour
+    # log-probs on the learner, so it needs learner.max_staleness = 0.
+    ratio_mode: Literal["chunk", "element"] = "chunk"
     clip: float = 0.2
+    # DPPO-style clip per denoising step, index 0 = the first (noisiest, t = 1) step ... K-1 = the
+    # last; [] = recipe.clip everywhere. Flow-SDE only: a transition's ratio belongs to its one
+    # stochastic step, whose index picks the clip (e.g. [0.001, 0.003, 0.006, 0.01]).
+    clip_per_denoise_step: list[float] = field(default_factory=list)
     value_clip: float = 0.2
     gamma: float = 0.99
     lam: float = 0.95
@@ -287,6 +300,32 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"in (0, {MAX_NOISE_STD:g}]",
     )
     require(0 < r.clip < 1, "recipe.clip", r.clip, "in (0, 1)")
+    require(
+        r.ratio_mode == "chunk" or cfg.learner.max_staleness == 0,
+        "recipe.ratio_mode",
+        r.ratio_mode,
+        f"'chunk' when learner.max_staleness = {cfg.learner.max_staleness} > 0 (element ratios "
+        "re-score the behaviour log-probs on the learner, which is exact only on-policy)",
+    )
+    if r.clip_per_denoise_step:
+        require(
+            r.method == "flow_sde",
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            "[] unless recipe.method = 'flow_sde' (only a Flow-SDE transition has one denoising step)",
+        )
+        require(
+            len(r.clip_per_denoise_step) == r.denoise_steps,
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            f"one clip per denoising step: a list of recipe.denoise_steps = {r.denoise_steps} numbers",
+        )
+        require(
+            all(0 < c < 1 for c in r.clip_per_denoise_step),
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            "clips in (0, 1)",
+        )
     require(r.value_clip > 0, "recipe.value_clip", r.value_clip, "> 0")
     require(0 <= r.gamma <= 1, "recipe.gamma", r.gamma, "in [0, 1]")
     require(0 <= r.lam <= 1, "recipe.lam", r.lam, "in [0, 1]")

@@ -86,7 +86,9 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.include_prior": CHANGED,
     "recipe.logprob_action_reduction": CHANGED,
     "recipe.logprob_step_reduction": CHANGED,
+    "recipe.ratio_mode": CHANGED,  # how the learner forms ratios from the same stored chains
     "recipe.clip": CHANGED,
+    "recipe.clip_per_denoise_step": CHANGED,
     "recipe.value_clip": CHANGED,
     "recipe.gamma": CHANGED,
     "recipe.lam": CHANGED,

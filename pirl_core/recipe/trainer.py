@@ -173,7 +173,11 @@ class PolicyTrainer:
         rollout-vs-learner difference |delta| as its own metric."""
         ac = self.actor_critic
         device = ac.device
-        old_logp = batch.logp.clone().float()
+        if ac.sampler.per_element:  # element ratios: (N, E), rows outside first_order unused
+            n_elem = int(ac.adapter.sampled_mask().sum())
+            old_logp = torch.zeros(len(batch), n_elem)
+        else:
+            old_logp = batch.logp.clone().float()
         with torch.no_grad():
             for start in range(0, first_order.numel(), mb_size):
                 for chunk, weight in self._weighted_chunks(first_order[start : start + mb_size]):
@@ -192,7 +196,8 @@ class PolicyTrainer:
                 for chunk in self._chunks(first_order[start : start + mb_size]):
                     mine[chunk] = old_logp[chunk]
             old_logp[first_order] = self.dist.reduce_rows(mine)[first_order]
-        delta = (old_logp[first_order] - batch.logp[first_order].float()).abs()
+        rescored = ac.sampler.reduce_elements(old_logp[first_order])
+        delta = (rescored - batch.logp[first_order].float()).abs()
         return old_logp, self._mismatch_metrics(delta)
 
     @staticmethod
@@ -289,11 +294,15 @@ class PolicyTrainer:
         ac.adapter.set_rl_mode()
         first_order = rows[torch.randperm(n, generator=self.generator)]
         old_logp = batch.logp
-        recompute = self.recompute_logprobs and on_policy
+        # Element ratios need per-element behaviour log-probs, which a rollout does not store
+        # (it keeps the chunk log-prob): the learner re-scores them before its first step, which
+        # config validation allows only on-policy (learner.max_staleness = 0).
+        recompute = (self.recompute_logprobs and on_policy) or ac.sampler.per_element
         if recompute:
             old_logp, mismatch = self._recompute_old_logp(batch, first_order, mb_size)
             metrics.update(mismatch, logprob_recomputed=1.0)
-            self._check_logprob_mismatch(mismatch)
+            if on_policy:
+                self._check_logprob_mismatch(mismatch)
         stopped = False
         for epoch in range(r.update_epochs):
             order = first_order if epoch == 0 else rows[torch.randperm(n, generator=self.generator)]
@@ -348,6 +357,15 @@ class PolicyTrainer:
             "non-deterministic layers (dropout) active, or a different precision or device"
         )
 
+    def clip_for(self, sde_step: Tensor) -> float | Tensor:
+        """The PPO clip of each transition: ``recipe.clip``, or with
+        ``recipe.clip_per_denoise_step`` (Flow-SDE) the clip of each transition's stochastic
+        denoising step, a (B,) tensor."""
+        per_step = self.recipe.clip_per_denoise_step
+        if not per_step:
+            return self.recipe.clip
+        return torch.tensor(per_step, dtype=torch.float32, device=sde_step.device)[sde_step]
+
     def _accumulate_gradients(
         self,
         batch: RolloutBatch,
@@ -387,7 +405,7 @@ class PolicyTrainer:
                 old_logp=chunk_old,
                 advantages=adv[chunk].to(device),
                 entropy=entropy,
-                clip=r.clip,
+                clip=self.clip_for(sde_step),
                 entropy_coef=r.entropy_coef,
                 new_value=new_value if self.uses_critic else None,
                 old_value=mb.value.to(device),
@@ -403,7 +421,8 @@ class PolicyTrainer:
             stats["clip_frac"] += weight * float(out.clip_frac)
             if first and weight > 0:
                 ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
-                deltas.append((new_logp.detach() - chunk_old).abs().float().cpu())
+                reduce = ac.sampler.reduce_elements
+                deltas.append((reduce(new_logp.detach()) - reduce(chunk_old)).abs().float().cpu())
         if first:
             stats["ratio_dev_max"] = ratio_dev_max
             stats["logp_delta"] = torch.cat(deltas)
