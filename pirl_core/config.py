@@ -132,6 +132,11 @@ class RecipeConfig:
     # per-group zero-mean advantages no longer average to zero. "episode": every kept episode
     # counts once (its transitions share 1 / its length), as verl's "seq-mean-token-mean".
     loss_aggregation: Literal["transition", "episode"] = "transition"
+    # "normal": GAE (PPO) or group-normalised returns (GRPO). "success_only": the filtered-BC
+    # control — advantage 1 on every transition of a successful episode, 0 elsewhere, through the
+    # same PPO loss (no normalisation; the critic still fits GAE returns). If this does not raise
+    # success, the fault is in the log-likelihood or its gradient, not in the step size.
+    advantage_mode: Literal["normal", "success_only"] = "normal"
     # Largest max |ratio - 1| allowed on the first minibatch of an on-policy update. Before any
     # step the exact value is 0; float32 re-scoring of the same data in other batch shapes stays
     # below 1e-4 (tests/test_learning.py; measured 0 to ~2e-7), while a contract mismatch is far

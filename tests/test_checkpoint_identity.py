@@ -62,6 +62,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.logprob_action_reduction": "mean",
     "recipe.logprob_step_reduction": "sum",  # the toy profile uses "mean"
     "recipe.clip": 0.1,
+    "recipe.advantage_mode": "success_only",
     "recipe.value_clip": 0.3,
     "recipe.gamma": 0.9,
     "recipe.lam": 0.9,

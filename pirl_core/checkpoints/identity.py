@@ -107,6 +107,7 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.grpo_group_size": CHANGED,  # pushed: which initial states an actor runs (episode plan)
     "recipe.grpo_filter": CHANGED,
     "recipe.loss_aggregation": CHANGED,
+    "recipe.advantage_mode": CHANGED,  # a control experiment on the same model and optimizer
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it
     "recipe.micro_batch_size": CHANGED,  # same step, split differently
     "recipe.recompute_logprobs": CHANGED,

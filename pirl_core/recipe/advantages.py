@@ -86,6 +86,17 @@ def grpo_advantages(
     return ep_adv[ep_inverse].float(), ep_keep[ep_inverse]
 
 
+def success_advantages(episode_id: Tensor, success: Tensor) -> Tensor:
+    """Filtered behaviour cloning (``recipe.advantage_mode = "success_only"``): 1.0 on every
+    transition of an episode that succeeded (its ``success`` flag set on any transition), 0.0
+    elsewhere, (N,) float32. Through the clipped surrogate this maximises the likelihood of the
+    successful chunks only, a control with no critic, baseline or normalisation in it."""
+    _, inverse = torch.unique(episode_id, return_inverse=True)
+    ep_success = torch.zeros(int(inverse.max()) + 1 if inverse.numel() else 0, dtype=torch.bool)
+    ep_success[inverse[success.bool()]] = True
+    return ep_success[inverse].float()
+
+
 def episode_weights(episode_id: Tensor, keep: Tensor) -> Tensor:
     """Per-transition weights (N,) under which every kept episode counts once in a mean over kept
     transitions: 1 / (episode length) scaled so the kept weights average 1 (dropped rows get 0).

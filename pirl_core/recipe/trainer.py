@@ -58,6 +58,7 @@ from pirl_core.recipe.advantages import (
     explained_variance,
     gae,
     grpo_advantages,
+    success_advantages,
 )
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
 from pirl_core.recipe.ppo import ppo_loss
@@ -118,9 +119,12 @@ class PolicyTrainer:
                 batch.reward, batch.episode_id, batch.group_id, batch.success, r.grpo_filter
             )
             returns = torch.zeros_like(adv)
+        if r.advantage_mode == "success_only":  # the filtered-BC control: every episode kept
+            adv = success_advantages(batch.episode_id, batch.success)
+            keep = torch.ones_like(adv, dtype=torch.bool)
         # GRPO advantages are already normalised within groups; re-normalising the pool would
-        # only rescale them, so the flag applies to PPO.
-        if r.normalize_advantages and r.algorithm == "ppo" and int(keep.sum()) > 1:
+        # only rescale them, so the flag applies to PPO (never to the 0/1 control advantages).
+        elif r.normalize_advantages and r.algorithm == "ppo" and int(keep.sum()) > 1:
             kept = adv[keep]
             adv = (adv - kept.mean()) / (kept.std() + 1e-8)
         if r.loss_aggregation == "episode":  # after normalisation: it reweights, it does not shift
