@@ -159,6 +159,13 @@ class RecipeConfig:
     target_kl: float = 0.0
     # Linear learning-rate warm-up over the first N updates (all groups). 0 = off.
     lr_warmup_updates: int = 0
+    # action_drift telemetry (pirl_core/recipe/drift.py): the deterministic action's move on this
+    # many fixed probe observations (the first update's first transitions), against the update's
+    # start and the run's start, logged every update. 0 = off.
+    drift_probe_states: int = 16
+    # Stop an update's epochs once the probe actions moved more than this many mm (xyz, against
+    # the update's start; checked after each minibatch step). 0 = off.
+    max_action_drift_mm: float = 0.0
 
 
 @dataclass
@@ -353,6 +360,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(
         math.isfinite(r.target_kl) and r.target_kl >= 0, "recipe.target_kl", r.target_kl, ">= 0 (0 = off)"
     )
+    require(r.drift_probe_states >= 0, "recipe.drift_probe_states", r.drift_probe_states, ">= 0 (0 = off)")
+    require(r.max_action_drift_mm >= 0, "recipe.max_action_drift_mm", r.max_action_drift_mm, ">= 0 (0 = off)")
+    if r.max_action_drift_mm > 0:
+        require(
+            r.drift_probe_states > 0,
+            "recipe.drift_probe_states",
+            r.drift_probe_states,
+            "> 0 when recipe.max_action_drift_mm is set (the bound is measured on the probe states)",
+        )
+        require(
+            cfg.learner.nproc == 1,
+            "recipe.max_action_drift_mm",
+            r.max_action_drift_mm,
+            f"0 with learner.nproc = {cfg.learner.nproc} (drift is measured in one learner process)",
+        )
     require(r.lr_warmup_updates >= 0, "recipe.lr_warmup_updates", r.lr_warmup_updates, ">= 0 (0 = off)")
     require(
         r.train_vlm or cfg.policy.type == "xvla",

@@ -84,6 +84,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.logprob_tolerance": 0.5,
     "recipe.target_kl": 0.02,
     "recipe.lr_warmup_updates": 5,
+    "recipe.drift_probe_states": 8,
     "policy.dtype": "bfloat16",
     "policy.gradient_checkpointing": True,
     "learner.host": "0.0.0.0",
@@ -123,6 +124,8 @@ CONDITIONAL_TUNABLES: dict[str, tuple[Any, dict[str, Any]]] = {
     "recipe.ratio_mode": ("element", {"recipe.method": "flow_sde"}),
     # per-step clips need Flow-SDE (a fatal field, so the saved run is Flow-SDE already)
     "recipe.clip_per_denoise_step": ([0.001, 0.003, 0.006, 0.01], {"recipe.method": "flow_sde"}),
+    # the drift bound is measured in one learner process (TUNABLE_CHANGES sets learner.nproc 2)
+    "recipe.max_action_drift_mm": (30.0, {"recipe.method": "flow_sde"}),
 }
 
 

@@ -115,6 +115,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.train_vlm": FATAL,  # which parameters the policy optimizer holds
     "recipe.target_kl": CHANGED,
     "recipe.lr_warmup_updates": CHANGED,
+    "recipe.drift_probe_states": CHANGED,  # telemetry; the probe set itself is kept in drift_probe.pt
+    "recipe.max_action_drift_mm": CHANGED,
     # learner / actor / checkpoint / telemetry: cadence, counts, addresses and transport security
     "learner.host": CHANGED,
     "learner.port": CHANGED,

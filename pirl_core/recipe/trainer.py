@@ -60,6 +60,7 @@ from pirl_core.recipe.advantages import (
     grpo_advantages,
     success_advantages,
 )
+from pirl_core.recipe.drift import ActionDrift, ActionSpace
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
 from pirl_core.recipe.ppo import ppo_loss
 from pirl_core.rollout import RolloutBatch
@@ -82,7 +83,13 @@ METRIC_KEYS = (
 class PolicyTrainer:
     """Owns the optimisers and the update RNG of one :class:`ActorCritic`."""
 
-    def __init__(self, actor_critic: ActorCritic, recipe: RecipeConfig, seed: int = 0) -> None:
+    def __init__(
+        self,
+        actor_critic: ActorCritic,
+        recipe: RecipeConfig,
+        seed: int = 0,
+        action_space: ActionSpace = "plain",
+    ) -> None:
         self.actor_critic = actor_critic
         self.recipe = recipe
         # The only source of update randomness (minibatch order); checkpoints save its state.
@@ -92,6 +99,11 @@ class PolicyTrainer:
         self.base_lrs = lrs
         self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
         self.dist = None  # a pirl_core.distributed.Distributed under torchrun (set by its wrap())
+        # action_drift telemetry (recipe.drift_probe_states; one process only: under torchrun the
+        # probe forwards would bypass the FSDP/DDP wrapper)
+        self.drift = (
+            ActionDrift(recipe.drift_probe_states, action_space) if recipe.drift_probe_states > 0 else None
+        )
         self.optimizers = self.build_optimizers()
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -281,6 +293,7 @@ class PolicyTrainer:
             "logprob_mismatch_max": 0.0,
             "logprob_recomputed": 0.0,
             "kl_stopped": 0.0,
+            "drift_stopped": 0.0,
             "early_stop_epoch": -1.0,
             "minibatch_steps": 0.0,
         }
@@ -307,6 +320,10 @@ class PolicyTrainer:
             metrics.update(mismatch, logprob_recomputed=1.0)
             if on_policy:
                 self._check_logprob_mismatch(mismatch)
+        drift = self.drift if self.dist is None else None
+        if drift is not None:
+            drift.begin_update(ac, batch.obs)
+        drift_metrics: dict[str, float] | None = None
         stopped = False
         for epoch in range(r.update_epochs):
             order = first_order if epoch == 0 else rows[torch.randperm(n, generator=self.generator)]
@@ -337,11 +354,22 @@ class PolicyTrainer:
                 sums["grad_norm"] += norms.get("policy", 0.0)
                 sums["grad_norm_value"] += norms.get("value", 0.0)
                 sums["grad_norm_noise"] += norms.get("noise", 0.0)
+                if drift is not None and r.max_action_drift_mm > 0:
+                    # checked after the step (the step that crosses the bound is applied, the rest not)
+                    drift_metrics = drift.measure(ac)
+                    if drift_metrics["action_drift_xyz_mm"] > r.max_action_drift_mm:
+                        metrics.update(drift_stopped=1.0, early_stop_epoch=float(epoch))
+                        stopped = True
+                        break
             if stopped:
                 break
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)  # a stopped minibatch leaves gradients behind
         metrics.update({k: v / max(steps, 1) for k, v in sums.items()})
+        if drift is not None:
+            drift_started = time.perf_counter()
+            metrics.update(drift_metrics if drift_metrics is not None else drift.measure(ac))
+            metrics["drift_s"] = time.perf_counter() - drift_started
         elapsed = time.perf_counter() - started
         metrics.update(
             skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed, minibatch_steps=float(steps)
