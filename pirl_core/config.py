@@ -127,6 +127,9 @@ class RecipeConfig:
     critic_detach: bool = True
     grpo_group_size: int = 2
     grpo_filter: bool = False
+    # With grpo_filter: keep groups whose mean episode success lies in [low, high] (RLinf LIBERO:
+    # [0.1, 0.9]; for groups of <= 10 episodes that drops exactly all-fail and all-success groups).
+    grpo_filter_range: list[float] = field(default_factory=lambda: [0.1, 0.9])
     # How the policy loss averages over transitions. "transition": every chunk counts once, so a
     # long (usually failed) episode weighs more than a short successful one and GRPO's
     # per-group zero-mean advantages no longer average to zero. "episode": every kept episode
@@ -163,6 +166,9 @@ class RecipeConfig:
     # many fixed probe observations (the first update's first transitions), against the update's
     # start and the run's start, logged every update. 0 = off.
     drift_probe_states: int = 16
+    # PPO: the first N updates (learner update count, so exact across resume) train the critic
+    # only; the policy and noise head do not step (DPPO/ReinFlow: 2). 0 = off.
+    critic_warmup_updates: int = 0
     # Stop an update's epochs once the probe actions moved more than this many mm (xyz, against
     # the update's start; checked after each minibatch step). 0 = off.
     max_action_drift_mm: float = 0.0
@@ -359,6 +365,25 @@ def validate(cfg: RunConfig) -> RunConfig:
     )
     require(
         math.isfinite(r.target_kl) and r.target_kl >= 0, "recipe.target_kl", r.target_kl, ">= 0 (0 = off)"
+    )
+    lo_hi = r.grpo_filter_range
+    require(
+        len(lo_hi) == 2 and 0.0 <= lo_hi[0] <= lo_hi[1] <= 1.0,
+        "recipe.grpo_filter_range",
+        lo_hi,
+        "[low, high] with 0 <= low <= high <= 1 (mean group success kept)",
+    )
+    require(
+        r.critic_warmup_updates >= 0,
+        "recipe.critic_warmup_updates",
+        r.critic_warmup_updates,
+        ">= 0 (0 = off)",
+    )
+    require(
+        r.critic_warmup_updates == 0 or r.algorithm == "ppo",
+        "recipe.critic_warmup_updates",
+        r.critic_warmup_updates,
+        "0 with recipe.algorithm = 'grpo' (GRPO has no critic to warm up)",
     )
     require(r.drift_probe_states >= 0, "recipe.drift_probe_states", r.drift_probe_states, ">= 0 (0 = off)")
     require(r.max_action_drift_mm >= 0, "recipe.max_action_drift_mm", r.max_action_drift_mm, ">= 0 (0 = off)")

@@ -84,6 +84,8 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.logprob_tolerance": 0.5,
     "recipe.target_kl": 0.02,
     "recipe.lr_warmup_updates": 5,
+    "recipe.grpo_filter_range": [0.2, 0.8],
+    "recipe.critic_warmup_updates": 2,
     "recipe.drift_probe_states": 8,
     "policy.dtype": "bfloat16",
     "policy.gradient_checkpointing": True,

@@ -49,3 +49,42 @@ def test_filtered_bc_control_raises_toy_success() -> None:
     history = train_in_process(cfg, 9, eval_every=9, eval_episodes=128)
     start, end = history[0]["eval_success"], history[-1]["eval_success"]
     assert end >= start + 0.15, (start, end)
+
+
+def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def test_critic_warmup_trains_the_critic_only_and_leaves_the_actor_bitwise_unchanged() -> None:
+    cfg = load_config(
+        "toy", {"recipe.critic_warmup_updates": 2, "env.n_envs": 16, "recipe.method": "flow_noise"}
+    )
+    state = build_loop(cfg)
+    ac = state.actor_critic
+    policy0, noise0, value0 = _params(ac.adapter), _params(ac.noise_head), _params(ac.value_head)
+    for update in range(2):
+        batch, _, _ = collect_rollouts(
+            state.env, ac, list(range(16)), torch.Generator().manual_seed(update), cfg.policy.action_steps
+        )
+        metrics = state.trainer.update(batch, update_index=update)
+        assert metrics["critic_warmup"] == 1.0 and metrics["minibatch_steps"] > 0
+        assert metrics["approx_kl"] < 1e-10 and metrics["action_drift_l2_start"] == 0.0
+    assert all(torch.equal(v, policy0[k]) for k, v in _params(ac.adapter).items())
+    assert all(torch.equal(v, noise0[k]) for k, v in _params(ac.noise_head).items())
+    assert any(not torch.equal(v, value0[k]) for k, v in _params(ac.value_head).items())
+    # the third update (update index 2, e.g. right after a resume at step 2) trains the actor
+    batch, _, _ = collect_rollouts(
+        state.env, ac, list(range(16)), torch.Generator().manual_seed(2), cfg.policy.action_steps
+    )
+    metrics = state.trainer.update(batch, update_index=2)
+    assert metrics["critic_warmup"] == 0.0
+    assert any(not torch.equal(v, policy0[k]) for k, v in _params(ac.adapter).items())
+
+
+def test_critic_warmup_needs_a_critic() -> None:
+    from pirl_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="recipe.critic_warmup_updates"):
+        load_config("toy", {"recipe.algorithm": "grpo", "recipe.critic_warmup_updates": 2})
+    with pytest.raises(ConfigError, match="recipe.grpo_filter_range"):
+        load_config("toy", {"recipe.grpo_filter_range": [0.9, 0.1]})

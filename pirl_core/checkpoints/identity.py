@@ -106,6 +106,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.critic_detach": CHANGED,
     "recipe.grpo_group_size": CHANGED,  # pushed: which initial states an actor runs (episode plan)
     "recipe.grpo_filter": CHANGED,
+    "recipe.grpo_filter_range": CHANGED,
+    "recipe.critic_warmup_updates": CHANGED,  # keyed on the update count: continues on resume
     "recipe.loss_aggregation": CHANGED,
     "recipe.advantage_mode": CHANGED,  # a control experiment on the same model and optimizer
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it

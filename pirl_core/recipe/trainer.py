@@ -128,7 +128,12 @@ class PolicyTrainer:
             keep = torch.ones_like(adv, dtype=torch.bool)
         else:
             adv, keep = grpo_advantages(
-                batch.reward, batch.episode_id, batch.group_id, batch.success, r.grpo_filter
+                batch.reward,
+                batch.episode_id,
+                batch.group_id,
+                batch.success,
+                r.grpo_filter,
+                (r.grpo_filter_range[0], r.grpo_filter_range[1]),
             )
             returns = torch.zeros_like(adv)
         if r.advantage_mode == "success_only":  # the filtered-BC control: every episode kept
@@ -293,6 +298,7 @@ class PolicyTrainer:
             "logprob_mismatch_max": 0.0,
             "logprob_recomputed": 0.0,
             "kl_stopped": 0.0,
+            "critic_warmup": 0.0,
             "drift_stopped": 0.0,
             "early_stop_epoch": -1.0,
             "minibatch_steps": 0.0,
@@ -320,6 +326,11 @@ class PolicyTrainer:
             metrics.update(mismatch, logprob_recomputed=1.0)
             if on_policy:
                 self._check_logprob_mismatch(mismatch)
+        # Critic warm-up: the first updates step only the value head (the policy and noise
+        # head keep their parameters bitwise; their gradients are computed and dropped, so the
+        # DDP/FSDP reductions see the same graph as any update).
+        warmup = self.uses_critic and update_index < r.critic_warmup_updates
+        metrics["critic_warmup"] = float(warmup)
         drift = self.drift if self.dist is None else None
         if drift is not None:
             drift.begin_update(ac, batch.obs)
@@ -347,7 +358,7 @@ class PolicyTrainer:
                     metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
                     stopped = True
                     break
-                norms = self._clip_and_step(where)
+                norms = self._clip_and_step(where, only=("value",) if warmup else None)
                 steps += 1
                 for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
                     sums[key] += stats[key]
@@ -477,8 +488,9 @@ class PolicyTrainer:
             reduced["logp_delta"] = self.dist.gather_cat(delta)
         return reduced
 
-    def _clip_and_step(self, where: str) -> dict[str, float]:
-        """Clip each group's gradient separately, check every norm is finite, then step all.
+    def _clip_and_step(self, where: str, only: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Clip each group's gradient separately, check every norm is finite, then step all
+        (``only``: just these groups, e.g. the critic warm-up's value group).
         Per-group clipping keeps a large critic gradient early in training from shrinking the
         policy's step; checking all norms before any step keeps a NaN out of every group."""
         params = {
@@ -490,8 +502,9 @@ class PolicyTrainer:
             # FSDP: a DTensor already reduced over the shards (the global norm; clipping used it)
             norms[name] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             require_finite_value(f"the {name} gradient norm", norms[name], where)
-        for opt in self.optimizers.values():
-            opt.step()
+        for name, opt in self.optimizers.items():
+            if only is None or name in only:
+                opt.step()
         names = {id(p): n for n, p in self.actor_critic.named_parameters()}
         named = (
             (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
