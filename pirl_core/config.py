@@ -169,6 +169,12 @@ class RecipeConfig:
     # PPO: the first N updates (learner update count, so exact across resume) train the critic
     # only; the policy and noise head do not step (DPPO/ReinFlow: 2). 0 = off.
     critic_warmup_updates: int = 0
+    # SFT co-training (pirl_core/sft/cotrain.py): every minibatch adds sft_loss_weight x LeRobot's
+    # X-VLA SFT loss on sft_batch_size frames of the demonstration LeRobotDataset at sft_dataset
+    # (what `python -m pirl_core.demos` writes). RLinf: 0.1 (0.2 in a co-training config). 0 = off.
+    sft_loss_weight: float = 0.0
+    sft_dataset: str = ""
+    sft_batch_size: int = 16
     # Stop an update's epochs once the probe actions moved more than this many mm (xyz, against
     # the update's start; checked after each minibatch step). 0 = off.
     max_action_drift_mm: float = 0.0
@@ -385,6 +391,28 @@ def validate(cfg: RunConfig) -> RunConfig:
         r.critic_warmup_updates,
         "0 with recipe.algorithm = 'grpo' (GRPO has no critic to warm up)",
     )
+    require(r.sft_loss_weight >= 0, "recipe.sft_loss_weight", r.sft_loss_weight, ">= 0 (0 = off)")
+    require(r.sft_batch_size >= 1, "recipe.sft_batch_size", r.sft_batch_size, ">= 1")
+    if r.sft_loss_weight > 0:
+        require(
+            cfg.policy.type == "xvla",
+            "recipe.sft_loss_weight",
+            r.sft_loss_weight,
+            "0 for policy.type = 'mlp' (the co-training loss is LeRobot's X-VLA SFT loss)",
+        )
+        require(
+            (Path(r.sft_dataset) / "meta" / "info.json").is_file(),
+            "recipe.sft_dataset",
+            r.sft_dataset,
+            "a LeRobot demonstration dataset directory holding meta/info.json (python -m pirl_core.demos) "
+            "when recipe.sft_loss_weight > 0",
+        )
+        require(
+            cfg.learner.nproc == 1,
+            "recipe.sft_loss_weight",
+            r.sft_loss_weight,
+            f"0 with learner.nproc = {cfg.learner.nproc} (co-training runs in one learner process)",
+        )
     require(r.drift_probe_states >= 0, "recipe.drift_probe_states", r.drift_probe_states, ">= 0 (0 = off)")
     require(r.max_action_drift_mm >= 0, "recipe.max_action_drift_mm", r.max_action_drift_mm, ">= 0 (0 = off)")
     if r.max_action_drift_mm > 0:

@@ -96,12 +96,11 @@ def build_trainer(cfg: RunConfig):
     from pirl_core.envs.factory import task_descriptions
     from pirl_core.policies.factory import make_adapter
     from pirl_core.recipe.actor_critic import build_actor_critic
-    from pirl_core.recipe.drift import action_space_of
-    from pirl_core.recipe.trainer import PolicyTrainer
+    from pirl_core.recipe.trainer import trainer_for
 
     adapter = make_adapter(cfg, task_descriptions(cfg))
     actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
-    return PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed, action_space=action_space_of(cfg))
+    return trainer_for(cfg, actor_critic)
 
 
 class Learner:

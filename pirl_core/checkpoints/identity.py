@@ -108,6 +108,9 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.grpo_filter": CHANGED,
     "recipe.grpo_filter_range": CHANGED,
     "recipe.critic_warmup_updates": CHANGED,  # keyed on the update count: continues on resume
+    "recipe.sft_loss_weight": CHANGED,  # a loss term; no tensor or optimizer group of its own
+    "recipe.sft_dataset": CHANGED,
+    "recipe.sft_batch_size": CHANGED,
     "recipe.loss_aggregation": CHANGED,
     "recipe.advantage_mode": CHANGED,  # a control experiment on the same model and optimizer
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it

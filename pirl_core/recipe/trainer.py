@@ -104,6 +104,9 @@ class PolicyTrainer:
         self.drift = (
             ActionDrift(recipe.drift_probe_states, action_space) if recipe.drift_probe_states > 0 else None
         )
+        # SFT co-training term (recipe.sft_loss_weight): a pirl_core.sft.cotrain.SftCoTraining, set
+        # by trainer_for; None = off, and then no co-training code runs at all
+        self.sft = None
         self.optimizers = self.build_optimizers()
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -358,6 +361,11 @@ class PolicyTrainer:
                     metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
                     stopped = True
                     break
+                if self.sft is not None:  # one demonstration batch per applied minibatch
+                    sft_step = epoch * r.minibatches + start // mb_size
+                    require_finite_value(
+                        "the SFT co-training loss", self._sft_backward(update_index, sft_step, sums), where
+                    )
                 norms = self._clip_and_step(where, only=("value",) if warmup else None)
                 steps += 1
                 for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
@@ -408,6 +416,14 @@ class PolicyTrainer:
         if not per_step:
             return self.recipe.clip
         return torch.tensor(per_step, dtype=torch.float32, device=sde_step.device)[sde_step]
+
+    def _sft_backward(self, update_index: int, step: int, sums: dict[str, float]) -> float:
+        """Add ``sft_loss_weight`` x the SFT loss's gradient to the minibatch's; returns the loss."""
+        loss, _ = self.sft.loss(self.actor_critic.adapter, update_index, step)
+        (self.recipe.sft_loss_weight * loss * self._grad_scale).backward()
+        value = float(loss.detach())
+        sums["sft_loss"] = sums.get("sft_loss", 0.0) + value
+        return value
 
     def _accumulate_gradients(
         self,
@@ -516,3 +532,16 @@ class PolicyTrainer:
         """Current lr of a group; 0.0 when the group does not exist (no critic / no noise head)."""
         opt = self.optimizers.get(name)
         return float(opt.param_groups[0]["lr"]) if opt is not None else 0.0
+
+
+def trainer_for(cfg, actor_critic: ActorCritic) -> PolicyTrainer:
+    """The trainer of a run (learner and in-process loop alike): its seed, the env's action
+    space for ``action_drift`` and the SFT co-training term when ``recipe.sft_loss_weight`` > 0."""
+    from pirl_core.recipe.drift import action_space_of
+
+    trainer = PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed, action_space=action_space_of(cfg))
+    if cfg.recipe.sft_loss_weight > 0:
+        from pirl_core.sft.cotrain import sft_cotraining_for
+
+        trainer.sft = sft_cotraining_for(cfg, actor_critic.adapter)
+    return trainer
