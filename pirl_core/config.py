@@ -58,6 +58,9 @@ class EnvConfig:
     # Processes stepping the n_envs sub-envs (pirl_core/envs/workers.py). 0 = the cores the actor
     # may use (its CPU affinity), capped by n_envs; 1 = in-process.
     workers: int = 0
+    # Per-task init states RL trains on (and demos are recorded on), e.g. "0-29"; "" = every state
+    # not in eval.val_init_states / eval.test_init_states (pirl_core/eval/plan.py, "The split").
+    train_init_states: str = ""
 
 
 @dataclass
@@ -242,8 +245,14 @@ class EvalConfig:
     # checkpoint that exists.
     every: int = 0
     # Held-out init states per task: the last N of each task's fixed init states (training then
-    # cycles over the others; pirl_core/eval/plan.py).
+    # cycles over the others; pirl_core/eval/plan.py). Unused when val_init_states is set.
     episodes_per_task: int = 5
+    # The honest split (all three disjoint, per-task indices like "30-39" or "30-34,38"):
+    # validation states serve periodic evaluation and checkpoints/best (what a run selects on);
+    # test states serve only the final claim (benchmarks/libero_lift.py), which nothing selects on.
+    # "" = not split (periodic evaluation then uses the last episodes_per_task states).
+    val_init_states: str = ""
+    test_init_states: str = ""
 
 
 @dataclass
@@ -269,6 +278,34 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- validation
+
+SPLIT_FIELDS = ("env.train_init_states", "eval.val_init_states", "eval.test_init_states")
+
+
+def parse_init_states(spec: str, name: str) -> list[int]:
+    """``"0-29"`` / ``"30-34,38"`` -> sorted per-task init-state indices ("" -> []); a malformed
+    spec raises ConfigError naming ``name``."""
+    states: set[int] = set()
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        try:
+            a, b = int(low), int(high) if sep else int(low)
+        except ValueError:
+            a, b = -1, -2
+        if a < 0 or b < a:
+            raise ConfigError(
+                name, spec, "per-task init-state indices like '0-29' or '30-34,38' (ranges inclusive)"
+            )
+        states.update(range(a, b + 1))
+    return sorted(states)
+
+
+def split_states(cfg: RunConfig) -> dict[str, list[int]]:
+    """The three split fields, parsed: {field name: per-task indices} (empty when unset)."""
+    specs = (cfg.env.train_init_states, cfg.eval.val_init_states, cfg.eval.test_init_states)
+    return {name: parse_init_states(spec, name) for name, spec in zip(SPLIT_FIELDS, specs, strict=True)}
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -489,6 +526,24 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"0 or a multiple of checkpoint.every = {cfg.checkpoint.every} (checkpoints/best points at a saved "
         "checkpoint of the evaluated version)",
     )
+    split = split_states(cfg)  # malformed specs raise here, naming the field
+    specs = dict(
+        zip(SPLIT_FIELDS, (cfg.env.train_init_states, e.val_init_states, e.test_init_states), strict=True)
+    )
+    for i, a in enumerate(SPLIT_FIELDS):
+        for b in SPLIT_FIELDS[i + 1 :]:
+            common = sorted(set(split[a]) & set(split[b]))
+            require(
+                not common, a, specs[a], f"init states disjoint from {b}={specs[b]!r} (both hold {common})"
+            )
+    if any(split.values()) and e.every > 0:
+        require(
+            bool(split["eval.val_init_states"]),
+            "eval.val_init_states",
+            cfg.eval.val_init_states,
+            "validation states (e.g. '30-39') when the init states are split and eval.every > 0: periodic "
+            "evaluation and checkpoints/best select on them, never on train or test states",
+        )
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
     return cfg
 

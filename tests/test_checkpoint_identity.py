@@ -119,6 +119,9 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "telemetry.tensorboard": True,
     "eval.every": 10,
     "eval.episodes_per_task": 3,
+    "env.train_init_states": "0-29",
+    "eval.val_init_states": "30-39",
+    "eval.test_init_states": "40-49",
 }
 
 # Tunables whose changed value needs a run another setting allows (validation): each changes on

@@ -61,6 +61,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "env.control_mode": FATAL,  # absolute vs relative: what an action means
     "env.hard_reset": CHANGED,  # reset speed vs exactness of the initial render; same task
     "env.workers": CHANGED,  # throughput only: rollouts do not depend on the worker count
+    # which init states train / validate / test: data selection, no tensor; pushed to actors
+    "env.train_init_states": CHANGED,
     # policy: architecture and the spaces it maps between
     "policy.type": FATAL,
     "policy.size": FATAL,
@@ -154,6 +156,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     # eval.every/episodes_per_task, but no tensor or optimizer state depends on them
     "eval.every": CHANGED,
     "eval.episodes_per_task": CHANGED,
+    "eval.val_init_states": CHANGED,  # pushed, like env.train_init_states
+    "eval.test_init_states": CHANGED,
 }
 
 FATAL_ONLY_IF: dict[str, tuple[str, Any]] = {
@@ -178,6 +182,9 @@ PUSHED_FIELDS: tuple[str, ...] = (
     "recipe.grpo_group_size",
     "learner.episodes_per_update",
     "actor.n_actors",
+    "env.train_init_states",
+    "eval.val_init_states",
+    "eval.test_init_states",
 )
 
 
