@@ -166,7 +166,7 @@ class RecipeConfig:
     # Linear learning-rate warm-up over the first N updates (all groups). 0 = off.
     lr_warmup_updates: int = 0
     # action_drift telemetry (pirl_core/recipe/drift.py): the deterministic action's move on this
-    # many fixed probe observations (the first update's first transitions), against the update's
+    # many fixed probe observations (evenly spaced over the first update's batch), against the update's
     # start and the run's start, logged every update. 0 = off.
     drift_probe_states: int = 16
     # PPO: the first N updates (learner update count, so exact across resume) train the critic

@@ -111,3 +111,33 @@ def test_drift_settings_are_validated() -> None:
         load_config("toy", {"recipe.max_action_drift_mm": -1.0})
     with pytest.raises(ConfigError, match="recipe.max_action_drift_mm"):
         load_config("toy", {"recipe.max_action_drift_mm": 5.0, "learner.nproc": 2})
+
+
+def test_xvla_drift_is_in_mm_with_gripper_decisions() -> None:
+    """On the LIBERO action space (absolute ee targets in metres + gripper): xyz in mm and the
+    gripper's sign flips, through X-VLA's own action post-processing."""
+    from pirl_core.envs.factory import task_descriptions
+    from pirl_core.policies.factory import make_adapter
+    from pirl_core.recipe.actor_critic import build_actor_critic
+    from pirl_core.recipe.trainer import trainer_for
+    from tests.batches import one_chunk_episodes
+    from tests.libero_synthetic import synthetic_raw_obs
+
+    cfg = load_config("libero_tiny", {"recipe.update_epochs": 1, "recipe.lr": 1e-2})
+    torch.manual_seed(0)
+    ac = build_actor_critic(make_adapter(cfg, task_descriptions(cfg)), cfg.recipe, seed=cfg.seed)
+    trainer = trainer_for(cfg, ac)
+    assert trainer.drift.space == "ee_metres"
+    obs = ac.adapter.prepare_obs(synthetic_raw_obs(4, size=cfg.env.camera_size))
+    out = ac.act(obs, torch.Generator().manual_seed(0))
+    batch = one_chunk_episodes(
+        obs, out.chain, out.sde_step, out.logp, out.value, torch.tensor([1.0, 0, 1, 0])
+    )
+    metrics = trainer.update(batch)
+    start = trainer.drift.probe.start
+    assert start.shape == (4, cfg.policy.action_steps, 7)  # executed steps x LIBERO's 7-dim action
+    assert metrics["action_drift_xyz_mm"] > 0
+    assert 0.0 <= metrics["action_drift_gripper_flips"] <= 1.0
+    now = trainer.drift.env_actions(ac)
+    mm = float(np.linalg.norm((now - start)[..., :3], axis=-1).mean() * 1000)
+    assert metrics["action_drift_xyz_mm_start"] == pytest.approx(mm)

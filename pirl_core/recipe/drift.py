@@ -5,8 +5,9 @@ the LIBERO lift runs moved the executed action by 24-41 mm (README, "LIBERO: dem
 SFT → RL"). This measures the move itself, in the env's own units, on a fixed probe set of
 observations (the online version of ``benchmarks/libero_lift_drift.py``):
 
-* the probe set: the observations of the first ``recipe.drift_probe_states`` transitions of the
-  run's first update, kept for the whole run;
+* the probe set: ``recipe.drift_probe_states`` observations evenly spaced over the run's first
+  update's batch (so several episodes and chunk indices, not one episode's start), kept for the
+  whole run;
 * each measurement runs the ODE sampler from the same initial noise (a fixed-seed generator), so
   a difference is a change of the policy, never of the noise, and maps the chunk to env actions
   through the adapter (``to_env_action``: the executed steps, LIBERO's absolute ee targets in m);
@@ -97,8 +98,9 @@ class ActionDrift:
         """Before an update's first step: the probe set (from ``obs`` if there is none yet; the
         policy now is then the run's start) and the update-start actions."""
         if self.probe is None:
-            n = min(self.probe_states, next(iter(obs.values())).shape[0])
-            probe_obs = {k: v[:n].detach().cpu().clone() for k, v in obs.items()}
+            rows = next(iter(obs.values())).shape[0]
+            pick = torch.linspace(0, rows - 1, min(self.probe_states, rows)).round().long().unique()
+            probe_obs = {k: v[pick].detach().cpu().clone() for k, v in obs.items()}
             now = self.env_actions(actor_critic, probe_obs)
             start = now if self.start_model is None else self.env_actions(self.start_model, probe_obs)
             self.probe = DriftProbe(probe_obs, start)

@@ -28,6 +28,14 @@ up to the minibatch's (loss terms weighted by their share of rows). ``recipe.tar
 update early (SB3: a minibatch with approx_kl > 1.5 x target_kl is not applied);
 ``recipe.lr_warmup_updates`` scales every learning rate linearly over the first updates.
 
+Lift options (README, "Lift options"): ``recipe.ratio_mode`` (chunk or element ratios; element
+mode always re-scores the behaviour log-probs per element), ``clip_per_denoise_step`` (each
+Flow-SDE transition's clip by its stochastic step, :meth:`clip_for`), ``advantage_mode``
+(``success_only``: the filtered-BC control), ``critic_warmup_updates`` (only the value group
+steps), ``sft_loss_weight`` (``self.sft``: a demonstration SFT loss added per applied minibatch),
+and ``action_drift`` (``self.drift``, :mod:`pirl_core.recipe.drift`) measured every update, with
+``max_action_drift_mm`` ending an update after the step that crosses it.
+
 Metric conventions: ``return_mean``/``return_std`` are the critic's targets (GAE returns) under
 PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy group's norm
 before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``samples_per_s`` is
