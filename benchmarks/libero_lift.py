@@ -9,14 +9,20 @@ runs here is the one that scales to the real checkpoint on a GPU box:
    states only, written as a LeRobot dataset;
 2. ``python -m pirl_core.sft``: the ``small`` X-VLA trained on it with LeRobot's flow-matching loss,
    written as a LeRobot checkpoint;
-3. ``python -m pirl_core.eval`` of that checkpoint on the held-out init states (before);
+3. ``python -m pirl_core.eval`` of that checkpoint on the validation and on the test init states
+   (before), each its own run;
 4. ``python -m pirl_core.launch --profile libero_small`` from the SFT checkpoint, with periodic
-   evaluation on the same held-out init states (the learning curve);
-5. ``python -m pirl_core.eval`` of the RL run's last checkpoint on the held-out init states (after).
+   evaluation (and ``checkpoints/best``) on the validation init states (the learning curve);
+5. ``python -m pirl_core.eval`` of the RL run's last checkpoint on the validation and on the test
+   init states (after).
 
-Training (demos and RL) and evaluation use disjoint init states (pirl_core/eval/plan.py). Prints
-per-task success before and after with Wilson 95 % intervals, writes ``lift.json`` and a
-learning-curve PNG (held-out success vs update). Stages whose output already exists are reused
+The init states are split (``env.train_init_states`` / ``eval.val_init_states`` /
+``eval.test_init_states``, disjoint; pirl_core/eval/plan.py): demos and RL draw from train, the run
+selects on validation, and the claim is the test split, which nothing selected on. A profile
+without a split falls back to one held-out evaluation (the last ``eval.episodes_per_task``
+states). Prints per-task success before and after for each split with Wilson 95 % intervals,
+writes ``lift.json`` (``before``/``after``: the test split; ``splits``: every split) and a
+learning-curve PNG (validation success vs update). Stages whose output already exists are reused
 with ``--reuse`` (e.g. to rerun RL only after changing a setting). Usage::
 
     MUJOCO_GL=egl python benchmarks/libero_lift.py --work outputs/lift [--png docs/libero-lift.png]
@@ -42,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling libero_l
 from libero_lift_compare import LiftRun, totals  # noqa: E402
 from libero_lift_compare import plot as plot_runs  # noqa: E402
 
-from pirl_core.config import load_config  # noqa: E402
+from pirl_core.config import RunConfig, load_config, split_states  # noqa: E402
 from pirl_core.eval.results import wilson_interval  # noqa: E402
 
 PROFILE = "libero_small"
@@ -110,6 +116,33 @@ def run_stage(stage: Stage, logs: Path, reuse: bool) -> float | None:
     return wall
 
 
+def eval_splits(cfg: RunConfig) -> dict[str, list[int] | None]:
+    """Split name -> per-task init states of the before/after evaluations: "val" and "test" when
+    the profile splits its init states, else {"held-out": None} (the last eval.episodes_per_task)."""
+    split = split_states(cfg)
+    named = {"val": split["eval.val_init_states"], "test": split["eval.test_init_states"]}
+    if any(split.values()):
+        return {name: states for name, states in named.items() if states}
+    return {"held-out": None}
+
+
+def demo_first_state(cfg: RunConfig, per_task: int) -> int:
+    """The first of ``per_task`` consecutive training init states the scripted expert records on
+    (``demos.record --first-state``): demonstrations never touch validation or test states."""
+    split = split_states(cfg)
+    train = split["env.train_init_states"]
+    if not train:  # every state outside validation and test
+        excluded = set(split["eval.val_init_states"]) | set(split["eval.test_init_states"])
+        train = [s for s in range(per_task + len(excluded)) if s not in excluded]
+    chosen = train[:per_task]
+    if len(chosen) < per_task or chosen != list(range(chosen[0], chosen[0] + per_task)):
+        raise SystemExit(
+            f"error: --demos-per-task={per_task} needs {per_task} consecutive training init states; "
+            f"env.train_init_states={cfg.env.train_init_states!r} has {train[:per_task]}..."
+        )
+    return chosen[0]
+
+
 def minutes(wall: float | None) -> str:
     return "reused (not timed here)" if wall is None else f"{wall / 60:.1f} min"
 
@@ -164,21 +197,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_every is not None:
         overrides.append(f"eval.every={args.eval_every}")
     work = Path(args.work).resolve()
-    demos, sft, before_dir, rl, after_dir = (
-        work / n for n in ("demos", "sft", "eval_before", "rl", "eval_after")
-    )
+    demos, sft, rl = (work / n for n in ("demos", "sft", "rl"))
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.profile, [*overrides, f"policy.pretrained_path={sft}"])
     tasks = ",".join(str(t) for t in cfg.env.task_ids)
-    held_out = cfg.eval.episodes_per_task
-    eval_flags = [
-        f"--tasks={tasks}",
-        "--init-states=held-out",
-        f"--episodes={held_out}",
-        f"--episode-length={cfg.env.episode_length}",
-        "--videos=0",
-    ]
+    splits = eval_splits(cfg)
+    claim = "test" if "test" in splits else next(iter(splits))
+
+    def eval_flags(states: list[int] | None) -> list[str]:
+        chosen = (
+            ["--init-states=held-out", f"--episodes={cfg.eval.episodes_per_task}"]
+            if states is None
+            else [f"--init-states={','.join(map(str, states))}", f"--episodes={len(states)}"]
+        )
+        return [f"--tasks={tasks}", *chosen, f"--episode-length={cfg.env.episode_length}", "--videos=0"]
+
+    def eval_dir(when: str, split: str) -> Path:  # the unsplit layout keeps its old names (--reuse)
+        return work / (f"eval_{when}" if split == "held-out" else f"eval_{when}_{split}")
+
     sets = [f"--{o}" for o in args.set]
 
     def pirl(module: str, *argv: str) -> list[str]:
@@ -192,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--suite={cfg.env.suite}",
                 f"--tasks={tasks}",
                 f"--episodes-per-task={args.demos_per_task}",
+                f"--first-state={demo_first_state(cfg, args.demos_per_task)}",
                 f"--camera-size={cfg.env.camera_size}",
                 f"--out={demos}",
             ),
@@ -211,17 +249,20 @@ def main(argv: list[str] | None = None) -> int:
             ),
             sft,
         ),
-        Stage(
-            "eval_before",
-            pirl(
-                "eval",
-                f"--profile={args.profile}",
-                f"--policy.pretrained_path={sft}",
-                *eval_flags,
-                f"--out={before_dir}",
-                *sets,
-            ),
-            before_dir,
+        *(
+            Stage(
+                eval_dir("before", split).name,
+                pirl(
+                    "eval",
+                    f"--profile={args.profile}",
+                    f"--policy.pretrained_path={sft}",
+                    *eval_flags(states),
+                    f"--out={eval_dir('before', split)}",
+                    *sets,
+                ),
+                eval_dir("before", split),
+            )
+            for split, states in splits.items()
         ),
         Stage(
             "rl",
@@ -234,18 +275,43 @@ def main(argv: list[str] | None = None) -> int:
             ),
             rl,
         ),
-        Stage("eval_after", pirl("eval", str(rl), *eval_flags, f"--out={after_dir}"), after_dir),
+        *(
+            Stage(
+                eval_dir("after", split).name,
+                pirl("eval", str(rl), *eval_flags(states), f"--out={eval_dir('after', split)}"),
+                eval_dir("after", split),
+            )
+            for split, states in splits.items()
+        ),
     ]
     walls = {s.name: run_stage(s, logs, args.reuse) for s in stages}
 
-    before = eval_rates(before_dir / "eval_info.json")
-    after = eval_rates(after_dir / "eval_info.json")
-    info = json.loads((after_dir / "eval_info.json").read_text())
-    names = {int(t["task_id"]): t.get("instruction", "") for t in info["per_task"]}
-    print()
-    print(f"held-out success on {cfg.env.suite} tasks {tasks} ({held_out} init states per task):")
-    print(table(before, after, names))
     rate = lambda d: sum(s for s, _ in d.values()) / max(1, sum(n for _, n in d.values()))  # noqa: E731
+    results: dict[str, dict[str, Any]] = {}
+    for split, states in splits.items():
+        before = eval_rates(eval_dir("before", split) / "eval_info.json")
+        after = eval_rates(eval_dir("after", split) / "eval_info.json")
+        info = json.loads((eval_dir("after", split) / "eval_info.json").read_text())
+        names = {int(t["task_id"]): t.get("instruction", "") for t in info["per_task"]}
+        shown = (
+            f"init states {states[0]}-{states[-1]}"
+            if states
+            else f"last {cfg.eval.episodes_per_task} init states"
+        )
+        print()
+        print(f"{split} success on {cfg.env.suite} tasks {tasks} ({shown} of each task):")
+        print(table(before, after, names))
+        print(f"{split} lift: {rate(after) - rate(before):+.3f} absolute")
+        results[split] = {
+            "states": states,
+            "before": {str(k): v for k, v in before.items()},
+            "after": {str(k): v for k, v in after.items()},
+            "lift": rate(after) - rate(before),
+        }
+    before = {int(k): tuple(v) for k, v in results[claim]["before"].items()}
+    after = {int(k): tuple(v) for k, v in results[claim]["after"].items()}
+    held_out = len(splits[claim] or []) or cfg.eval.episodes_per_task
+    print(f"claim ({claim} split, nothing selected on it):")
     lift = rate(after) - rate(before)
     failure_ratio = (1 - rate(after)) / (1 - rate(before)) if rate(before) < 1 else float("nan")
     print(f"lift: {lift:+.3f} absolute; failure rate x{failure_ratio:.2f}")
@@ -261,14 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     plot_runs(
         [LiftRun("SFT + RL", totals(before), totals(after), curve, cfg.learner.updates)],
         png,
-        f"PI-RL from SFT, {cfg.env.suite} tasks {tasks}, {held_out} held-out init states/task",
+        f"PI-RL from SFT, {cfg.env.suite} tasks {tasks}: before/after on {claim}, curve on validation",
     )
     result: dict[str, Any] = {
         "suite": cfg.env.suite,
         "tasks": cfg.env.task_ids,
         "held_out_per_task": held_out,
-        "before": {str(k): v for k, v in before.items()},
-        "after": {str(k): v for k, v in after.items()},
+        "claim_split": claim,
+        "splits": results,
+        "before": results[claim]["before"],
+        "after": results[claim]["after"],
         "lift": lift,
         "failure_ratio": failure_ratio,
         "curve": curve,

@@ -62,6 +62,9 @@ class EnvConfig:
     # chunk's last step, or where the episode ended); the frames read are bitwise the same. True
     # renders every step (debugging, the throughput benchmark's baseline).
     render_every_step: bool = False
+    # Per-task init states RL trains on (and demos are recorded on), e.g. "0-29"; "" = every state
+    # not in eval.val_init_states / eval.test_init_states (pirl_core/eval/plan.py, "The split").
+    train_init_states: str = ""
 
 
 @dataclass
@@ -102,7 +105,20 @@ class RecipeConfig:
     # How per-element Gaussian log-densities become one log-prob per chunk.
     logprob_action_reduction: Literal["sum", "mean"] = "sum"  # over chunk steps x action dims
     logprob_step_reduction: Literal["sum", "mean"] = "sum"  # over scored denoising steps
+    # Trust-region granularity (README, "Trust region"). "chunk": one PPO ratio per transition,
+    # its log-prob reduced over the executed chunk steps x action dims by
+    # logprob_action_reduction (sum: RLinf's chunk_level, e.g. Flow-SDE's one stochastic step
+    # summed over 5 x 7 elements; mean: per-element geometric mean, DPPO/ReinFlow, which needs a
+    # ~0.01 clip). "element": one clipped ratio per executed chunk step x action dim (each
+    # element's terms reduced over denoising steps by logprob_step_reduction), the surrogate
+    # averaged over elements (RLinf's token_level). Element mode re-scores the behaviour
+    # log-probs on the learner, so it needs learner.max_staleness = 0.
+    ratio_mode: Literal["chunk", "element"] = "chunk"
     clip: float = 0.2
+    # DPPO-style clip per denoising step, index 0 = the first (noisiest, t = 1) step ... K-1 = the
+    # last; [] = recipe.clip everywhere. Flow-SDE only: a transition's ratio belongs to its one
+    # stochastic step, whose index picks the clip (e.g. [0.001, 0.003, 0.006, 0.01]).
+    clip_per_denoise_step: list[float] = field(default_factory=list)
     value_clip: float = 0.2
     gamma: float = 0.99
     lam: float = 0.95
@@ -118,11 +134,19 @@ class RecipeConfig:
     critic_detach: bool = True
     grpo_group_size: int = 2
     grpo_filter: bool = False
+    # With grpo_filter: keep groups whose mean episode success lies in [low, high] (RLinf LIBERO:
+    # [0.1, 0.9]; for groups of <= 10 episodes that drops exactly all-fail and all-success groups).
+    grpo_filter_range: list[float] = field(default_factory=lambda: [0.1, 0.9])
     # How the policy loss averages over transitions. "transition": every chunk counts once, so a
     # long (usually failed) episode weighs more than a short successful one and GRPO's
     # per-group zero-mean advantages no longer average to zero. "episode": every kept episode
     # counts once (its transitions share 1 / its length), as verl's "seq-mean-token-mean".
     loss_aggregation: Literal["transition", "episode"] = "transition"
+    # "normal": GAE (PPO) or group-normalised returns (GRPO). "success_only": the filtered-BC
+    # control — advantage 1 on every transition of a successful episode, 0 elsewhere, through the
+    # same PPO loss (no normalisation; the critic still fits GAE returns). If this does not raise
+    # success, the fault is in the log-likelihood or its gradient, not in the step size.
+    advantage_mode: Literal["normal", "success_only"] = "normal"
     # Largest max |ratio - 1| allowed on the first minibatch of an on-policy update. Before any
     # step the exact value is 0; float32 re-scoring of the same data in other batch shapes stays
     # below 1e-4 (tests/test_learning.py; measured 0 to ~2e-7), while a contract mismatch is far
@@ -145,6 +169,22 @@ class RecipeConfig:
     target_kl: float = 0.0
     # Linear learning-rate warm-up over the first N updates (all groups). 0 = off.
     lr_warmup_updates: int = 0
+    # action_drift telemetry (pirl_core/recipe/drift.py): the deterministic action's move on this
+    # many fixed probe observations (evenly spaced over the first update's batch), against the update's
+    # start and the run's start, logged every update. 0 = off.
+    drift_probe_states: int = 16
+    # PPO: the first N updates (learner update count, so exact across resume) train the critic
+    # only; the policy and noise head do not step (DPPO/ReinFlow: 2). 0 = off.
+    critic_warmup_updates: int = 0
+    # SFT co-training (pirl_core/sft/cotrain.py): every minibatch adds sft_loss_weight x LeRobot's
+    # X-VLA SFT loss on sft_batch_size frames of the demonstration LeRobotDataset at sft_dataset
+    # (what `python -m pirl_core.demos` writes). RLinf: 0.1 (0.2 in a co-training config). 0 = off.
+    sft_loss_weight: float = 0.0
+    sft_dataset: str = ""
+    sft_batch_size: int = 16
+    # Stop an update's epochs once the probe actions moved more than this many mm (xyz, against
+    # the update's start; checked after each minibatch step). 0 = off.
+    max_action_drift_mm: float = 0.0
 
 
 @dataclass
@@ -209,8 +249,14 @@ class EvalConfig:
     # checkpoint that exists.
     every: int = 0
     # Held-out init states per task: the last N of each task's fixed init states (training then
-    # cycles over the others; pirl_core/eval/plan.py).
+    # cycles over the others; pirl_core/eval/plan.py). Unused when val_init_states is set.
     episodes_per_task: int = 5
+    # The honest split (all three disjoint, per-task indices like "30-39" or "30-34,38"):
+    # validation states serve periodic evaluation and checkpoints/best (what a run selects on);
+    # test states serve only the final claim (benchmarks/libero_lift.py), which nothing selects on.
+    # "" = not split (periodic evaluation then uses the last episodes_per_task states).
+    val_init_states: str = ""
+    test_init_states: str = ""
 
 
 @dataclass
@@ -236,6 +282,34 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- validation
+
+SPLIT_FIELDS = ("env.train_init_states", "eval.val_init_states", "eval.test_init_states")
+
+
+def parse_init_states(spec: str, name: str) -> list[int]:
+    """``"0-29"`` / ``"30-34,38"`` -> sorted per-task init-state indices ("" -> []); a malformed
+    spec raises ConfigError naming ``name``."""
+    states: set[int] = set()
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        try:
+            a, b = int(low), int(high) if sep else int(low)
+        except ValueError:
+            a, b = -1, -2
+        if a < 0 or b < a:
+            raise ConfigError(
+                name, spec, "per-task init-state indices like '0-29' or '30-34,38' (ranges inclusive)"
+            )
+        states.update(range(a, b + 1))
+    return sorted(states)
+
+
+def split_states(cfg: RunConfig) -> dict[str, list[int]]:
+    """The three split fields, parsed: {field name: per-task indices} (empty when unset)."""
+    specs = (cfg.env.train_init_states, cfg.eval.val_init_states, cfg.eval.test_init_states)
+    return {name: parse_init_states(spec, name) for name, spec in zip(SPLIT_FIELDS, specs, strict=True)}
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -291,6 +365,32 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"in (0, {MAX_NOISE_STD:g}]",
     )
     require(0 < r.clip < 1, "recipe.clip", r.clip, "in (0, 1)")
+    require(
+        r.ratio_mode == "chunk" or cfg.learner.max_staleness == 0,
+        "recipe.ratio_mode",
+        r.ratio_mode,
+        f"'chunk' when learner.max_staleness = {cfg.learner.max_staleness} > 0 (element ratios "
+        "re-score the behaviour log-probs on the learner, which is exact only on-policy)",
+    )
+    if r.clip_per_denoise_step:
+        require(
+            r.method == "flow_sde",
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            "[] unless recipe.method = 'flow_sde' (only a Flow-SDE transition has one denoising step)",
+        )
+        require(
+            len(r.clip_per_denoise_step) == r.denoise_steps,
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            f"one clip per denoising step: a list of recipe.denoise_steps = {r.denoise_steps} numbers",
+        )
+        require(
+            all(0 < c < 1 for c in r.clip_per_denoise_step),
+            "recipe.clip_per_denoise_step",
+            r.clip_per_denoise_step,
+            "clips in (0, 1)",
+        )
     require(r.value_clip > 0, "recipe.value_clip", r.value_clip, "> 0")
     require(0 <= r.gamma <= 1, "recipe.gamma", r.gamma, "in [0, 1]")
     require(0 <= r.lam <= 1, "recipe.lam", r.lam, "in [0, 1]")
@@ -313,6 +413,62 @@ def validate(cfg: RunConfig) -> RunConfig:
     require(
         math.isfinite(r.target_kl) and r.target_kl >= 0, "recipe.target_kl", r.target_kl, ">= 0 (0 = off)"
     )
+    lo_hi = r.grpo_filter_range
+    require(
+        len(lo_hi) == 2 and 0.0 <= lo_hi[0] <= lo_hi[1] <= 1.0,
+        "recipe.grpo_filter_range",
+        lo_hi,
+        "[low, high] with 0 <= low <= high <= 1 (mean group success kept)",
+    )
+    require(
+        r.critic_warmup_updates >= 0,
+        "recipe.critic_warmup_updates",
+        r.critic_warmup_updates,
+        ">= 0 (0 = off)",
+    )
+    require(
+        r.critic_warmup_updates == 0 or r.algorithm == "ppo",
+        "recipe.critic_warmup_updates",
+        r.critic_warmup_updates,
+        "0 with recipe.algorithm = 'grpo' (GRPO has no critic to warm up)",
+    )
+    require(r.sft_loss_weight >= 0, "recipe.sft_loss_weight", r.sft_loss_weight, ">= 0 (0 = off)")
+    require(r.sft_batch_size >= 1, "recipe.sft_batch_size", r.sft_batch_size, ">= 1")
+    if r.sft_loss_weight > 0:
+        require(
+            cfg.policy.type == "xvla",
+            "recipe.sft_loss_weight",
+            r.sft_loss_weight,
+            "0 for policy.type = 'mlp' (the co-training loss is LeRobot's X-VLA SFT loss)",
+        )
+        require(
+            (Path(r.sft_dataset) / "meta" / "info.json").is_file(),
+            "recipe.sft_dataset",
+            r.sft_dataset,
+            "a LeRobot demonstration dataset directory holding meta/info.json (python -m pirl_core.demos) "
+            "when recipe.sft_loss_weight > 0",
+        )
+        require(
+            cfg.learner.nproc == 1,
+            "recipe.sft_loss_weight",
+            r.sft_loss_weight,
+            f"0 with learner.nproc = {cfg.learner.nproc} (co-training runs in one learner process)",
+        )
+    require(r.drift_probe_states >= 0, "recipe.drift_probe_states", r.drift_probe_states, ">= 0 (0 = off)")
+    require(r.max_action_drift_mm >= 0, "recipe.max_action_drift_mm", r.max_action_drift_mm, ">= 0 (0 = off)")
+    if r.max_action_drift_mm > 0:
+        require(
+            r.drift_probe_states > 0,
+            "recipe.drift_probe_states",
+            r.drift_probe_states,
+            "> 0 when recipe.max_action_drift_mm is set (the bound is measured on the probe states)",
+        )
+        require(
+            cfg.learner.nproc == 1,
+            "recipe.max_action_drift_mm",
+            r.max_action_drift_mm,
+            f"0 with learner.nproc = {cfg.learner.nproc} (drift is measured in one learner process)",
+        )
     require(r.lr_warmup_updates >= 0, "recipe.lr_warmup_updates", r.lr_warmup_updates, ">= 0 (0 = off)")
     require(
         r.train_vlm or cfg.policy.type == "xvla",
@@ -374,6 +530,24 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"0 or a multiple of checkpoint.every = {cfg.checkpoint.every} (checkpoints/best points at a saved "
         "checkpoint of the evaluated version)",
     )
+    split = split_states(cfg)  # malformed specs raise here, naming the field
+    specs = dict(
+        zip(SPLIT_FIELDS, (cfg.env.train_init_states, e.val_init_states, e.test_init_states), strict=True)
+    )
+    for i, a in enumerate(SPLIT_FIELDS):
+        for b in SPLIT_FIELDS[i + 1 :]:
+            common = sorted(set(split[a]) & set(split[b]))
+            require(
+                not common, a, specs[a], f"init states disjoint from {b}={specs[b]!r} (both hold {common})"
+            )
+    if any(split.values()) and e.every > 0:
+        require(
+            bool(split["eval.val_init_states"]),
+            "eval.val_init_states",
+            cfg.eval.val_init_states,
+            "validation states (e.g. '30-39') when the init states are split and eval.every > 0: periodic "
+            "evaluation and checkpoints/best select on them, never on train or test states",
+        )
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
     return cfg
 

@@ -39,6 +39,8 @@ LEARNER_HEADLINE = (
     "entropy",
     "grad_norm",
     "success_rate",
+    "action_drift_xyz_mm",
+    "action_drift_xyz_mm_start",
     "update_s",
 )
 
@@ -94,11 +96,11 @@ def build_trainer(cfg: RunConfig):
     from pirl_core.envs.factory import task_descriptions
     from pirl_core.policies.factory import make_adapter
     from pirl_core.recipe.actor_critic import build_actor_critic
-    from pirl_core.recipe.trainer import PolicyTrainer
+    from pirl_core.recipe.trainer import trainer_for
 
     adapter = make_adapter(cfg, task_descriptions(cfg))
     actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
-    return PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed)
+    return trainer_for(cfg, actor_critic)
 
 
 class Learner:
@@ -299,6 +301,9 @@ class Learner:
             self.mid_update = True
             # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
             metrics = self.train(batch, on_policy=cfg.learner.max_staleness == 0)
+            drift = getattr(self.trainer, "drift", None)
+            if drift is not None and drift.created:  # the run's probe set, kept for a resume
+                drift.save(cfg.output_dir)
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)
@@ -381,6 +386,8 @@ def _train(
     trainer = build_trainer(cfg)
     progress = Progress()
     if plan is not None:
+        if trainer.drift is not None:  # before restore: the built model is still the run's start
+            trainer.drift.resume(cfg.output_dir, plan.path, trainer.actor_critic)
         restored = resume.restore(plan, trainer)
         progress = Progress(
             step=restored.step,

@@ -74,16 +74,11 @@ def version_rounds(cfg: RunConfig, env, actor_critic, actor_id: int, version: in
     each round as it comes; the in-process loop concatenates them. One function for both, so the
     tests and benchmarks that use the in-process loop see exactly the actor's rollouts.
     """
-    from pirl_core.eval.plan import held_out_per_task, training_ids
+    from pirl_core.eval.plan import training_plan
     from pirl_core.rollout import collect_rollouts
 
-    # periodic evaluation's init states are held out of training (pirl_core/eval/plan.py)
-    plan = training_ids(
-        episode_plan(cfg, actor_id, version),
-        env.num_init_states(),
-        len(cfg.env.task_ids),
-        held_out_per_task(cfg),
-    )
+    # evaluation's init states (validation and test) are held out of training (pirl_core/eval/plan.py)
+    plan = training_plan(cfg, episode_plan(cfg, actor_id, version), env.num_init_states())
     n_envs = env.num_envs
     for round_index, first in enumerate(range(0, len(plan), n_envs)):
         generator = rollout_generator(cfg, actor_id, version, round_index)

@@ -62,6 +62,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.logprob_action_reduction": "mean",
     "recipe.logprob_step_reduction": "sum",  # the toy profile uses "mean"
     "recipe.clip": 0.1,
+    "recipe.advantage_mode": "success_only",
     "recipe.value_clip": 0.3,
     "recipe.gamma": 0.9,
     "recipe.lam": 0.9,
@@ -83,6 +84,11 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "recipe.logprob_tolerance": 0.5,
     "recipe.target_kl": 0.02,
     "recipe.lr_warmup_updates": 5,
+    "recipe.grpo_filter_range": [0.2, 0.8],
+    "recipe.critic_warmup_updates": 2,
+    "recipe.sft_dataset": "outputs/lift/demos",  # unused while recipe.sft_loss_weight is 0
+    "recipe.sft_batch_size": 8,
+    "recipe.drift_probe_states": 8,
     "policy.dtype": "bfloat16",
     "policy.gradient_checkpointing": True,
     "learner.host": "0.0.0.0",
@@ -113,7 +119,25 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "telemetry.tensorboard": True,
     "eval.every": 10,
     "eval.episodes_per_task": 3,
+    "env.train_init_states": "0-29",
+    "eval.val_init_states": "30-39",
+    "eval.test_init_states": "40-49",
 }
+
+# Tunables whose changed value needs a run another setting allows (validation): each changes on
+# resume of a saved run built with the base overrides (see the test below).
+CONDITIONAL_TUNABLES: dict[str, tuple[Any, dict[str, Any]]] = {
+    # element ratios need learner.max_staleness = 0 (TUNABLE_CHANGES sets 1)
+    "recipe.ratio_mode": ("element", {"recipe.method": "flow_sde"}),
+    # per-step clips need Flow-SDE (a fatal field, so the saved run is Flow-SDE already)
+    "recipe.clip_per_denoise_step": ([0.001, 0.003, 0.006, 0.01], {"recipe.method": "flow_sde"}),
+    # the drift bound is measured in one learner process (TUNABLE_CHANGES sets learner.nproc 2)
+    "recipe.max_action_drift_mm": (30.0, {"recipe.method": "flow_sde"}),
+}
+
+# Tunables no toy run can change (they need an X-VLA policy; policy.type is fatal): classified and
+# round-tripped here; their effect is tested in tests/test_recipe_sft_cotrain.py.
+XVLA_ONLY_TUNABLES: dict[str, Any] = {"recipe.sft_loss_weight": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +159,15 @@ def test_every_config_field_is_classified() -> None:
         identity.FATAL_ONLY_IF
     )
     assert set(FATAL_CHANGES) == fatal, "give each fatal field a changed value in FATAL_CHANGES"
-    assert set(TUNABLE_CHANGES) == fields - fatal, "give each tunable a changed value in TUNABLE_CHANGES"
+    assert set(TUNABLE_CHANGES) | set(CONDITIONAL_TUNABLES) | set(XVLA_ONLY_TUNABLES) == fields - fatal, (
+        "give each tunable a changed value in TUNABLE_CHANGES (or CONDITIONAL_TUNABLES)"
+    )
 
 
 def test_fix_flags_round_trip_through_the_override_parser() -> None:
     values = {**{k: v for change in FATAL_CHANGES.values() for k, v in change.items()}, **TUNABLE_CHANGES}
+    values.update({name: value for name, (value, _) in CONDITIONAL_TUNABLES.items()})
+    values.update(XVLA_ONLY_TUNABLES)
     values.update({"output_dir": "/data/run 1", "policy.tokenizer": "", "learner.host": "true"})
     for name, value in values.items():
         if name == "profile":
@@ -181,6 +209,19 @@ def test_tunables_are_reported_as_changed_not_fatal(run, tmp_path: Path) -> None
     assert {r.field for r in plan.report.rows} == set(TUNABLE_CHANGES)
     assert all(r.severity == "changed" and r.fix.startswith("allowed") for r in plan.report.rows)
     assert "s3cret" not in plan.report.to_json() and "s3cret" not in plan.report.format_table()
+
+
+def test_conditional_tunables_are_reported_as_changed_not_fatal(tmp_path: Path) -> None:
+    bases = {tuple(sorted(base.items())) for _, base in CONDITIONAL_TUNABLES.values()}
+    for base in bases:
+        fields = {n: v for n, (v, b) in CONDITIONAL_TUNABLES.items() if tuple(sorted(b.items())) == base}
+        cfg, _ = saved_run(tmp_path / str(len(base)), steps=(1,), **dict(base))
+        ckpt = layout.step_dir(cfg.output_dir, 1)
+        current = toy_config(Path(cfg.output_dir), **dict(base), **fields)
+        plan = resume.prepare_run(current, resume=True, resume_from=str(ckpt))
+        assert plan is not None and plan.report.ok
+        assert {r.field for r in plan.report.rows} == set(fields)
+        assert all(r.severity == "changed" for r in plan.report.rows)
 
 
 def test_table_and_json_for_the_console(run) -> None:

@@ -101,3 +101,25 @@ def test_explained_variance() -> None:
     assert explained_variance(target, target) == pytest.approx(1.0)
     assert explained_variance(torch.full((4,), 2.5), target) == pytest.approx(0.0)
     assert math.isnan(explained_variance(target, torch.ones(4)))
+
+
+def _groups_with(successes: list[int], size: int) -> tuple[torch.Tensor, ...]:
+    """One single-chunk episode per row; group g has ``successes[g]`` successes of ``size``."""
+    success = torch.tensor([i < k for k in successes for i in range(size)])
+    n = success.numel()
+    group = torch.arange(n) // size
+    return success.float(), torch.arange(n), group, success
+
+
+def test_grpo_filter_keeps_mean_success_in_0_1_to_0_9_as_rlinf() -> None:
+    # groups of 8: every k/8 with 0 < k < 8 lies in [0.1, 0.9], so exactly all-fail/all-success drop
+    reward, episode, group, success = _groups_with(list(range(9)), 8)
+    _, keep = grpo_advantages(reward, episode, group, success, filter_groups=True)
+    kept_groups = sorted(set(group[keep].tolist()))
+    assert kept_groups == list(range(1, 8))
+    # groups of 16: 1/16 and 15/16 fall outside [0.1, 0.9] and drop; 2/16 = 0.125 stays
+    reward, episode, group, success = _groups_with([1, 2, 14, 15], 16)
+    _, keep = grpo_advantages(reward, episode, group, success, filter_groups=True)
+    assert sorted(set(group[keep].tolist())) == [1, 2]
+    _, keep = grpo_advantages(reward, episode, group, success, filter_groups=True, keep_range=(0.05, 0.95))
+    assert sorted(set(group[keep].tolist())) == [0, 1, 2, 3]

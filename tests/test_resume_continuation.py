@@ -107,6 +107,13 @@ def test_resume_continues_exactly(straight: Path, tmp_path: Path) -> None:
     resumed_rows = [tuple(r[k] for k in counters) for r in _metrics(resumed)]
     assert resumed_rows == straight_rows
     assert [r["update"] for r in _metrics(resumed)] == list(range(1, N + 1))
+    # action_drift: the resumed learner loads the run's probe set and start actions
+    # (drift_probe.pt), so its drift against the run's start continues exactly.
+    drift = ("action_drift_l2", "action_drift_l2_start", "action_drift_xyz_mm_start")
+    assert [[r[k] for k in drift] for r in _metrics(resumed)] == [
+        [r[k] for k in drift] for r in _metrics(straight)
+    ]
+    assert _metrics(straight)[-1]["action_drift_l2_start"] > 0
 
 
 def test_learner_killed_while_writing_a_checkpoint_resumes_exactly(straight: Path, tmp_path: Path) -> None:

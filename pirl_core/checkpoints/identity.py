@@ -62,6 +62,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "env.hard_reset": CHANGED,  # reset speed vs exactness of the initial render; same task
     "env.workers": CHANGED,  # throughput only: rollouts do not depend on the worker count
     "env.render_every_step": CHANGED,  # speed only: the frames the policy reads are bitwise equal
+    # which init states train / validate / test: data selection, no tensor; pushed to actors
+    "env.train_init_states": CHANGED,
     # policy: architecture and the spaces it maps between
     "policy.type": FATAL,
     "policy.size": FATAL,
@@ -87,7 +89,9 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.include_prior": CHANGED,
     "recipe.logprob_action_reduction": CHANGED,
     "recipe.logprob_step_reduction": CHANGED,
+    "recipe.ratio_mode": CHANGED,  # how the learner forms ratios from the same stored chains
     "recipe.clip": CHANGED,
+    "recipe.clip_per_denoise_step": CHANGED,
     "recipe.value_clip": CHANGED,
     "recipe.gamma": CHANGED,
     "recipe.lam": CHANGED,
@@ -105,7 +109,13 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.critic_detach": CHANGED,
     "recipe.grpo_group_size": CHANGED,  # pushed: which initial states an actor runs (episode plan)
     "recipe.grpo_filter": CHANGED,
+    "recipe.grpo_filter_range": CHANGED,
+    "recipe.critic_warmup_updates": CHANGED,  # keyed on the update count: continues on resume
+    "recipe.sft_loss_weight": CHANGED,  # a loss term; no tensor or optimizer group of its own
+    "recipe.sft_dataset": CHANGED,
+    "recipe.sft_batch_size": CHANGED,
     "recipe.loss_aggregation": CHANGED,
+    "recipe.advantage_mode": CHANGED,  # a control experiment on the same model and optimizer
     "recipe.ratio_tolerance": CHANGED,  # a check on the update, not part of it
     "recipe.micro_batch_size": CHANGED,  # same step, split differently
     "recipe.recompute_logprobs": CHANGED,
@@ -113,6 +123,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "recipe.train_vlm": FATAL,  # which parameters the policy optimizer holds
     "recipe.target_kl": CHANGED,
     "recipe.lr_warmup_updates": CHANGED,
+    "recipe.drift_probe_states": CHANGED,  # telemetry; the probe set itself is kept in drift_probe.pt
+    "recipe.max_action_drift_mm": CHANGED,
     # learner / actor / checkpoint / telemetry: cadence, counts, addresses and transport security
     "learner.host": CHANGED,
     "learner.port": CHANGED,
@@ -145,6 +157,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     # eval.every/episodes_per_task, but no tensor or optimizer state depends on them
     "eval.every": CHANGED,
     "eval.episodes_per_task": CHANGED,
+    "eval.val_init_states": CHANGED,  # pushed, like env.train_init_states
+    "eval.test_init_states": CHANGED,
 }
 
 FATAL_ONLY_IF: dict[str, tuple[str, Any]] = {
@@ -169,6 +183,9 @@ PUSHED_FIELDS: tuple[str, ...] = (
     "recipe.grpo_group_size",
     "learner.episodes_per_update",
     "actor.n_actors",
+    "env.train_init_states",
+    "eval.val_init_states",
+    "eval.test_init_states",
 )
 
 

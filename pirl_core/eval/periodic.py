@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pirl_core.config import RunConfig
 from pirl_core.envs.base import PirlVectorEnv
-from pirl_core.eval.plan import held_out_states, state_ids
+from pirl_core.eval.plan import state_ids, validation_states
 from pirl_core.eval.results import summarize, telemetry_fields
 from pirl_core.eval.runner import run_episodes
 from pirl_core.telemetry import Telemetry
@@ -33,7 +33,7 @@ def due(cfg: RunConfig, actor_id: int, version: int) -> bool:
 def periodic_ids(cfg: RunConfig, env: PirlVectorEnv) -> list[int]:
     n_tasks = len(cfg.env.task_ids)
     n_init = env.num_init_states()
-    return state_ids(n_init, n_tasks, held_out_states(n_init, n_tasks, cfg.eval.episodes_per_task))
+    return state_ids(n_init, n_tasks, validation_states(cfg, n_init))
 
 
 def evaluate_version(

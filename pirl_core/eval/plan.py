@@ -10,11 +10,18 @@ The split (docs/design.md, "Evaluation"): with periodic evaluation on (``eval.ev
 multiple of T, so the task of an id (``g % T``) is unchanged: only its init state moves into
 ``[0, n_init - E)``. With evaluation off, E = 0 and training ids are untouched (``g mod N``, which
 the env applies anyway).
+
+The split (``env.train_init_states``, ``eval.val_init_states``, ``eval.test_init_states``; per-task
+indices, disjoint, validated in ``pirl_core/config.py``): when any is set, training draws only from
+the train states (default: every state in neither validation nor test), periodic evaluation and
+``checkpoints/best`` use the validation states, and the test states are left for the final claim
+(``benchmarks/libero_lift.py``), which nothing during a run ever selects on. Training id ``g``
+then runs task ``g % T`` on train state ``train[(g // T) % len(train)]``.
 """
 
 from __future__ import annotations
 
-from pirl_core.config import RunConfig
+from pirl_core.config import RunConfig, split_states
 from pirl_core.errors import ConfigError
 
 
@@ -30,6 +37,55 @@ def _per_task(num_init_states: int, n_tasks: int, field: str, wanted: int) -> in
             field, wanted, f"< {per_task} (the init states per task: some must stay for training)"
         )
     return per_task
+
+
+def split_configured(cfg: RunConfig) -> bool:
+    return any(split_states(cfg).values())
+
+
+def _in_range(states: list[int], per_task: int, field: str, spec: str) -> list[int]:
+    if states and states[-1] >= per_task:
+        raise ConfigError(
+            field, spec, f"per-task init-state indices in [0, {per_task - 1}] (this env has {per_task})"
+        )
+    return states
+
+
+def split_for(cfg: RunConfig, num_init_states: int) -> dict[str, list[int]]:
+    """{"train", "val", "test"} per-task indices, checked against the env's init states; train
+    defaults to every state in neither validation nor test."""
+    per_task = num_init_states // len(cfg.env.task_ids)
+    parsed = split_states(cfg)
+    specs = (cfg.env.train_init_states, cfg.eval.val_init_states, cfg.eval.test_init_states)
+    train, val, test = (
+        _in_range(states, per_task, name, spec)
+        for (name, states), spec in zip(parsed.items(), specs, strict=True)
+    )
+    if not train:
+        train = [s for s in range(per_task) if s not in set(val) | set(test)]
+    if not train:
+        raise ConfigError(
+            "env.train_init_states", cfg.env.train_init_states, "at least one training init state"
+        )
+    return {"train": train, "val": val, "test": test}
+
+
+def training_plan(cfg: RunConfig, plan: list[int], num_init_states: int) -> list[int]:
+    """The init-state ids training runs for an episode plan: the train split when the states are
+    split, else everything but periodic evaluation's held-out states."""
+    n_tasks = len(cfg.env.task_ids)
+    if not split_configured(cfg):
+        return training_ids(plan, num_init_states, n_tasks, held_out_per_task(cfg))
+    train = split_for(cfg, num_init_states)["train"]
+    return [train[(g // n_tasks) % len(train)] * n_tasks + g % n_tasks for g in plan]
+
+
+def validation_states(cfg: RunConfig, num_init_states: int) -> list[int]:
+    """Per-task indices periodic evaluation (and so ``best``) runs: the validation split, else the
+    last ``eval.episodes_per_task`` states."""
+    if split_configured(cfg):
+        return split_for(cfg, num_init_states)["val"]
+    return held_out_states(num_init_states, len(cfg.env.task_ids), cfg.eval.episodes_per_task)
 
 
 def training_ids(plan: list[int], num_init_states: int, n_tasks: int, held_out: int) -> list[int]:

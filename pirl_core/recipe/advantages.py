@@ -11,6 +11,10 @@ import torch
 from torch import Tensor
 
 GRPO_STD_EPS = 1e-6
+GRPO_FILTER_RANGE = (0.1, 0.9)
+"""Groups whose mean episode success lies outside this closed interval are dropped (RLinf's
+LIBERO GRPO filter); for groups of up to 10 episodes it drops exactly the all-fail/all-success
+groups."""
 
 
 def gae(
@@ -57,12 +61,14 @@ def grpo_advantages(
     group_id: Tensor,
     success: Tensor,
     filter_groups: bool,
+    keep_range: tuple[float, float] = GRPO_FILTER_RANGE,
 ) -> tuple[Tensor, Tensor]:
     """GRPO: every transition of an episode gets its episode's group-normalised return.
 
     A_e = (R_e - mean_g R) / (std_g R + 1e-6) over the episodes of its group g (std with Bessel's
-    correction, as torch.std). With ``filter_groups``, groups whose mean episode success is
-    exactly 0 or 1 are dropped (they carry no ranking signal, only noise in the loss mean).
+    correction, as torch.std). With ``filter_groups``, groups whose mean episode success lies
+    outside ``keep_range`` (closed; default [0.1, 0.9]) are dropped: all-fail and all-success
+    groups carry no ranking signal, only noise in the loss mean.
     Returns (advantages (N,), keep mask (N,) bool).
     """
     ep_ids, ep_inverse = torch.unique(episode_id, return_inverse=True)
@@ -81,9 +87,20 @@ def grpo_advantages(
         std = r.std() if r.numel() > 1 else torch.zeros((), dtype=torch.float64)
         ep_adv[members] = (r - r.mean()) / (std + GRPO_STD_EPS)
         rate = ep_success[members].double().mean()
-        if filter_groups and (rate == 0.0 or rate == 1.0):
+        if filter_groups and not (keep_range[0] <= float(rate) <= keep_range[1]):
             ep_keep[members] = False
     return ep_adv[ep_inverse].float(), ep_keep[ep_inverse]
+
+
+def success_advantages(episode_id: Tensor, success: Tensor) -> Tensor:
+    """Filtered behaviour cloning (``recipe.advantage_mode = "success_only"``): 1.0 on every
+    transition of an episode that succeeded (its ``success`` flag set on any transition), 0.0
+    elsewhere, (N,) float32. Through the clipped surrogate this maximises the likelihood of the
+    successful chunks only, a control with no critic, baseline or normalisation in it."""
+    _, inverse = torch.unique(episode_id, return_inverse=True)
+    ep_success = torch.zeros(int(inverse.max()) + 1 if inverse.numel() else 0, dtype=torch.bool)
+    ep_success[inverse[success.bool()]] = True
+    return ep_success[inverse].float()
 
 
 def episode_weights(episode_id: Tensor, keep: Tensor) -> Tensor:

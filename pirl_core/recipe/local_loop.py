@@ -22,7 +22,7 @@ from pirl_core.envs.factory import make_env, task_descriptions
 from pirl_core.policies.base import FlowPolicyAdapter
 from pirl_core.policies.factory import make_adapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
-from pirl_core.recipe.trainer import PolicyTrainer
+from pirl_core.recipe.trainer import PolicyTrainer, trainer_for
 from pirl_core.rollout import collect_rollouts, concat
 from pirl_core.runtime import version_rounds
 
@@ -43,7 +43,7 @@ def build_loop(cfg: RunConfig, adapter: FlowPolicyAdapter | None = None) -> Loop
     (benchmarks compare parameterisations with it)."""
     adapter = adapter if adapter is not None else make_adapter(cfg, task_descriptions(cfg))
     actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
-    return LoopState(cfg, make_env(cfg), actor_critic, PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed))
+    return LoopState(cfg, make_env(cfg), actor_critic, trainer_for(cfg, actor_critic))
 
 
 def evaluate(state: LoopState, episodes: int) -> float:

@@ -2,7 +2,12 @@
 
 GRPO uses the same clipped surrogate with group-normalised advantages and no critic term.
 The log-probs are chain log-likelihoods from the sampler (all K transitions for Flow-Noise, the
-one stochastic step for Flow-SDE); the loss does not care which.
+one stochastic step for Flow-SDE); the loss does not care which. They are (B,) in
+``recipe.ratio_mode = "chunk"`` (one ratio per transition) or (B, E) in "element" mode (one ratio
+per executed chunk step x action dim, each transition's advantage shared by its elements): the
+surrogate, approx_kl and clip_frac are then means over all elements (a token-mean; every
+transition has the same E, so it equals the mean over transitions of per-transition means).
+``clip`` may be a (B,) tensor (``recipe.clip_per_denoise_step``: one clip per transition).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def ppo_loss(
     old_logp: Tensor,
     advantages: Tensor,
     entropy: Tensor,
-    clip: float,
+    clip: float | Tensor,
     entropy_coef: float,
     new_value: Tensor | None = None,
     old_value: Tensor | None = None,
@@ -42,14 +47,18 @@ def ppo_loss(
     value_clip: float = 0.2,
 ) -> LossOutput:
     """Clipped surrogate + clipped value loss - entropy bonus. Pass ``new_value=None`` for GRPO."""
-    # Probability ratio of the new policy to the rollout policy, per transition.
+    # Probability ratio of the new policy to the rollout policy, per transition (or element).
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
+    if new_logp.dim() > 1:  # element ratios: each transition's advantage (and clip) per element
+        advantages = advantages.unsqueeze(-1)
+    if isinstance(clip, Tensor) and clip.dim() < ratio.dim():
+        clip = clip.reshape(clip.shape + (1,) * (ratio.dim() - clip.dim()))
 
     # Clipped surrogate: pessimistic (max of the two losses) so the update gains nothing by
     # moving the ratio outside [1 - clip, 1 + clip] in the advantage's favour.
     pg_loss_unclipped = -advantages * ratio
-    pg_loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
+    pg_loss_clipped = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)  # type: ignore[arg-type]
     policy_loss = torch.max(pg_loss_unclipped, pg_loss_clipped).mean()
 
     # Clipped value loss: the new value may move at most value_clip from the rollout's value

@@ -18,6 +18,13 @@ Reductions are named config choices: ``recipe.logprob_action_reduction`` (sum | 
 masked chunk x dims elements of one transition) and ``recipe.logprob_step_reduction`` (sum | mean
 over the scored terms of the chain: K transitions (+ prior) for Flow-Noise, the one stochastic
 step for Flow-SDE).
+
+Ratio granularity (``recipe.ratio_mode``): ``score`` returns one log-prob per chunk (B,) in
+"chunk" mode, or one per masked element (B, E) in "element" mode (E = executed chunk steps x
+flow-generated dims; each element's terms reduced over the scored steps only), for one PPO
+ratio per element (RLinf's ``token_level``, DPPO/ReinFlow). ``sample`` always returns the chunk
+log-prob: that is what a rollout stores and what the learner's contract check compares
+(:meth:`ChainSampler.reduce_elements` maps element log-probs back to it).
 """
 
 from __future__ import annotations
@@ -64,8 +71,13 @@ def reduce_action(elem: Tensor, mask: Tensor, how: Reduction) -> Tensor:
     raise ValueError(f"unknown reduction {how!r}")
 
 
+def gather_elements(elem: Tensor, mask: Tensor) -> Tensor:
+    """(B, C, D) elementwise terms -> (B, E): the masked channels only, row-major (chunk step, dim)."""
+    return elem[:, mask.bool()]
+
+
 def reduce_steps(terms: Tensor, how: Reduction) -> Tensor:
-    """(B, S) per-step terms -> (B,)."""
+    """(B, S) per-step terms -> (B,); (B, E, S) per-element per-step terms -> (B, E)."""
     if how == "sum":
         return terms.sum(dim=-1)
     if how == "mean":
@@ -82,11 +94,32 @@ def draw_noise(shape: tuple[int, ...], generator: torch.Generator, device: torch
 class ChainSampler(ABC):
     """Common machinery: the grid, the mask and the prediction -> velocity step."""
 
-    def __init__(self, steps: int, action_reduction: Reduction, step_reduction: Reduction) -> None:
+    def __init__(
+        self, steps: int, action_reduction: Reduction, step_reduction: Reduction, per_element: bool = False
+    ) -> None:
         self.steps = steps
         self.dt = 1.0 / steps
         self.action_reduction: Reduction = action_reduction
         self.step_reduction: Reduction = step_reduction
+        # recipe.ratio_mode == "element": score() keeps one log-prob per masked element.
+        self.per_element = per_element
+
+    def score_terms(self, elem: Tensor, mask: Tensor) -> Tensor:
+        """One transition's (B, C, D) log-densities as ``score`` reports them: (B,) reduced over
+        the masked channels (chunk mode) or (B, E) per masked element (element mode)."""
+        if self.per_element:
+            return gather_elements(elem, mask)
+        return reduce_action(elem, mask, self.action_reduction)
+
+    def reduce_elements(self, logp: Tensor) -> Tensor:
+        """(B, E) element log-probs -> (B,) chunk log-probs, as ``sample`` reduces them (the
+        reductions are linear, so the order of step and element reduction does not matter);
+        (B,) passes through."""
+        if logp.dim() == 1:
+            return logp
+        if self.action_reduction == "sum":
+            return logp.sum(dim=-1)
+        return logp.mean(dim=-1)
 
     def grid(self, device: torch.device) -> Tensor:
         return time_grid(self.steps, device)
@@ -157,8 +190,9 @@ class FlowNoiseSampler(ChainSampler):
         action_reduction: Reduction,
         step_reduction: Reduction,
         include_prior: bool,
+        per_element: bool = False,
     ) -> None:
-        super().__init__(steps, action_reduction, step_reduction)
+        super().__init__(steps, action_reduction, step_reduction, per_element)
         self.noise_head = noise_head
         self.include_prior = include_prior
 
@@ -207,16 +241,15 @@ class FlowNoiseSampler(ChainSampler):
         b = chain.shape[0]
         lps, ents = [], []
         if self.include_prior:
-            lp, ent = self._prior_terms(chain[:, 0], mask)
-            lps.append(lp)
+            x1 = chain[:, 0]
+            _, ent = self._prior_terms(x1, mask)
+            lps.append(self.score_terms(gaussian_logpdf(x1, torch.zeros_like(x1), torch.ones_like(x1)), mask))
             ents.append(ent)
         # All K steps re-run with gradient: this is the cost the Flow-SDE hybrid avoids.
         for k in range(self.steps):
             t = grid[k].expand(b)
             mean, std = self.moments(adapter, ctx, chain[:, k], t)
-            lps.append(
-                reduce_action(gaussian_logpdf(chain[:, k + 1], mean, std), mask, self.action_reduction)
-            )
+            lps.append(self.score_terms(gaussian_logpdf(chain[:, k + 1], mean, std), mask))
             ents.append(reduce_action(gaussian_entropy(std), mask, self.action_reduction))
         return (
             reduce_steps(torch.stack(lps, dim=-1), self.step_reduction),
@@ -232,9 +265,14 @@ class FlowSdeSampler(ChainSampler):
     """
 
     def __init__(
-        self, steps: int, noise_level: float, action_reduction: Reduction, step_reduction: Reduction
+        self,
+        steps: int,
+        noise_level: float,
+        action_reduction: Reduction,
+        step_reduction: Reduction,
+        per_element: bool = False,
     ) -> None:
-        super().__init__(steps, action_reduction, step_reduction)
+        super().__init__(steps, action_reduction, step_reduction, per_element)
         self.noise_level = noise_level
 
     def sample(
@@ -280,7 +318,9 @@ class FlowSdeSampler(ChainSampler):
         x_t, x_next, t = chain[rows, j], chain[rows, j + 1], grid[j]
         v, _ = self.velocity(adapter, ctx, x_t, t)
         mean, std = sde_moments(x_t, v, t, self.dt, self.noise_level, self.steps)
-        logp = reduce_action(gaussian_logpdf(x_next, mean, std), mask, self.action_reduction)
+        # Chunk mode with the "sum" action reduction is RLinf's Flow-SDE regime: the sum over the
+        # executed elements of the one stochastic step's Gaussian log-density.
+        logp = self.score_terms(gaussian_logpdf(x_next, mean, std), mask)
         entropy = reduce_action(gaussian_entropy(std.expand_as(x_t)), mask, self.action_reduction)
         return logp, entropy
 
@@ -296,6 +336,7 @@ def make_sampler(recipe: RecipeConfig, noise_head: NoiseHead | None) -> ChainSam
             recipe.logprob_action_reduction,
             recipe.logprob_step_reduction,
             recipe.include_prior,
+            per_element=recipe.ratio_mode == "element",
         )
     if recipe.method == "flow_sde":
         return FlowSdeSampler(
@@ -303,5 +344,6 @@ def make_sampler(recipe: RecipeConfig, noise_head: NoiseHead | None) -> ChainSam
             recipe.sde_noise_level,
             recipe.logprob_action_reduction,
             recipe.logprob_step_reduction,
+            per_element=recipe.ratio_mode == "element",
         )
     raise ValueError(f"unknown recipe.method {recipe.method!r}")

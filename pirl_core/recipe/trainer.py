@@ -28,6 +28,14 @@ up to the minibatch's (loss terms weighted by their share of rows). ``recipe.tar
 update early (SB3: a minibatch with approx_kl > 1.5 x target_kl is not applied);
 ``recipe.lr_warmup_updates`` scales every learning rate linearly over the first updates.
 
+Lift options (README, "Lift options"): ``recipe.ratio_mode`` (chunk or element ratios; element
+mode always re-scores the behaviour log-probs per element), ``clip_per_denoise_step`` (each
+Flow-SDE transition's clip by its stochastic step, :meth:`clip_for`), ``advantage_mode``
+(``success_only``: the filtered-BC control), ``critic_warmup_updates`` (only the value group
+steps), ``sft_loss_weight`` (``self.sft``: a demonstration SFT loss added per applied minibatch),
+and ``action_drift`` (``self.drift``, :mod:`pirl_core.recipe.drift`) measured every update, with
+``max_action_drift_mm`` ending an update after the step that crosses it.
+
 Metric conventions: ``return_mean``/``return_std`` are the critic's targets (GAE returns) under
 PPO and the undiscounted episode returns under GRPO; ``grad_norm`` is the policy group's norm
 before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``samples_per_s`` is
@@ -58,7 +66,9 @@ from pirl_core.recipe.advantages import (
     explained_variance,
     gae,
     grpo_advantages,
+    success_advantages,
 )
+from pirl_core.recipe.drift import ActionDrift, ActionSpace
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
 from pirl_core.recipe.ppo import ppo_loss
 from pirl_core.rollout import RolloutBatch
@@ -81,7 +91,13 @@ METRIC_KEYS = (
 class PolicyTrainer:
     """Owns the optimisers and the update RNG of one :class:`ActorCritic`."""
 
-    def __init__(self, actor_critic: ActorCritic, recipe: RecipeConfig, seed: int = 0) -> None:
+    def __init__(
+        self,
+        actor_critic: ActorCritic,
+        recipe: RecipeConfig,
+        seed: int = 0,
+        action_space: ActionSpace = "plain",
+    ) -> None:
         self.actor_critic = actor_critic
         self.recipe = recipe
         # The only source of update randomness (minibatch order); checkpoints save its state.
@@ -91,6 +107,14 @@ class PolicyTrainer:
         self.base_lrs = lrs
         self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
         self.dist = None  # a pirl_core.distributed.Distributed under torchrun (set by its wrap())
+        # action_drift telemetry (recipe.drift_probe_states; one process only: under torchrun the
+        # probe forwards would bypass the FSDP/DDP wrapper)
+        self.drift = (
+            ActionDrift(recipe.drift_probe_states, action_space) if recipe.drift_probe_states > 0 else None
+        )
+        # SFT co-training term (recipe.sft_loss_weight): a pirl_core.sft.cotrain.SftCoTraining, set
+        # by trainer_for; None = off, and then no co-training code runs at all
+        self.sft = None
         self.optimizers = self.build_optimizers()
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -115,12 +139,20 @@ class PolicyTrainer:
             keep = torch.ones_like(adv, dtype=torch.bool)
         else:
             adv, keep = grpo_advantages(
-                batch.reward, batch.episode_id, batch.group_id, batch.success, r.grpo_filter
+                batch.reward,
+                batch.episode_id,
+                batch.group_id,
+                batch.success,
+                r.grpo_filter,
+                (r.grpo_filter_range[0], r.grpo_filter_range[1]),
             )
             returns = torch.zeros_like(adv)
+        if r.advantage_mode == "success_only":  # the filtered-BC control: every episode kept
+            adv = success_advantages(batch.episode_id, batch.success)
+            keep = torch.ones_like(adv, dtype=torch.bool)
         # GRPO advantages are already normalised within groups; re-normalising the pool would
-        # only rescale them, so the flag applies to PPO.
-        if r.normalize_advantages and r.algorithm == "ppo" and int(keep.sum()) > 1:
+        # only rescale them, so the flag applies to PPO (never to the 0/1 control advantages).
+        elif r.normalize_advantages and r.algorithm == "ppo" and int(keep.sum()) > 1:
             kept = adv[keep]
             adv = (adv - kept.mean()) / (kept.std() + 1e-8)
         if r.loss_aggregation == "episode":  # after normalisation: it reweights, it does not shift
@@ -173,7 +205,11 @@ class PolicyTrainer:
         rollout-vs-learner difference |delta| as its own metric."""
         ac = self.actor_critic
         device = ac.device
-        old_logp = batch.logp.clone().float()
+        if ac.sampler.per_element:  # element ratios: (N, E), rows outside first_order unused
+            n_elem = int(ac.adapter.sampled_mask().sum())
+            old_logp = torch.zeros(len(batch), n_elem)
+        else:
+            old_logp = batch.logp.clone().float()
         with torch.no_grad():
             for start in range(0, first_order.numel(), mb_size):
                 for chunk, weight in self._weighted_chunks(first_order[start : start + mb_size]):
@@ -192,7 +228,8 @@ class PolicyTrainer:
                 for chunk in self._chunks(first_order[start : start + mb_size]):
                     mine[chunk] = old_logp[chunk]
             old_logp[first_order] = self.dist.reduce_rows(mine)[first_order]
-        delta = (old_logp[first_order] - batch.logp[first_order].float()).abs()
+        rescored = ac.sampler.reduce_elements(old_logp[first_order])
+        delta = (rescored - batch.logp[first_order].float()).abs()
         return old_logp, self._mismatch_metrics(delta)
 
     @staticmethod
@@ -272,6 +309,8 @@ class PolicyTrainer:
             "logprob_mismatch_max": 0.0,
             "logprob_recomputed": 0.0,
             "kl_stopped": 0.0,
+            "critic_warmup": 0.0,
+            "drift_stopped": 0.0,
             "early_stop_epoch": -1.0,
             "minibatch_steps": 0.0,
         }
@@ -289,11 +328,24 @@ class PolicyTrainer:
         ac.adapter.set_rl_mode()
         first_order = rows[torch.randperm(n, generator=self.generator)]
         old_logp = batch.logp
-        recompute = self.recompute_logprobs and on_policy
+        # Element ratios need per-element behaviour log-probs, which a rollout does not store
+        # (it keeps the chunk log-prob): the learner re-scores them before its first step, which
+        # config validation allows only on-policy (learner.max_staleness = 0).
+        recompute = (self.recompute_logprobs and on_policy) or ac.sampler.per_element
         if recompute:
             old_logp, mismatch = self._recompute_old_logp(batch, first_order, mb_size)
             metrics.update(mismatch, logprob_recomputed=1.0)
-            self._check_logprob_mismatch(mismatch)
+            if on_policy:
+                self._check_logprob_mismatch(mismatch)
+        # Critic warm-up: the first updates step only the value head (the policy and noise
+        # head keep their parameters bitwise; their gradients are computed and dropped, so the
+        # DDP/FSDP reductions see the same graph as any update).
+        warmup = self.uses_critic and update_index < r.critic_warmup_updates
+        metrics["critic_warmup"] = float(warmup)
+        drift = self.drift if self.dist is None else None
+        if drift is not None:
+            drift.begin_update(ac, batch.obs)
+        drift_metrics: dict[str, float] | None = None
         stopped = False
         for epoch in range(r.update_epochs):
             order = first_order if epoch == 0 else rows[torch.randperm(n, generator=self.generator)]
@@ -317,18 +369,34 @@ class PolicyTrainer:
                     metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
                     stopped = True
                     break
-                norms = self._clip_and_step(where)
+                if self.sft is not None:  # one demonstration batch per applied minibatch
+                    sft_step = epoch * r.minibatches + start // mb_size
+                    require_finite_value(
+                        "the SFT co-training loss", self._sft_backward(update_index, sft_step, sums), where
+                    )
+                norms = self._clip_and_step(where, only=("value",) if warmup else None)
                 steps += 1
                 for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
                     sums[key] += stats[key]
                 sums["grad_norm"] += norms.get("policy", 0.0)
                 sums["grad_norm_value"] += norms.get("value", 0.0)
                 sums["grad_norm_noise"] += norms.get("noise", 0.0)
+                if drift is not None and r.max_action_drift_mm > 0:
+                    # checked after the step (the step that crosses the bound is applied, the rest not)
+                    drift_metrics = drift.measure(ac)
+                    if drift_metrics["action_drift_xyz_mm"] > r.max_action_drift_mm:
+                        metrics.update(drift_stopped=1.0, early_stop_epoch=float(epoch))
+                        stopped = True
+                        break
             if stopped:
                 break
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)  # a stopped minibatch leaves gradients behind
         metrics.update({k: v / max(steps, 1) for k, v in sums.items()})
+        if drift is not None:
+            drift_started = time.perf_counter()
+            metrics.update(drift_metrics if drift_metrics is not None else drift.measure(ac))
+            metrics["drift_s"] = time.perf_counter() - drift_started
         elapsed = time.perf_counter() - started
         metrics.update(
             skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed, minibatch_steps=float(steps)
@@ -347,6 +415,23 @@ class PolicyTrainer:
             "Likely causes: actor and learner started with different settings or pirl versions, "
             "non-deterministic layers (dropout) active, or a different precision or device"
         )
+
+    def clip_for(self, sde_step: Tensor) -> float | Tensor:
+        """The PPO clip of each transition: ``recipe.clip``, or with
+        ``recipe.clip_per_denoise_step`` (Flow-SDE) the clip of each transition's stochastic
+        denoising step, a (B,) tensor."""
+        per_step = self.recipe.clip_per_denoise_step
+        if not per_step:
+            return self.recipe.clip
+        return torch.tensor(per_step, dtype=torch.float32, device=sde_step.device)[sde_step]
+
+    def _sft_backward(self, update_index: int, step: int, sums: dict[str, float]) -> float:
+        """Add ``sft_loss_weight`` x the SFT loss's gradient to the minibatch's; returns the loss."""
+        loss, _ = self.sft.loss(self.actor_critic.adapter, update_index, step)
+        (self.recipe.sft_loss_weight * loss * self._grad_scale).backward()
+        value = float(loss.detach())
+        sums["sft_loss"] = sums.get("sft_loss", 0.0) + value
+        return value
 
     def _accumulate_gradients(
         self,
@@ -387,7 +472,7 @@ class PolicyTrainer:
                 old_logp=chunk_old,
                 advantages=adv[chunk].to(device),
                 entropy=entropy,
-                clip=r.clip,
+                clip=self.clip_for(sde_step),
                 entropy_coef=r.entropy_coef,
                 new_value=new_value if self.uses_critic else None,
                 old_value=mb.value.to(device),
@@ -403,7 +488,8 @@ class PolicyTrainer:
             stats["clip_frac"] += weight * float(out.clip_frac)
             if first and weight > 0:
                 ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
-                deltas.append((new_logp.detach() - chunk_old).abs().float().cpu())
+                reduce = ac.sampler.reduce_elements
+                deltas.append((reduce(new_logp.detach()) - reduce(chunk_old)).abs().float().cpu())
         if first:
             stats["ratio_dev_max"] = ratio_dev_max
             stats["logp_delta"] = torch.cat(deltas)
@@ -426,8 +512,9 @@ class PolicyTrainer:
             reduced["logp_delta"] = self.dist.gather_cat(delta)
         return reduced
 
-    def _clip_and_step(self, where: str) -> dict[str, float]:
-        """Clip each group's gradient separately, check every norm is finite, then step all.
+    def _clip_and_step(self, where: str, only: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Clip each group's gradient separately, check every norm is finite, then step all
+        (``only``: just these groups, e.g. the critic warm-up's value group).
         Per-group clipping keeps a large critic gradient early in training from shrinking the
         policy's step; checking all norms before any step keeps a NaN out of every group."""
         params = {
@@ -439,8 +526,9 @@ class PolicyTrainer:
             # FSDP: a DTensor already reduced over the shards (the global norm; clipping used it)
             norms[name] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
             require_finite_value(f"the {name} gradient norm", norms[name], where)
-        for opt in self.optimizers.values():
-            opt.step()
+        for name, opt in self.optimizers.items():
+            if only is None or name in only:
+                opt.step()
         names = {id(p): n for n, p in self.actor_critic.named_parameters()}
         named = (
             (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
@@ -452,3 +540,16 @@ class PolicyTrainer:
         """Current lr of a group; 0.0 when the group does not exist (no critic / no noise head)."""
         opt = self.optimizers.get(name)
         return float(opt.param_groups[0]["lr"]) if opt is not None else 0.0
+
+
+def trainer_for(cfg, actor_critic: ActorCritic) -> PolicyTrainer:
+    """The trainer of a run (learner and in-process loop alike): its seed, the env's action
+    space for ``action_drift`` and the SFT co-training term when ``recipe.sft_loss_weight`` > 0."""
+    from pirl_core.recipe.drift import action_space_of
+
+    trainer = PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed, action_space=action_space_of(cfg))
+    if cfg.recipe.sft_loss_weight > 0:
+        from pirl_core.sft.cotrain import sft_cotraining_for
+
+        trainer.sft = sft_cotraining_for(cfg, actor_critic.adapter)
+    return trainer

@@ -50,6 +50,14 @@ class SftResult:
     pad_fraction: float
 
 
+def sft_loss(policy, batcher: DemoBatcher, raw: dict) -> tuple[torch.Tensor, dict]:
+    """LeRobot's X-VLA SFT loss (``XVLAPolicy.forward``: flow matching towards the clean chunk,
+    BCE on the gripper channels) of one collated demonstration batch: (loss, its parts). The one
+    place pirl computes it: the SFT loop and RL's co-training term (``recipe.sft_loss_weight``,
+    :mod:`pirl_core.sft.cotrain`) both call this."""
+    return policy.forward(batcher(raw))
+
+
 def check_out_dir(out: Path) -> None:
     """Refuse an existing non-empty ``--out``: nothing on disk is overwritten."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -124,8 +132,7 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
         if pad is not None:
             padded += int(pad.sum())
             total += pad.numel()
-        batch = batcher(raw)
-        loss, parts = policy.forward(batch)
+        loss, parts = sft_loss(policy, batcher, raw)
         if not torch.isfinite(loss):
             raise DivergedError(f"sft: loss is {loss.item()} at step {step + 1} ({parts}); nothing was saved")
         optim.zero_grad(set_to_none=True)
