@@ -20,10 +20,22 @@ Every env runs a few warm-up steps before it is timed (a fresh process's first r
 Mesa's shaders). Worker processes use one llvmpipe thread (``LP_NUM_THREADS=1``), the in-process
 rows Mesa's default, as before this change.
 
+* **chunk step** (issue 18): ``step_chunk`` with 8 executed steps per chunk (smoke's and
+  ``libero_small``'s ``action_steps``), rendering only the observation that is read, against the
+  same envs with ``env.render_every_step=true`` (every frame rendered, the behaviour before the
+  chunk step); smoke's env (libero_object task 0), a fixed hold action, 1 and 2 workers (one sub-env
+  each), render 128 and 256. The two variants are measured in alternating blocks so a busy machine
+  slows both alike.
+* **smoke runs** (``--smoke-runs``): ``python -m pirl_core.launch --profile smoke`` twice, with
+  ``env.render_every_step`` true and false, and the actors' ``env_steps_per_s`` and the wall
+  times from their telemetry.
+
 Goals on a 2-core machine: in-process/1-worker collection >= 0.9 x bare loop (render 64);
-2 workers >= 1.7 x 1 worker; smoke collection after/before >= 3. Usage::
+2 workers >= 1.7 x 1 worker; smoke collection after/before >= 3; chunk step >= 4 x every-step
+rendering at 8 steps per chunk. Usage::
 
     OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/actor_throughput.py [--short] [--max-workers 16]
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl python benchmarks/actor_throughput.py --chunk-only [--smoke-runs]
 """
 
 from __future__ import annotations
@@ -141,12 +153,131 @@ def smoke_collection(cfg, env, ac) -> tuple[float, float]:
     return wall, time.process_time() - cpu0 + max(worker_cpu, default=0.0)
 
 
+CHUNK = 8  # executed steps per chunk: smoke's and libero_small's policy.action_steps
+
+
+def chunk_env(render: int, workers: int, every_step: bool):
+    """Smoke's env (libero_object task 0), one sub-env per worker, rendering at ``render``."""
+    cfg = load_config("smoke", ["env.episode_length=1000000"]).env
+    cfg = dataclasses.replace(
+        cfg, n_envs=workers, workers=workers, camera_size=render, render_every_step=every_step
+    )
+    return LiberoVectorEnv(cfg) if workers == 1 else WorkerVectorEnv(cfg, workers)
+
+
+def chunk_block(env, chunks: int) -> tuple[float, float]:
+    """(env steps, wall seconds) of ``chunks`` chunk steps holding the start pose."""
+    raw = env.reset(list(range(env.num_envs)))
+    action = np.zeros((env.num_envs, CHUNK, 7))
+    action[:, :, :3] = raw["robot_state"]["eef"]["pos"][:, None]
+    action[:, :, 6] = -1.0
+    limit = np.full(env.num_envs, CHUNK)
+    env.step_chunk(action, limit)  # warm-up: first renders, caches
+    t0 = time.perf_counter()
+    steps = 0
+    for _ in range(chunks):
+        steps += int(env.step_chunk(action, limit).executed.sum())
+    return steps, time.perf_counter() - t0
+
+
+def chunk_step_section(short: bool) -> dict[str, dict[str, float]]:
+    """Chunk step vs every-step rendering, 1 and 2 workers, render 128 and 256 (alternating blocks)."""
+    chunks, blocks = (4, 2) if short else (8, 3)
+    out: dict[str, dict[str, float]] = {}
+    for render in (128, 256):
+        for workers in (1, 2):
+            envs = {every: chunk_env(render, workers, every) for every in (True, False)}
+            try:
+                for env in envs.values():
+                    env.num_init_states()  # workers: built before timing
+                totals = {every: [0, 0.0] for every in envs}
+                for _ in range(blocks):
+                    for every, env in envs.items():
+                        n, dt = chunk_block(env, chunks)
+                        totals[every][0] += n
+                        totals[every][1] += dt
+            finally:
+                for env in envs.values():
+                    env.close()
+            every_rate = totals[True][0] / totals[True][1]
+            chunk_rate = totals[False][0] / totals[False][1]
+            label = f"w{workers}/r{render}"
+            out[label] = {
+                "every_step_steps_per_s": every_rate,
+                "chunk_steps_per_s": chunk_rate,
+                "ratio": chunk_rate / every_rate,
+            }
+            print(
+                f"chunk step {label:<8} every-step rendering {every_rate:6.2f} env steps/s, chunk step "
+                f"{chunk_rate:6.2f} env steps/s: x{chunk_rate / every_rate:.2f} (goal >= 4)",
+                flush=True,
+            )
+    return out
+
+
+def smoke_runs() -> dict[str, dict[str, float]]:
+    """Smoke twice (render_every_step true, then false); env steps/s and wall from telemetry."""
+    import subprocess
+    import tempfile
+
+    out: dict[str, dict[str, float]] = {}
+    for every in ("true", "false"):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pirl_core.launch",
+                    "--profile=smoke",
+                    f"--env.render_every_step={every}",
+                    f"--output_dir={tmp}/smoke",
+                ],
+                check=True,
+                cwd=Path(__file__).resolve().parents[1],
+                stdout=subprocess.DEVNULL,
+            )
+            wall = time.perf_counter() - t0
+            rates, collect = [], []
+            for path in Path(tmp).glob("smoke/**/telemetry/actor-*.jsonl"):
+                for line in path.read_text().splitlines():
+                    rec = json.loads(line)
+                    if "env_steps_per_s" in rec:
+                        rates.append(float(rec["env_steps_per_s"]))
+                        collect.append(float(rec.get("collect_s", 0.0)))
+        out[every] = {
+            "wall_s": wall,
+            "env_steps_per_s": sum(rates) / max(1, len(rates)),
+            "collect_s": sum(collect),
+        }
+        print(
+            f"smoke render_every_step={every}: wall {wall:.0f} s, actor env_steps_per_s "
+            f"{out[every]['env_steps_per_s']:.2f}, collection {out[every]['collect_s']:.0f} s",
+            flush=True,
+        )
+    ratio = out["false"]["env_steps_per_s"] / max(out["true"]["env_steps_per_s"], 1e-9)
+    out["ratio"] = {"env_steps_per_s": ratio}
+    print(f"smoke env_steps_per_s chunk step / every-step rendering: x{ratio:.2f} (goal >= 3)")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--short", action="store_true", help="fewer steps (noisy, ~3x quicker)")
     parser.add_argument("--max-workers", type=int, default=16)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--chunk-only", action="store_true", help="only the chunk-step section")
+    parser.add_argument(
+        "--smoke-runs", action="store_true", help="also run smoke twice (chunk step vs every step)"
+    )
     args = parser.parse_args()
+    if args.chunk_only:
+        results = {"chunk_step": chunk_step_section(args.short)}
+        if args.smoke_runs:
+            results["smoke_runs"] = smoke_runs()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return 0
     steps = 24 if args.short else 80
     cores = available_cores()
     counts = [n for n in (2, 4, 8, 16) if n <= min(cores, args.max_workers)] or [2]
@@ -252,6 +383,14 @@ def main() -> int:
     quiet_w1 = max(coll["inproc/r64"]["quiet_steps_per_s"], coll["w1/r64"]["quiet_steps_per_s"])
     for n in counts:
         ratios[f"w{n}_vs_1worker_r64_quiet_projection"] = coll[f"w{n}/r64"]["quiet_steps_per_s"] / quiet_w1
+    results["chunk_step"] = chunk_step_section(args.short)
+    for label, row in results["chunk_step"].items():
+        ratios[f"chunk_step_vs_every_step_{label} (goal >= 4)"] = row["ratio"]
+    if args.smoke_runs:
+        results["smoke_runs"] = smoke_runs()
+        ratios["smoke_env_steps_chunk_vs_every_step (goal >= 3)"] = results["smoke_runs"]["ratio"][
+            "env_steps_per_s"
+        ]
     results["ratios"] = ratios
     print("ratios:")
     for k, v in ratios.items():
