@@ -108,3 +108,26 @@ def test_lift_benchmark_evaluates_validation_and_test_and_records_demos_on_train
         lift.demo_first_state(cfg, 31)
     unsplit = load_config("smoke")
     assert lift.eval_splits(unsplit) == {"held-out": None}
+
+
+def test_grpo_groups_share_one_fixed_train_state() -> None:
+    from pirl_core.runtime import episode_plan
+
+    cfg = load_config(
+        "toy",
+        {
+            "recipe.algorithm": "grpo",
+            "recipe.grpo_group_size": 8,
+            "learner.episodes_per_update": 64,
+            "env.task_ids": [0, 1, 2, 3],
+            "env.train_init_states": "0-29",
+        },
+    )
+    for version in range(3):
+        plan = episode_plan(cfg, 0, version)
+        ids = training_plan(cfg, plan, PER_TASK * 4)
+        groups: dict[int, set[int]] = {}
+        for g, mapped in zip(plan, ids, strict=True):
+            groups.setdefault(g, set()).add(mapped)
+        assert len(groups) == 8 and all(len(members) == 1 for members in groups.values())
+        assert all(next(iter(m)) // 4 in range(30) for m in groups.values())

@@ -89,7 +89,10 @@ def test_probe_file_round_trip_and_rederived_start_on_resume(tmp_path: Path) -> 
     # a resumed trainer loads the probe: the same drift against the run's start
     resumed = ActionDrift(16, "plain")
     resumed.resume(tmp_path, None, start_policy)
-    assert resumed.start_model is None
+    assert resumed.start_model is None and not resumed.created
+    fork = ActionDrift(16, "plain")  # --resume-from a checkpoint of the run in tmp_path
+    fork.resume(tmp_path / "fork", tmp_path / "checkpoints" / "000001", start_policy)
+    assert fork.probe is not None and fork.created  # the learner copies it into the fork's dir
     resumed.begin_update(state.actor_critic, {})
     assert resumed.measure(state.actor_critic)["action_drift_l2_start"] == pytest.approx(
         first["action_drift_l2_start"]

@@ -143,6 +143,8 @@ class ActionDrift:
         path = find_probe(output_dir, checkpoint)
         if path is not None:
             self.load(path)
+            # a fork (--resume-from another run's checkpoint) keeps its own copy for later resumes
+            self.created = path.parent.resolve() != Path(output_dir).resolve()
         else:
             import copy
 
