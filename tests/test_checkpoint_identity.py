@@ -54,6 +54,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "env.hard_reset": False,
     "env.camera_size": 32,  # the toy env has no camera (fatal on LIBERO: see the test below)
     "env.workers": 2,
+    "env.render_every_step": True,
     "policy.device": "cuda",
     "recipe.sigma_min": 0.05,
     "recipe.sigma_max": 0.2,
