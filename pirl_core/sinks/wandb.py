@@ -69,12 +69,16 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
-    """What W&B shows as the run's config: the resolved RunConfig, the profile text, the commit."""
-    data = cfg.to_dict()
+    """What W&B shows as the run's config: the resolved RunConfig (secrets redacted), the profile
+    text, the commit."""
+    from pirl_core.redact import mask, redact_config, secret_values
+
+    data = redact_config(cfg)
     try:
         profile_toml = resolve_profile_path(cfg.profile).read_text(encoding="utf-8")
     except Exception:  # noqa: BLE001 - a profile given as a since-deleted path: config still goes up
         profile_toml = ""
+    profile_toml = mask(profile_toml, secret_values(cfg))  # a profile may hold an inline token
     data["pirl"] = {"git": git_state(), "profile_toml": profile_toml, "output_dir": str(Path(cfg.output_dir))}
     return data
 
