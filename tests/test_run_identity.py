@@ -183,7 +183,15 @@ def test_a_second_run_on_the_same_port_never_feeds_the_first(tmp_path: Path) -> 
 
         started = time.monotonic()
         stray = subprocess.run(
-            [sys.executable, "-m", "pirl_core.actor", *SMALL, port, "--output_dir=B", "--actor.connect_timeout_s=300"],
+            [
+                sys.executable,
+                "-m",
+                "pirl_core.actor",
+                *SMALL,
+                port,
+                "--output_dir=B",
+                "--actor.connect_timeout_s=300",
+            ],
             cwd=tmp_path,
             env=child_env(),
             capture_output=True,

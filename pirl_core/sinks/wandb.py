@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from pirl_core.config import RunConfig, resolve_profile_path
+from pirl_core.redact import redact_argv
 from pirl_core.sinks.follow import JsonlFollower
 from pirl_core.sinks.scalars import prefix_of, scalars
 from pirl_core.telemetry import TELEMETRY_DIR
@@ -107,6 +109,9 @@ class WandbSink:
             _require_credentials(wandb)
         output_dir = Path(cfg.output_dir).resolve()
         (output_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
+        # W&B records this process's command line as run metadata: the arguments were parsed
+        # already, so an inline token is redacted in sys.argv itself (pirl_core/redact.py).
+        sys.argv[1:] = redact_argv(sys.argv[1:])
         self.run = wandb.init(
             id=run_id or wandb.util.generate_id(),
             # Offline runs keep the id (``wandb sync`` uploads into it); W&B ignores resume there.
