@@ -231,6 +231,23 @@ def _stream(
     return codes
 
 
+# How a learner ends that launch stopped because an actor failed first (SIGINT, or SIGKILL after
+# STOP_TIMEOUT_S; a signal that lands while it is already exiting kills it outright).
+_STOPPED_BY_LAUNCH = {int(ExitCode.INTERRUPTED), -int(signal.SIGINT), -int(signal.SIGKILL)}
+
+
+def outcome(codes: dict[str, int]) -> int:
+    """Launch's exit code: the learner's, unless launch itself stopped the learner after an actor
+    failed (then that actor's, the cause); 0 when every child succeeded. ``codes`` is in exit order."""
+    failures = [name for name, c in codes.items() if c != ExitCode.OK]
+    if not failures:
+        return ExitCode.OK
+    learner = codes.get("learner", ExitCode.OK)
+    if learner == ExitCode.OK or (failures[0] != "learner" and learner in _STOPPED_BY_LAUNCH):
+        return codes[failures[0]]
+    return learner
+
+
 def run(argv: list[str]) -> int:
     secrets = argv_secrets(argv)
     try:
@@ -266,8 +283,7 @@ def run(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         return ExitCode.INTERRUPTED
-    failures = [c for c in codes.values() if c != ExitCode.OK]
-    code = codes["learner"] if codes["learner"] != ExitCode.OK else (failures[0] if failures else 0)
+    code = outcome(codes)
     print(f"[launch] finished: {', '.join(f'{n}={c}' for n, c in codes.items())}", flush=True)
     return code
 
