@@ -78,8 +78,17 @@ def test_a_run_writes_and_prints_the_token_nowhere(tmp_path: Path) -> None:
     token_file = tmp_path / "secrets" / "token"
     token_file.parent.mkdir()
     token_file.write_text(FILE_SECRET + "\n")
+    backends_off = [
+        "--telemetry.tensorboard=false",
+        "--telemetry.wandb=off",
+    ]  # checked above; W&B starts slowly
     resumed = _launch(
-        tmp_path, *flags, "--resume", "--learner.updates=3", f"--learner.auth_token_file={token_file}"
+        tmp_path,
+        *flags,
+        *backends_off,
+        "--resume",
+        "--learner.updates=3",
+        f"--learner.auth_token_file={token_file}",
     )
     printed = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, printed[-3000:]
