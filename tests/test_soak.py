@@ -4,8 +4,8 @@ tries to start on the same port. The run must end with exit 0 and a final checkp
 are bitwise those of an undisturbed run with the same flags.
 
 Sized for CI (2 busy cores, both runs side by side, 35 s measured): 240 updates of a tiny toy
-configuration, not several hundred; the interference starts with the learner's ready line and
-lasts the whole run (a probe every 0.7 s).
+configuration; the interference starts with the learner's ready line and lasts the whole run (a
+probe every 0.7 s).
 """
 
 from __future__ import annotations
