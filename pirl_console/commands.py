@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 from pirl_core.cli import CliArgs
-from pirl_core.launch import Role, child_commands
+from pirl_core.launch import LEARNER_READY_MARKER, Role, child_commands
+from pirl_core.redact import redact_argv
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LEARNER_READY_MARKER = "[learner] ready"
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class ChildSpec:
     ready_marker: str | None = None
 
     def display(self) -> str:
-        """The command as a user would type it (what the pane shows)."""
-        return shlex.join(self.argv)
+        """The command as a user would type it (what the pane and the log show), secrets redacted."""
+        return shlex.join(redact_argv(self.argv))
 
     @classmethod
     def learner(cls, argv: tuple[str, ...], env: Mapping[str, str], cwd: str) -> ChildSpec:

@@ -49,6 +49,7 @@ EXIT_MEANINGS = {
     ExitCode.RESUME_MISMATCH: "resume mismatch",
     ExitCode.CHECKPOINT_UNREADABLE: "checkpoint unreadable",
     ExitCode.TRANSPORT: "transport failure",
+    ExitCode.STORAGE: "disk full or not writable",
     ExitCode.INTERRUPTED: "interrupted",
 }
 

@@ -99,8 +99,9 @@ def collect_version(
 
 
 def make_client(cfg: RunConfig, actor_id: int):
-    """Client that announces this actor's run identity and carries the token / trusts the CA."""
+    """Client that announces this actor's run id and identity and carries the token / trusts the CA."""
     from pirl_core.checkpoints.identity import actor_identity
+    from pirl_core.runid import run_id
     from pirl_core.transport.auth import resolve_token, trusted_ca
     from pirl_core.transport.client import ActorClient
 
@@ -110,6 +111,7 @@ def make_client(cfg: RunConfig, actor_id: int):
         actor_id,
         cfg.actor.connect_timeout_s,
         identity=actor_identity(cfg),
+        run_id=run_id(cfg),
         auth_token=resolve_token(cfg.learner),
         tls_ca=trusted_ca(cfg.learner),
     )

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pirl_core.config import DEFAULT_PROFILE, RunConfig, load_config
 from pirl_core.errors import ExitCode, PirlError, interrupted_code
@@ -104,12 +105,11 @@ def write_mismatch_json(err: PirlError, target: str | None) -> None:
     if target == "-":
         print(text, file=sys.stderr, flush=True)
         return
-    path = os.path.abspath(target)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    os.replace(tmp, path)
+    from pirl_core.storage import write_text_atomic
+
+    path = Path(os.path.abspath(target))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text + "\n", "the mismatch report")
 
 
 def _mismatch_target(argv: list[str]) -> str | None:
@@ -122,13 +122,26 @@ def run_main(main: Callable[[], int]) -> None:
     """Run an entry point: map PirlError to its exit code, Ctrl-C to 130 and SIGTERM to 143
     (see pirl_core.lifecycle), one line first."""
     os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
+    from pirl_core.redact import argv_secrets, mask
+    from pirl_core.storage import from_os_error
+
+    secrets = argv_secrets(sys.argv[1:])  # an inline token is never echoed back in an error
     try:
-        code = main()
+        try:
+            code = main()
+        except OSError as exc:  # a full or read-only disk wherever it hit: one line, exit 8
+            fault = from_os_error(exc)
+            if fault is None:
+                raise
+            raise fault from exc
     except PirlError as err:
-        print(err.line(), file=sys.stderr, flush=True)
+        print(mask(err.line(), secrets), file=sys.stderr, flush=True)
         if err.detail:
-            print(err.detail, file=sys.stderr, flush=True)
-        write_mismatch_json(err, _mismatch_target(sys.argv[1:]))
+            print(mask(err.detail, secrets), file=sys.stderr, flush=True)
+        try:
+            write_mismatch_json(err, _mismatch_target(sys.argv[1:]))
+        except PirlError as report_err:  # the report's own disk fault: the exit code stays err's
+            print(report_err.line(), file=sys.stderr, flush=True)
         code = err.exit_code
     except KeyboardInterrupt as exc:
         code = interrupted_code(exc)

@@ -187,6 +187,15 @@ class RecipeConfig:
     max_action_drift_mm: float = 0.0
 
 
+SECRET = "secret"  # dataclass field metadata key: the field holds a credential
+
+
+def secret_field(default: str = "") -> Any:
+    """A config field whose value is a credential: the one place a secret is marked. Saved
+    configs, telemetry, W&B, echoed command lines and error messages redact it (pirl_core/redact.py)."""
+    return field(default=default, metadata={SECRET: True})
+
+
 @dataclass
 class LearnerConfig:
     host: str = "127.0.0.1"
@@ -198,9 +207,14 @@ class LearnerConfig:
     # An expected actor silent this long (seconds) for the current version stops the run (exit 5).
     actor_timeout_s: float = 600.0
     # Shared secret every RPC must carry; required when host is not loopback. The file form (which
-    # wins when both are set) keeps the secret out of command lines and saved configs.
-    auth_token: str = ""
+    # wins when both are set) keeps the secret out of command lines. Marked secret (secret_field):
+    # pirl_core/redact.py keeps its value out of everything a run writes or prints.
+    auth_token: str = secret_field()
     auth_token_file: str = ""
+    # Which run an actor belongs to (the handshake refuses an actor of another run). Empty: derived
+    # from the resolved output_dir (pirl_core/runid.py), so learner and actors started with the same
+    # --output_dir agree without typing anything; set it on both sides when their paths differ.
+    run_id: str = ""
     # TLS: server certificate and key (PEM); actors trust tls_ca (default: tls_cert itself).
     tls_cert: str = ""
     tls_key: str = ""
@@ -549,6 +563,13 @@ def validate(cfg: RunConfig) -> RunConfig:
             "evaluation and checkpoints/best select on them, never on train or test states",
         )
     require(bool(cfg.output_dir), "output_dir", cfg.output_dir, "a non-empty path")
+    taken = Path(cfg.output_dir)
+    require(
+        not (taken.exists() and not taken.is_dir()),
+        "output_dir",
+        cfg.output_dir,
+        "a directory (or a path that does not exist yet); it names an existing file",
+    )
     return cfg
 
 
@@ -627,8 +648,11 @@ def load_config(
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Rebuild a RunConfig saved with ``to_dict`` (e.g. train_config.json); strict like profiles."""
-    data = dict(data)
+    """Rebuild a RunConfig saved with ``to_dict`` (e.g. train_config.json); strict like profiles.
+    A redacted secret comes back unset: the saved file never holds it (pirl_core/redact.py)."""
+    from pirl_core.redact import unredact_config
+
+    data = unredact_config(data)
     profile = data.pop("profile", DEFAULT_PROFILE)
     cfg = _build(RunConfig, data, prefix="")
     cfg.profile = profile

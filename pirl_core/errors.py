@@ -26,6 +26,9 @@ class ExitCode(IntEnum):
     # A learner rank under torchrun died or stopped answering (pirl_core.distributed): the line names
     # the rank; torchrun itself exits 1 and reports every rank's exit in its failure summary.
     RANK_FAILED = 7
+    # The output filesystem refused a write (full, read-only, no permission): nothing partial is left,
+    # checkpoints/last still points to the last complete checkpoint; fix the disk, then --resume.
+    STORAGE = 8
     INTERRUPTED = 130  # 128 + SIGINT
     TERMINATED = 143  # 128 + SIGTERM
 
@@ -50,6 +53,10 @@ class ConfigError(PirlError):
     exit_code = ExitCode.USAGE
 
     def __init__(self, field: str, value: object, expected: str, *, hint: str = "") -> None:
+        from pirl_core.redact import REDACTED, is_secret_field  # lazy: it reads the config's marks
+
+        if value and is_secret_field(field):  # an error message is printed and logged: no secret
+            value = REDACTED
         message = f"{field}: got {value!r}, expected {expected}"
         if hint:
             message += f" ({hint})"
@@ -75,6 +82,12 @@ class TransportError(PirlError):
     """The learner and actor could not talk (port taken, peer gone, bad payload)."""
 
     exit_code = ExitCode.TRANSPORT
+
+
+class StorageError(PirlError):
+    """A write to the output filesystem failed (ENOSPC, EROFS, EACCES, ...): see pirl_core/storage.py."""
+
+    exit_code = ExitCode.STORAGE
 
 
 class RatioCheckError(PirlError):

@@ -2,6 +2,10 @@
 
 It runs exactly the two-terminal commands (learner, then the profile's actors) as child
 processes, prefixes their output, and exits with the learner's code (or the first failure).
+The actors start once the learner prints its ready line (it listens on its port): an actor never
+exists before its learner does, so it can neither reach another run's learner that holds the port
+(it would be refused by run id anyway, ``pirl_core.runid``) nor wait for a learner that refused to
+start. Echoed command lines show secrets as ``<redacted>`` (``pirl_core.redact``).
 
 Why the command lines are built here, from a parsed :class:`~pirl_core.cli.CliArgs` and never by
 filtering argv strings: ``--resume-from PATH`` is two words, and a string filter that drops the
@@ -32,8 +36,13 @@ from pirl_core.checkpoints import layout
 from pirl_core.checkpoints.identity import value_text
 from pirl_core.cli import CliArgs, parse_args
 from pirl_core.errors import ConfigError, ExitCode, PirlError
+from pirl_core.redact import argv_secrets, mask, redact_argv
+from pirl_core.runid import run_id
 
 STOP_TIMEOUT_S = 20.0
+# What the learner prints once its gRPC server listens (its "ready" telemetry event): launch and
+# the console start the actors only then (pirl_console.commands uses the same marker).
+LEARNER_READY_MARKER = "[learner] ready"
 
 Role = Literal["learner", "actor", "eval"]  # "eval": the console's evaluation pane
 
@@ -162,9 +171,26 @@ def _signal_all(procs: dict[str, subprocess.Popen], sig: int) -> None:
                 os.killpg(proc.pid, sig)
 
 
-def _stream(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
-    """Relay output until every child has exited; on the first failure stop the others
-    (SIGINT to each process group, SIGKILL after STOP_TIMEOUT_S)."""
+def _spawn(child: ChildCommand, env: dict[str, str]) -> subprocess.Popen:
+    # echoed with secrets redacted: the command line itself still carries them to the child
+    print(f"[launch] {child.name}: {' '.join(redact_argv(child.argv))}", flush=True)
+    return subprocess.Popen(
+        child.argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _stream(
+    procs: dict[str, subprocess.Popen], waiting: list[ChildCommand], env: dict[str, str]
+) -> dict[str, int]:
+    """Relay output until every child has exited; start the ``waiting`` actors once the learner
+    prints its ready line (it listens); on the first failure stop the others (SIGINT to each
+    process group, SIGKILL after STOP_TIMEOUT_S). A learner that exits before it is ready leaves
+    the actors unstarted: there is nothing for them to join."""
     selector = selectors.DefaultSelector()
     for name, proc in procs.items():
         selector.register(proc.stdout, selectors.EVENT_READ, name)
@@ -174,8 +200,14 @@ def _stream(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
         for key, _ in selector.select(timeout=0.2) if selector.get_map() else []:
             line = key.fileobj.readline()
             if line:
-                sys.stdout.write(f"{key.data:>8} | {line.decode(errors='replace')}")
+                text = line.decode(errors="replace")
+                sys.stdout.write(f"{key.data:>8} | {text}")
                 sys.stdout.flush()
+                if key.data == "learner" and waiting and LEARNER_READY_MARKER in text and kill_at is None:
+                    for child in waiting:
+                        procs[child.name] = _spawn(child, env)
+                        selector.register(procs[child.name].stdout, selectors.EVENT_READ, child.name)
+                    waiting = []
             else:
                 selector.unregister(key.fileobj)
         if not selector.get_map():
@@ -190,15 +222,39 @@ def _stream(procs: dict[str, subprocess.Popen]) -> dict[str, int]:
                 kill_at = time.monotonic() + STOP_TIMEOUT_S
         if kill_at is not None and time.monotonic() > kill_at:
             _signal_all(procs, signal.SIGKILL)
+    if waiting:
+        print(
+            f"[launch] the learner exited before it listened; {', '.join(c.name for c in waiting)} "
+            "not started",
+            flush=True,
+        )
     return codes
 
 
+# How a learner ends that launch stopped because an actor failed first (SIGINT, or SIGKILL after
+# STOP_TIMEOUT_S; a signal that lands while it is already exiting kills it outright).
+_STOPPED_BY_LAUNCH = {int(ExitCode.INTERRUPTED), -int(signal.SIGINT), -int(signal.SIGKILL)}
+
+
+def outcome(codes: dict[str, int]) -> int:
+    """Launch's exit code: the learner's, unless launch itself stopped the learner after an actor
+    failed (then that actor's, the cause); 0 when every child succeeded. ``codes`` is in exit order."""
+    failures = [name for name, c in codes.items() if c != ExitCode.OK]
+    if not failures:
+        return ExitCode.OK
+    learner = codes.get("learner", ExitCode.OK)
+    if learner == ExitCode.OK or (failures[0] != "learner" and learner in _STOPPED_BY_LAUNCH):
+        return codes[failures[0]]
+    return learner
+
+
 def run(argv: list[str]) -> int:
+    secrets = argv_secrets(argv)
     try:
         args = parse_args("python -m pirl_core.launch", argv)
         run_dir = choose_run_dir(args)
     except PirlError as err:
-        print(err.line(), file=sys.stderr)
+        print(mask(err.line(), secrets), file=sys.stderr)
         return err.exit_code
     if run_dir is not None and args.resume_from is not None:
         print(f"[launch] --resume-from: continuing run {run_dir}", flush=True)
@@ -211,19 +267,14 @@ def run(argv: list[str]) -> int:
     args = with_output_dir(args, run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("MUJOCO_GL", "egl")
-    procs: dict[str, subprocess.Popen] = {}
-    for child in child_commands(args):
-        print(f"[launch] {child.name}: {' '.join(child.argv)}", flush=True)
-        procs[child.name] = subprocess.Popen(
-            child.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    learner, *actors = child_commands(args)
+    print(
+        f"[launch] run {run_id(args.config)}: the actors start once the learner listens",
+        flush=True,
+    )
+    procs = {learner.name: _spawn(learner, env)}
     try:
-        codes = _stream(procs)
+        codes = _stream(procs, actors, env)
     except KeyboardInterrupt:
         _signal_all(procs, signal.SIGINT)
         for proc in procs.values():
@@ -232,8 +283,7 @@ def run(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         return ExitCode.INTERRUPTED
-    failures = [c for c in codes.values() if c != ExitCode.OK]
-    code = codes["learner"] if codes["learner"] != ExitCode.OK else (failures[0] if failures else 0)
+    code = outcome(codes)
     print(f"[launch] finished: {', '.join(f'{n}={c}' for n, c in codes.items())}", flush=True)
     return code
 

@@ -25,6 +25,7 @@ from pirl_core.distributed import Distributed, RankFailedError, follow
 from pirl_core.errors import DivergedError, ExitCode, PirlError, RatioCheckError, TransportError
 from pirl_core.lifecycle import StopRequest
 from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
+from pirl_core.storage import from_os_error
 from pirl_core.telemetry import Telemetry, run_record
 
 WAITING_NOTICE_S = 30.0
@@ -70,7 +71,9 @@ class ActorLostError(TransportError):
 
 
 def make_server(cfg: RunConfig, actor_critic):
-    """The learner's gRPC server for this run: auth, TLS, handshake identity, rollout contract, caps."""
+    """The learner's gRPC server for this run: auth, TLS, run id and handshake identity, rollout
+    contract, caps."""
+    from pirl_core.runid import run_id
     from pirl_core.transport.auth import resolve_token, server_credentials
     from pirl_core.transport.contract import RolloutContract
     from pirl_core.transport.server import LearnerServer
@@ -84,6 +87,7 @@ def make_server(cfg: RunConfig, actor_critic):
         token=resolve_token(cfg.learner),
         credentials=server_credentials(cfg.learner),
         identity=identity.actor_identity(cfg),
+        run_id=run_id(cfg),
         rollout_check=contract,
         max_payload_bytes=int(cfg.learner.max_payload_mb * 1e6),
     )
@@ -423,22 +427,10 @@ def _train(
         port=server.port,
         version=progress.version,
         world_size=dist.world_size if dist else 1,
+        run=server.handshake.run_id,
     )
-    try:
-        _run_or_lost_rank(learner, dist)
-    except KeyboardInterrupt as exc:
-        # A clean stop (SIGINT/SIGTERM at a safe point) keeps the work done so far: checkpoint
-        # (atomically), then 130/143. A hard one (second signal) inside an update saves nothing:
-        # that state is half-applied. Actors learn why from finish(reason) and exit non-zero.
-        reason = getattr(exc, "reason", "interrupted")
-        if not learner.mid_update:
-            learner.save()
-        server.finish(reason, step=progress.step)
-        server.stop(grace=1.0)
-        telemetry.event(reason, progress.step, checkpoint=str(learner.last_checkpoint))
-        telemetry.close()
-        raise
-    except PirlError as err:
+
+    def fail(err: PirlError) -> None:
         # Recorded for the console (kind "error"); run_main prints the line and exits with its code.
         # finish("failed") lets actors exit at once (non-zero) instead of waiting out their connect
         # timeout. Nothing of the failed update is saved (mid_update); say which checkpoint is good.
@@ -450,6 +442,33 @@ def _train(
             server.finish("failed", timeout=2.0, step=progress.step)
         server.stop(grace=1.0)
         telemetry.close()
+
+    try:
+        try:
+            _run_or_lost_rank(learner, dist)
+        except OSError as exc:  # a write outside the checkpoint writer (checkpoints/best, ...)
+            fault = from_os_error(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+    except KeyboardInterrupt as exc:
+        # A clean stop (SIGINT/SIGTERM at a safe point) keeps the work done so far: checkpoint
+        # (atomically), then 130/143. A hard one (second signal) inside an update saves nothing:
+        # that state is half-applied. Actors learn why from finish(reason) and exit non-zero.
+        reason = getattr(exc, "reason", "interrupted")
+        if not learner.mid_update:
+            try:
+                learner.save()
+            except PirlError as err:  # e.g. the disk is full: that, not the stop, is the outcome
+                fail(err)
+                raise err from None
+        server.finish(reason, step=progress.step)
+        server.stop(grace=1.0)
+        telemetry.event(reason, progress.step, checkpoint=str(learner.last_checkpoint))
+        telemetry.close()
+        raise
+    except PirlError as err:
+        fail(err)
         raise
     server.finish("done", step=progress.step)
     server.stop(grace=2.0)

@@ -66,15 +66,34 @@ class Telemetry:
     """Append-only writer for one process. Flushes each line so tailers see it at once."""
 
     def __init__(
-        self, output_dir: Path | str, source: str, stdout: TextIO | None = None, sinks: tuple[Sink, ...] = ()
+        self,
+        output_dir: Path | str,
+        source: str,
+        stdout: TextIO | None = None,
+        sinks: tuple[Sink, ...] = (),
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.source = source
         self.path = telemetry_path(output_dir, source)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        # the run's secret values (pirl_core/redact.py): masked in every record and printed line
+        self._secrets = tuple(s for s in secrets if s)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
         self._stdout = stdout if stdout is not None else sys.stdout
         self._sinks: list[Sink] = list(sinks)
         self._last_step = 0
+        self._broken = False  # the JSONL could not be written: a run stops (exit 8), once
+
+    def _storage_error(self, exc: OSError) -> Exception:
+        from pirl_core.storage import fault_errno, storage_error
+
+        if fault_errno(exc) is None:
+            return exc
+        then = "earlier records and checkpoints are intact; free space or fix permissions, then --resume"
+        return storage_error(f"{self.source} telemetry", self.path, exc, then)
 
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
@@ -86,8 +105,17 @@ class Telemetry:
     def _write(self, kind: str, step: int, fields: dict[str, Any]) -> dict[str, Any]:
         record = {"ts": round(time.time(), 3), "source": self.source, "kind": kind, "step": int(step)}
         record.update({k: _jsonable(v) for k, v in fields.items()})
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._secrets:
+            from pirl_core.redact import mask_record
+
+            record = mask_record(record, self._secrets)
+        if not self._broken:
+            try:
+                self._file.write(json.dumps(record) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._broken = True  # later records (the error that follows) are not attempted
+                raise self._storage_error(exc) from exc
         self._last_step = record["step"]
         for sink in list(self._sinks):
             try:
@@ -131,9 +159,18 @@ class Telemetry:
             self.say(f"[{self.source}] {name}{extra}")
 
     def error(self, message: str, step: int = 0, **fields: Any) -> None:
-        self._write("error", step, {"message": message, **fields})
+        """Record the error a process is about to exit with; a disk that refuses this record too
+        must not replace that error with its own (the process prints it either way)."""
+        from pirl_core.errors import StorageError
+
+        with contextlib.suppress(StorageError):
+            self._write("error", step, {"message": message, **fields})
 
     def say(self, line: str) -> None:
+        if self._secrets:
+            from pirl_core.redact import mask
+
+            line = mask(line, self._secrets)
         print(line, file=self._stdout, flush=True)
 
     def close(self) -> None:
@@ -144,7 +181,8 @@ class Telemetry:
                 self.sink_failed(sink.name, exc, sink)
         self._sinks.clear()
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # every line was flushed (or reported) already
+                self._file.close()
 
     def __enter__(self) -> Telemetry:
         return self
@@ -180,7 +218,11 @@ def git_commit(repo: Path = Path(__file__).resolve().parents[1]) -> str | None:
 
 
 def run_record(cfg: RunConfig, **extra: Any) -> dict[str, Any]:
-    """The fields of the ``event=run`` record: the headline facts plus the resolved config."""
+    """The fields of the ``event=run`` record: the headline facts, the run id and the resolved
+    config with its secrets redacted (this record is also W&B's run config)."""
+    from pirl_core.redact import redact_config
+    from pirl_core.runid import run_id
+
     return {
         "profile": cfg.profile,
         "env_type": cfg.env.type,
@@ -189,8 +231,9 @@ def run_record(cfg: RunConfig, **extra: Any) -> dict[str, Any]:
         "seed": cfg.seed,
         "pirl_version": pirl_version(),
         "git_commit": git_commit(),
+        "run_id": run_id(cfg),
         **extra,
-        "config": cfg.to_dict(),
+        "config": redact_config(cfg),
     }
 
 

@@ -100,6 +100,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "learner.actor_timeout_s": 30.0,
     "learner.auth_token": "s3cret",
     "learner.auth_token_file": str(ROOT / "pyproject.toml"),
+    "learner.run_id": "shared-run",
     "learner.tls_cert": str(ROOT / "pyproject.toml"),
     "learner.tls_key": str(ROOT / "pyproject.toml"),
     "learner.tls_ca": str(ROOT / "pyproject.toml"),

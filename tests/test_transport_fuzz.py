@@ -18,12 +18,14 @@ import pytest
 import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
+from pirl_core.runid import derive_run_id
 from pirl_core.transport.payload import encode_payload
 from pirl_core.transport.wire import (
     ACTOR_ID_METADATA,
     AUTH_METADATA,
     IDENTITY_HASH_METADATA,
     IDENTITY_METADATA,
+    RUN_ID_METADATA,
     TransferState,
     client_options,
     iter_chunks,
@@ -48,10 +50,10 @@ def _flip_last(data: bytes) -> bytes:
     return data[:-1] + bytes([data[-1] ^ 0xFF])
 
 
-def cases(rng: random.Random) -> Iterator[tuple[str, grpc.StatusCode, Callable]]:
-    """Endless (kind, expected status, call(stub)) triples."""
+def cases(rng: random.Random, run: str) -> Iterator[tuple[str, grpc.StatusCode, Callable]]:
+    """Endless (kind, expected status, call(stub)) triples; ``run`` is the learner's run id."""
     good = encode_payload(rollout(), header())
-    authed = ((AUTH_METADATA, TOKEN), (ACTOR_ID_METADATA, "0"))
+    authed = ((AUTH_METADATA, TOKEN), (ACTOR_ID_METADATA, "0"), (RUN_ID_METADATA, run))
 
     def send(data: bytes, metadata=authed) -> Callable:
         return lambda stub: stub.SendTransitions(
@@ -102,26 +104,34 @@ def cases(rng: random.Random) -> Iterator[tuple[str, grpc.StatusCode, Callable]]
         ),
         lambda: ("auth: no token, parameters", UNAUTH, stream(())),
         lambda: (
-            "handshake: other run",
+            "handshake: other identity",
             REFUSED,
             stream(
                 (
                     (AUTH_METADATA, TOKEN),
+                    (RUN_ID_METADATA, run),
                     (IDENTITY_METADATA, json.dumps({"recipe.denoise_steps": 99})),
                     (IDENTITY_HASH_METADATA, "0"),
                 )
             ),
+        ),
+        lambda: (
+            "handshake: other run",
+            REFUSED,
+            send(good, ((AUTH_METADATA, TOKEN), (RUN_ID_METADATA, "x"))),
         ),
     ]
     while True:
         yield rng.choice(makers)()
 
 
-def fuzz(learner, port: int, stop: threading.Event, tried: Counter, refused: Counter, wrong: list) -> None:
+def fuzz(
+    learner, port: int, run: str, stop: threading.Event, tried: Counter, refused: Counter, wrong: list
+) -> None:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=client_options())
     stub = services_pb2_grpc.LearnerServiceStub(channel)
     try:
-        for kind, expected, call in cases(random.Random(0)):
+        for kind, expected, call in cases(random.Random(0), run):
             if stop.is_set():
                 return
             tried[kind] += 1
@@ -162,7 +172,16 @@ def test_fuzzed_learner_refuses_everything_and_trains_exactly_like_a_clean_run(t
         fuzzed.learner()
         stop = threading.Event()
         fuzzer = threading.Thread(
-            target=fuzz, args=(fuzzed.procs["learner"], fuzzed.port, stop, tried, refused, wrong)
+            target=fuzz,
+            args=(
+                fuzzed.procs["learner"],
+                fuzzed.port,
+                derive_run_id(fuzzed.out),
+                stop,
+                tried,
+                refused,
+                wrong,
+            ),
         )
         fuzzer.start()
         try:

@@ -72,10 +72,15 @@ def switch_symlink(
     tmp = link.parent / tmp_name
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(target_name, tmp)
-    if before_replace is not None:
-        before_replace()
-    os.replace(tmp, link)
+    try:
+        os.symlink(target_name, tmp)
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, link)
+    except BaseException:
+        if tmp.is_symlink():  # a failed switch (disk full, read-only) leaves no debris; link is intact
+            tmp.unlink()
+        raise
     fsync_path(link.parent)
 
 

@@ -37,6 +37,7 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from pirl_core.config import RunConfig
 from pirl_core.errors import ResumeMismatchError
+from pirl_core.redact import redact_config, secret_fields
 
 Severity = Literal["fatal", "changed"]
 FATAL: Severity = "fatal"
@@ -134,6 +135,8 @@ FIELD_CLASSES: dict[str, Severity] = {
     "learner.actor_timeout_s": CHANGED,
     "learner.auth_token": CHANGED,
     "learner.auth_token_file": CHANGED,
+    # which run the actors must belong to (handshake); a resume in the same output dir keeps it
+    "learner.run_id": CHANGED,
     "learner.tls_cert": CHANGED,
     "learner.tls_key": CHANGED,
     "learner.tls_ca": CHANGED,
@@ -231,7 +234,7 @@ def behaviour(cfg: RunConfig) -> dict[str, Any]:
 
 ABSENT = "(absent)"
 HIDDEN = "(hidden)"
-SECRET_FIELDS = frozenset({"learner.auth_token"})
+SECRET_FIELDS = secret_fields()  # marked on the config dataclass (config.secret_field)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -312,8 +315,9 @@ def _fix(name: str, saved: Any, severity: Severity, configurable: bool) -> str:
 
 def compare_configs(saved: dict[str, Any], current: RunConfig | dict[str, Any]) -> list[Row]:
     """Rows for every config field whose value differs (unclassified fields count as fatal)."""
-    saved_flat = flatten(_normal(saved))
-    current_flat = flatten(_normal(current.to_dict() if isinstance(current, RunConfig) else current))
+    # Secrets are compared as saved (redacted): set or not, never their value (pirl_core/redact.py)
+    saved_flat = flatten(_normal(redact_config(saved)))
+    current_flat = flatten(_normal(redact_config(current)))
     rows = []
     for name in sorted(set(saved_flat) | set(current_flat), key=_field_order):
         old = saved_flat.get(name, ABSENT)

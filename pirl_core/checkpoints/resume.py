@@ -38,8 +38,10 @@ from pirl_core.checkpoints.identity import (
 )
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
 from pirl_core.config import RunConfig
-from pirl_core.errors import ConfigError
+from pirl_core.errors import ConfigError, StorageError
 from pirl_core.recipe.numerics import require_finite_tensors
+from pirl_core.redact import redact_config
+from pirl_core.storage import advice, describe, fault_errno, free_mb, storage_error
 
 if TYPE_CHECKING:
     from pirl_core.recipe.trainer import PolicyTrainer
@@ -150,7 +152,8 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
 
     New run (``resume`` false): refuse (exit 2) when the output dir already holds checkpoints.
     Resume: locate the checkpoint, check it is complete (exit 4), compare its config identity with
-    ``cfg`` (exit 3 with the table), refuse collisions (exit 2). Only then clean leftovers and
+    ``cfg`` (exit 3 with the table), refuse collisions and a ``learner.updates`` the checkpoint
+    has already reached (exit 2). Only then clean leftovers and
     repair ``last``. Returns the plan for :func:`restore`, or None for a new run.
     """
     output_dir = cfg.output_path
@@ -176,6 +179,16 @@ def prepare_run(cfg: RunConfig, resume: bool, resume_from: str | None = None) ->
     report = IdentityReport(str(target), info.step, compare_configs(info.train_config, cfg))
     raise_if_fatal(report)
     _check_collisions(cfg, info.path, info.step)
+    if cfg.learner.updates <= info.step:
+        # Nothing to train: refused here, before the learner listens, so no actor is started for it
+        # (launch and the console start actors once the learner is ready) and none waits for it.
+        raise ConfigError(
+            "learner.updates",
+            cfg.learner.updates,
+            f"more than the checkpoint's step {info.step} to continue training",
+            hint=f"{target} has done {info.step} updates already: pass --learner.updates=N with "
+            f"N > {info.step}, or use the checkpoint as it is",
+        )
 
     # Validated: from here on writing is allowed.
     clean_leftovers(output_dir)
@@ -242,11 +255,40 @@ def save(cfg: RunConfig, step: int, trainer: PolicyTrainer, counters: Mapping[st
         f"step {step}; {layout.last_link(cfg.output_path)} still points to the last good one",
     )
     version = int(counters.get("version", counters.get("policy_version", step)))
-    path = store.write_checkpoint(
-        cfg.output_path, step, cfg.learner.updates, cfg.to_dict(), trainer, counters, version
-    )
-    apply_retention(cfg.output_path, cfg.checkpoint.keep_last)
+    try:
+        # the saved config never holds a secret (pirl_core/redact.py): a resume asks for it again
+        path = store.write_checkpoint(
+            cfg.output_path, step, cfg.learner.updates, redact_config(cfg), trainer, counters, version
+        )
+    except Exception as exc:  # noqa: BLE001 - only filesystem faults are translated
+        if fault_errno(exc) is None:
+            raise
+        raise _not_written(cfg, step, trainer, exc) from exc
+    try:
+        apply_retention(cfg.output_path, cfg.checkpoint.keep_last)
+    except OSError as exc:
+        if fault_errno(exc) is None:
+            raise
+        then = f"checkpoint step {step} is saved and checkpoints/last points to it; {advice(exc.errno)}"
+        raise storage_error("(removing an old checkpoint)", cfg.output_path, exc, then) from exc
     return path
+
+
+def _not_written(cfg: RunConfig, step: int, trainer: PolicyTrainer, exc: BaseException) -> StorageError:
+    """The one line for a checkpoint the filesystem refused: what it needs, what is intact, what next.
+    (``store.write_checkpoint`` already removed its temporary directory.)"""
+    code = fault_errno(exc)
+    assert code is not None
+    need_mb = sum(t.numel() * t.element_size() for _, t in _state_tensors(trainer)) / 1e6
+    free = free_mb(cfg.output_path)
+    space = f"needs about {need_mb:.0f} MB" + (f", {free:.0f} MB free" if free is not None else "")
+    last = layout.last_pointer(cfg.output_path)
+    intact = f"checkpoints/last still points to {last}" if last else "no earlier checkpoint exists"
+    where = getattr(exc, "filename", None) or layout.checkpoints_root(cfg.output_path)
+    return StorageError(
+        f"checkpoint step {step} not written to {where}: {describe(code)} ({space}); nothing partial "
+        f"is left and {intact}; {advice(code)}, then continue with --resume"
+    )
 
 
 def _state_tensors(trainer: PolicyTrainer) -> Iterator[tuple[str, torch.Tensor]]:

@@ -19,6 +19,7 @@ Exit 2: bad flags, suite, task or ``--out``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -220,7 +221,13 @@ def summary(tally: dict[int, TaskTally]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.perf_counter()
-    tally = record(args)
+    try:
+        tally = record(args)
+    except BaseException:
+        # A half-written dataset is not a dataset (a full disk, Ctrl-C): args.out was empty or absent
+        # (parse checks it), so removing it loses nothing and a rerun starts clean.
+        shutil.rmtree(args.out, ignore_errors=True)
+        raise
     kept = sum(t.successes for t in tally.values())
     print(summary(tally))
     print(f"dataset: {args.out} ({kept} episodes) in {time.perf_counter() - started:.0f} s")

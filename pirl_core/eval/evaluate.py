@@ -24,6 +24,7 @@ from pirl_core.config import (
 from pirl_core.errors import ConfigError
 from pirl_core.eval.plan import select_states, state_ids
 from pirl_core.eval.results import eval_info, format_table, summarize
+from pirl_core.storage import write_text_atomic
 
 if TYPE_CHECKING:
     from pirl_core.eval.__main__ import EvalArgs
@@ -208,9 +209,9 @@ def evaluate(args: EvalArgs) -> EvalResult:
     }
     info_doc = eval_info(episodes, tasks, cfg.env.suite, wall, pirl)
     info_path = out / INFO_FILE
-    tmp = out / f".{INFO_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(info_doc, indent=2), encoding="utf-8")
-    os.replace(tmp, info_path)
+    write_text_atomic(
+        info_path, json.dumps(info_doc, indent=2), "the evaluation results"
+    )  # exit 8 if refused
     return EvalResult(
         table=format_table(tasks, wall),
         info_path=info_path,

@@ -43,7 +43,9 @@ def _backends(cfg: RunConfig, source: str, wandb_run_id: str | None) -> list[tup
 def open_telemetry(
     cfg: RunConfig, source: str, *, wandb_run_id: str | None = None, stdout: TextIO | None = None
 ) -> Telemetry:
-    telemetry = Telemetry(cfg.output_dir, source, stdout=stdout)
+    from pirl_core.redact import secret_values
+
+    telemetry = Telemetry(cfg.output_dir, source, stdout=stdout, secrets=tuple(secret_values(cfg)))
     for name, build in _backends(cfg, source, wandb_run_id):
         try:
             sink = build()

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from pirl_core.config import RunConfig, resolve_profile_path
+from pirl_core.redact import redact_argv
 from pirl_core.sinks.follow import JsonlFollower
 from pirl_core.sinks.scalars import prefix_of, scalars
 from pirl_core.telemetry import TELEMETRY_DIR
@@ -69,12 +71,16 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
-    """What W&B shows as the run's config: the resolved RunConfig, the profile text, the commit."""
-    data = cfg.to_dict()
+    """What W&B shows as the run's config: the resolved RunConfig (secrets redacted), the profile
+    text, the commit."""
+    from pirl_core.redact import mask, redact_config, secret_values
+
+    data = redact_config(cfg)
     try:
         profile_toml = resolve_profile_path(cfg.profile).read_text(encoding="utf-8")
     except Exception:  # noqa: BLE001 - a profile given as a since-deleted path: config still goes up
         profile_toml = ""
+    profile_toml = mask(profile_toml, secret_values(cfg))  # a profile may hold an inline token
     data["pirl"] = {"git": git_state(), "profile_toml": profile_toml, "output_dir": str(Path(cfg.output_dir))}
     return data
 
@@ -103,6 +109,9 @@ class WandbSink:
             _require_credentials(wandb)
         output_dir = Path(cfg.output_dir).resolve()
         (output_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
+        # W&B records this process's command line as run metadata: the arguments were parsed
+        # already, so an inline token is redacted in sys.argv itself (pirl_core/redact.py).
+        sys.argv[1:] = redact_argv(sys.argv[1:])
         self.run = wandb.init(
             id=run_id or wandb.util.generate_id(),
             # Offline runs keep the id (``wandb sync`` uploads into it); W&B ignores resume there.

@@ -11,8 +11,8 @@ broken parameter stream is not re-established. Here:
 * A background thread holds the ``StreamParameters`` stream, decodes each payload and keeps only
   the newest; if the stream breaks it reconnects (same rules) and the learner re-sends the latest
   version on the new stream. :meth:`receive_parameters` blocks for a version >= ``min_version``.
-* Every call carries the actor id, the auth token (if any) and the run identity (handshake); a
-  learner that refuses the identity (``FAILED_PRECONDITION``), the token (``UNAUTHENTICATED``)
+* Every call carries the actor id, the run id, the auth token (if any) and the run identity
+  (handshake); a learner that refuses the run or the identity (``FAILED_PRECONDITION``), the token (``UNAUTHENTICATED``)
   or a rollout (``INVALID_ARGUMENT``) ends the actor with one TransportError line (exit 5).
 * A payload from a *different learner epoch* (the learner restarted, maybe resumed at a lower
   version) is always returned, whatever ``min_version`` says, so an actor never waits forever
@@ -39,6 +39,7 @@ from pirl_core.transport.wire import (
     AUTH_METADATA,
     IDENTITY_HASH_METADATA,
     IDENTITY_METADATA,
+    RUN_ID_METADATA,
     client_options,
     iter_chunks,
     reassemble,
@@ -80,6 +81,7 @@ class ActorClient:
         send_timeout_s: float = 600.0,
         backoff_cap_s: float = 2.0,
         identity: dict[str, Any] | None = None,
+        run_id: str | None = None,
         auth_token: str = "",
         tls_ca: bytes | None = None,
     ) -> None:
@@ -92,6 +94,8 @@ class ActorClient:
         self.backoff_cap_s = backoff_cap_s
         self.target = f"{host}:{self.port}"
         metadata = [(ACTOR_ID_METADATA, str(actor_id))]
+        if run_id:
+            metadata.append((RUN_ID_METADATA, run_id))
         if auth_token:
             metadata.append((AUTH_METADATA, auth_token))
         if identity is not None:
@@ -144,8 +148,8 @@ class ActorClient:
                 code = exc.code()
                 if self._closed.is_set():
                     break  # close() cancelled the call
-                if code == grpc.StatusCode.UNAUTHENTICATED:
-                    raise _refused(self.target, exc) from exc
+                if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.FAILED_PRECONDITION):
+                    raise _refused(self.target, exc) from exc  # token or another run: at once
                 if code not in _RETRYABLE:
                     raise TransportError(
                         f"{self.target} answered Ready with {code.name}: {exc.details()}; "

@@ -4,9 +4,11 @@
 * :class:`~pirl_core.transport.collector.RolloutCollector` — accept (or reject) inbound rollouts.
 
 :class:`LearnerServer` owns the gRPC server (port, TLS, the auth interceptor, size caps) and the
-handshake: an actor announces its run identity (``checkpoints.identity.actor_identity``) in the
-metadata of ``StreamParameters``; a mismatch is refused with ``FAILED_PRECONDITION`` naming each
-differing field with both values, and the learner keeps serving everyone else.
+handshake: every call of an actor carries its run id (``pirl_core.runid``); one of another run is
+refused at its first call (``Ready``) with ``FAILED_PRECONDITION`` naming both runs. Then the actor
+announces its run identity (``checkpoints.identity.actor_identity``) in the metadata of
+``StreamParameters``; a mismatch is refused the same way, naming each differing field with both
+values. The learner keeps serving everyone else.
 
 Parameter headers always carry, besides the caller's fields: ``kind="parameters"``,
 ``version``, ``done`` (bool), ``learner_epoch`` (random per server start, so an actor can tell a
@@ -39,6 +41,7 @@ from pirl_core.transport.wire import (
     IDENTITY_HASH_METADATA,
     IDENTITY_METADATA,
     MAX_MESSAGE_BYTES,
+    RUN_ID_METADATA,
     metadata_value,
     server_options,
 )
@@ -47,17 +50,33 @@ log = logging.getLogger(__name__)
 
 
 class Handshake:
-    """Compares an actor's announced run identity with the learner's (None: accept anyone)."""
+    """Compares an actor's run id, then its announced run identity, with the learner's (None:
+    accept anyone). Handlers run on gRPC's thread pool: the refusal count is kept under a lock."""
 
-    def __init__(self, identity: dict[str, Any] | None) -> None:
+    def __init__(self, identity: dict[str, Any] | None, run_id: str | None = None) -> None:
         from pirl_core.checkpoints.identity import identity_hash
 
         self.identity = identity
         self.hash = identity_hash(identity) if identity is not None else None
-        self.refused = 0
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        self._refused = 0
+
+    @property
+    def refused(self) -> int:
+        """Actors refused so far."""
+        with self._lock:
+            return self._refused
+
+    def count_refusal(self) -> None:
+        with self._lock:
+            self._refused += 1
 
     def problem(self, context: grpc.ServicerContext, actor: str) -> str | None:
         """None when the actor may proceed, else the one-line reason."""
+        other_run = self.run_problem(context, actor)
+        if other_run is not None:
+            return other_run
         if self.identity is None or metadata_value(context, IDENTITY_HASH_METADATA) == self.hash:
             return None
         from pirl_core.checkpoints.identity import compare_identity
@@ -80,6 +99,20 @@ class Handshake:
             "the learner's --profile and overrides (the values named 'learner')"
         )
 
+    def run_problem(self, context: grpc.ServicerContext, actor: str) -> str | None:
+        """The actor belongs to another run (or names none): the reason, naming both runs."""
+        if self.run_id is None:
+            return None
+        announced = metadata_value(context, RUN_ID_METADATA)
+        if announced == self.run_id:
+            return None
+        theirs = f"run {announced!r}" if announced else "no run"
+        return (
+            f"actor {actor} belongs to {theirs}, this learner serves run {self.run_id!r}: another run's "
+            "learner holds this port (give each run its own --learner.port), or start the actor with "
+            "this learner's --output_dir (or the same --learner.run_id on both sides)"
+        )
+
 
 class _Servicer(services_pb2_grpc.LearnerServiceServicer):
     """gRPC handlers only; the state lives in the parts passed in."""
@@ -98,23 +131,32 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
 
     def Ready(self, request, context):  # noqa: N802 (gRPC method name)
         actor = metadata_value(context, ACTOR_ID_METADATA)
+        other_run = self.handshake.run_problem(context, actor or ANONYMOUS)
+        if other_run is not None:  # an actor of another run stops at its first call
+            self._refuse(context, actor or ANONYMOUS, other_run)
         if actor and self.handshake.problem(context, actor) is None:
             self.contacts[actor] = time.monotonic()
         return services_pb2.Empty()
+
+    def _refuse(self, context: grpc.ServicerContext, actor: str, problem: str) -> None:
+        self.handshake.count_refusal()
+        log.warning("refused actor %s: %s", actor, problem)
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
 
     def StreamParameters(self, request, context):  # noqa: N802
         actor = metadata_value(context, ACTOR_ID_METADATA) or ANONYMOUS
         problem = self.handshake.problem(context, actor)
         if problem is not None:
-            self.handshake.refused += 1
-            log.warning("refused actor %s: %s", actor, problem)
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
+            self._refuse(context, actor, problem)
         # Wake this handler (and delivery waiters) the moment the client goes away.
         context.add_callback(self.broadcast.wake)
         yield from self.broadcast.stream(actor, context.peer(), context.is_active)
 
     def SendTransitions(self, request_iterator, context):  # noqa: N802
         actor = metadata_value(context, ACTOR_ID_METADATA) or ANONYMOUS
+        other_run = self.handshake.run_problem(context, actor)
+        if other_run is not None:
+            self._refuse(context, actor, other_run)
         try:
             self.collector.receive(request_iterator, actor)
         except TransportError as exc:
@@ -173,6 +215,7 @@ class LearnerServer:
         token: str = "",
         credentials: grpc.ServerCredentials | None = None,
         identity: dict[str, Any] | None = None,
+        run_id: str | None = None,
         rollout_check: RolloutCheck | None = None,
         max_payload_bytes: int | None = None,
     ) -> None:
@@ -186,7 +229,7 @@ class LearnerServer:
         self._server: grpc.Server | None = None
         self.broadcast = ParameterBroadcast()
         self.collector = RolloutCollector(rollout_check, max_payload_bytes)
-        self.handshake = Handshake(identity)
+        self.handshake = Handshake(identity, run_id)
         self._contacts: dict[str, float] = {}
 
     @property

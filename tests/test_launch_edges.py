@@ -1,0 +1,89 @@
+"""Issue 20, finding 4: the smaller ones, each through the real entry point.
+
+* ``--output_dir`` naming an existing *file*: one line naming the field, exit 2, no traceback
+  (was: ``FileExistsError`` traceback, exit 1);
+* ``--resume`` with ``learner.updates`` at or below the checkpoint's step: the learner refuses
+  before it listens (exit 2, one line saying what to pass), launch starts no actor, nobody waits
+  out the 300 s connect timeout and nothing reports exit 5;
+* launch's exit code when it stopped the learner because an actor failed first.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pirl_core.errors import ExitCode
+from pirl_core.launch import outcome
+from tests.e2e_helpers import ROOT, child_env, free_port
+
+
+def _run(module: str, *argv: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("module", ["pirl_core.learner", "pirl_core.launch"])
+def test_output_dir_naming_a_file_is_one_line_exit_2(tmp_path: Path, module: str) -> None:
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    proc = _run(module, "--profile", "toy", f"--output_dir={taken}")
+    assert proc.returncode == ExitCode.USAGE, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: output_dir: got '{taken}', expected a directory (or a path that does not exist yet); "
+        "it names an existing file"
+    ]
+    assert taken.read_text() == "mine\n"
+
+
+def test_resume_without_updates_left_starts_no_actor_and_exits_2(tmp_path: Path) -> None:
+    from pirl_core.checkpoints import layout
+    from tests.test_checkpoint_support import SMALL_TOY, saved_run
+
+    cfg, _ = saved_run(tmp_path, steps=(1,))
+    before = sorted(p.name for p in layout.checkpoints_root(cfg.output_dir).iterdir())
+    flags = [f"--{k}={v}" for k, v in SMALL_TOY.items()]
+    started = time.monotonic()
+    proc = _run(
+        "pirl_core.launch",
+        "--profile",
+        "toy",
+        *flags,
+        f"--output_dir={cfg.output_dir}",
+        f"--learner.port={free_port()}",
+        "--learner.updates=1",
+        "--resume",
+        timeout=90,  # the old behaviour waited out the actor's 300 s connect timeout
+    )
+    took = time.monotonic() - started
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == ExitCode.USAGE, out[-3000:]
+    assert (
+        "error: learner.updates: got 1, expected more than the checkpoint's step 1 to continue training"
+        in out
+    )
+    assert "pass --learner.updates=N with N > 1" in out
+    assert "actor-0 not started" in out and "actor-0 |" not in out
+    assert proc.stdout.strip().splitlines()[-1] == "[launch] finished: learner=2"
+    assert took < 60, took
+    assert sorted(p.name for p in layout.checkpoints_root(cfg.output_dir).iterdir()) == before
+
+
+def test_launch_reports_the_cause_not_its_own_stop() -> None:
+    assert outcome({"learner": 0, "actor-0": 0}) == 0
+    assert outcome({"learner": 6, "actor-0": 5}) == 6  # the learner failed: actors follow it
+    assert outcome({"actor-0": 5, "learner": 6}) == 6  # ... even when an actor exits first
+    assert outcome({"actor-0": 8, "learner": -signal.SIGINT}) == 8  # launch stopped the learner
+    assert outcome({"actor-0": 5, "learner": ExitCode.INTERRUPTED}) == 5
+    assert outcome({"learner": 0, "actor-1": 5}) == 5
