@@ -27,6 +27,8 @@ AUTH_METADATA = "pirl-auth-token"
 # The actor's run identity (checkpoints.identity.actor_identity) as JSON, and its hash.
 IDENTITY_METADATA = "pirl-identity"
 IDENTITY_HASH_METADATA = "pirl-identity-hash"
+# An actor's in-round progress on its heartbeat (``Ready``): pirl_core.progress.VersionProgress.encode.
+PROGRESS_METADATA = "pirl-progress"
 
 # Keepalive: a peer that vanishes without closing its socket (network drop, suspended VM) is
 # noticed within ~KEEPALIVE_TIME + KEEPALIVE_TIMEOUT instead of never. The server must accept
