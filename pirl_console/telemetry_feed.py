@@ -320,7 +320,8 @@ def round_progress(state: SourceState | None, now: float) -> RoundProgressView |
         eta = max(0.0, eta - max(0.0, now - ts))
     planned = int(numbers["episodes_planned"] or 0)
     return RoundProgressView(
-        version=int(version),
+        # collected: the newest version the actor finished (a fast run finishes several between reports)
+        version=int(done_version) if collected and done_version is not None else int(version),
         episodes_done=planned if collected else int(numbers["episodes_done"] or 0),
         episodes_planned=planned,
         env_steps=int((state.value("env_steps") if collected else None) or numbers["env_steps"] or 0),

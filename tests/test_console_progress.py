@@ -46,7 +46,10 @@ def test_progress_events_become_the_panes_view_with_a_counting_down_eta() -> Non
     tel.apply([{"source": "actor-0", "kind": "metrics", "ts": 120.0, "version": 3, "env_steps": 4100}])
     done = round_progress(tel.sources["actor-0"], now=121.0)
     assert done.collected and done.fraction == 1.0 and done.episodes_done == 8 and done.env_steps == 4100
-    assert "collected, waiting for the next version" in as_text(progress_text(done))
+    assert "collected, next: v4" in as_text(progress_text(done))
+    # a fast actor finishes versions between two reports: the bar names the newest one collected
+    tel.apply([{"source": "actor-0", "kind": "metrics", "ts": 130.0, "version": 5, "env_steps": 3900}])
+    assert round_progress(tel.sources["actor-0"], now=131.0).version == 5
     assert round_progress(tel.sources["actor-0"], now=121.0) is not None
     assert round_progress(None, now=0.0) is None
 

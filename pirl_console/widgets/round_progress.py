@@ -17,7 +17,7 @@ from textual.widgets import Static
 from pirl_console.procstats import format_duration
 from pirl_console.telemetry_feed import RoundProgressView
 
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 FILLED_STYLE = "#3cb371"
 EMPTY_STYLE = "#3a3a3a"
 
@@ -33,7 +33,7 @@ def progress_text(view: RoundProgressView) -> Text:
     text.append(f"{view.episodes_done}/{view.episodes_planned} episodes", style="bold")
     text.append(f" · {view.env_steps} env steps · ", style="dim")
     if view.collected:
-        text.append("collected, waiting for the next version", style="dim")
+        text.append(f"collected, next: v{view.version + 1}", style="dim")
     else:
         text.append("ETA ", style="dim")
         text.append(format_duration(view.eta_s) if view.eta_s is not None else "-", style="bold")
