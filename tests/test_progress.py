@@ -3,6 +3,7 @@ and what survives the trip to the learner in its heartbeat."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from pathlib import Path
@@ -46,7 +47,7 @@ def _collect(tmp_path: Path, step_s: float, every_s: float):
         return calls[-1]
 
     client = RecordingClient()
-    with Telemetry(tmp_path, "actor-0", stdout=open("/dev/null", "w")) as tel:  # noqa: SIM115
+    with Telemetry(tmp_path, "actor-0", stdout=io.StringIO()) as tel:
         reporter = ProgressReporter(tel, every_s, state.env.max_episode_steps, client.heartbeat, clock)
         collect_version(
             state.cfg, state.env, state.actor_critic, client, 0, 5, tel, on_progress=reporter.for_version(5)
