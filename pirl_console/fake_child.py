@@ -89,11 +89,22 @@ def _flood(count: int, rate: float = 0.0) -> None:
     out.flush()
 
 
-def _number_or_text(text: str) -> float | str:
+def _number_or_text(text: str) -> float | str | list:
+    """``3`` -> 3.0, ``[0]``/``[]`` -> a list (one item at most: ``,`` separates fields), else text."""
+    if text.startswith("[") and text.endswith("]"):
+        return [_number_or_text(item) for item in text[1:-1].split(",") if item]
     try:
         return float(text)
     except ValueError:
         return text
+
+
+def _progress(tel: Telemetry, version: int) -> None:
+    """A ``progress`` event in the real actor's schema (pirl_core.progress): 3 of 8 episodes in."""
+    from pirl_core.progress import VersionProgress
+
+    progress = VersionProgress(version, 3, 8, 1560, 31.2, 0.4, 46.8)
+    tel.event("progress", version, echo=False, **progress.fields())
 
 
 def _write_mismatch(path: str) -> None:
@@ -162,9 +173,13 @@ def run(args: argparse.Namespace) -> int:
         if args.flood is not None:
             _flood(args.flood, args.flood_rate)
         for version in range(args.updates):
+            if args.progress:
+                _progress(tel, version)
             time.sleep(args.interval)
             tel.metrics(version, **actor_metrics(args.actor_id, version))
         if args.hold:
+            if args.progress:  # the next version, under way while it holds
+                _progress(tel, args.updates)
             while True:
                 time.sleep(3600)
         tel.event("learner_done", args.updates, reason="done")
@@ -192,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ignore-sigint", action="store_true")
     parser.add_argument("--grandchild", action="store_true", help="leave a `sleep 600` in the group")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--progress", action="store_true", help="actor: write in-round progress events")
     parser.add_argument("--mismatch-json", default=None, help="with --exit-code 3: write a mismatch report")
     parser.add_argument(
         "--event", action="append", default=[], help="learner: after ready, write this telemetry event"

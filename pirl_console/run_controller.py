@@ -199,8 +199,8 @@ class RunController:
             kind, event = record.get("kind"), record.get("event")
             if child is not None and kind == "event" and event in ("ready", "connected"):
                 child.mark_ready()
-            elif child is not None and kind == "metrics":
-                child.mark_running()
+            elif child is not None and (kind == "metrics" or event == "progress"):
+                child.mark_running()  # an actor reporting progress is collecting: running
             if RunTelemetry.notable(record):
                 severity = "error" if kind == "error" else "warning"
                 self.post(Notice(describe(record), severity, timeout=10))

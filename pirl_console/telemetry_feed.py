@@ -39,6 +39,7 @@ ROUTINE_EVENTS = frozenset(
         "logging_backend",
         "round_time",
         "best",
+        "progress",  # an actor's in-round progress: its pane's bar (SourceState.progress)
     }
 )
 _ENVELOPE = ("ts", "source", "kind", "step", "event", "message")
@@ -138,6 +139,7 @@ class SourceState:
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     errors: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=50))
     records: int = 0
+    progress: dict[str, Any] | None = None  # the latest ``progress`` event (kept out of ``events``)
 
     def value(self, key: str) -> float | None:
         return _number(self.metrics.get(key))
@@ -163,8 +165,12 @@ class RunTelemetry:
 
     @staticmethod
     def notable(record: dict[str, Any]) -> bool:
-        """An error record, or an event that is not routine lifecycle."""
+        """An error record, or an event that is not routine lifecycle. The learner's ``waiting``
+        notice is notable only when it names a silent actor: busy ones show their progress bar
+        (a learner that does not tell busy from silent is taken at its word, as before)."""
         kind = record.get("kind")
+        if kind == "event" and record.get("event") == "waiting" and record.get("silent_actors") == []:
+            return False
         return kind == "error" or (kind == "event" and record.get("event") not in ROUTINE_EVENTS)
 
     # ------------------------------------------------------------------ ingest
@@ -187,6 +193,8 @@ class RunTelemetry:
                     self._learner_metrics(record, ts)
                 elif not self._learner_has("success_rate"):
                     self._actor_history(record)
+            elif kind == "event" and record.get("event") == "progress":
+                state.progress = record  # every few seconds: would flush the events worth keeping
             elif kind == "event":
                 state.events.append(record)
                 if name == "learner" and record.get("event") == "ready" and ts is not None:
@@ -275,3 +283,49 @@ class RunTelemetry:
     def staleness(self, now: float) -> dict[str, float]:
         """Seconds since each source last wrote anything."""
         return {name: now - s.last_ts for name, s in self.sources.items() if s.last_ts is not None}
+
+
+@dataclass(frozen=True)
+class RoundProgressView:
+    """What an actor pane's progress bar shows: the actor's latest ``progress`` event
+    (pirl_core/progress.py), its ETA counted down since it was written, and whether the actor
+    has finished the version since (its metrics record for that version came later)."""
+
+    version: int
+    episodes_done: int
+    episodes_planned: int
+    env_steps: int
+    fraction: float
+    eta_s: float | None
+    collected: bool
+
+
+def round_progress(state: SourceState | None, now: float) -> RoundProgressView | None:
+    """The view of ``state``'s in-round progress at wall time ``now``; None before any report."""
+    record = state.progress if state is not None else None
+    if record is None:
+        return None
+    numbers = {k: _number(record.get(k)) for k in ("episodes_done", "episodes_planned", "env_steps")}
+    version = _number(record.get("version", record.get("step")))
+    fraction = _number(record.get("fraction"))
+    if version is None or fraction is None or any(v is None for v in numbers.values()):
+        return None
+    ts = _number(record.get("ts"))
+    done_version = state.value("version")
+    collected = (
+        done_version is not None and done_version >= version and (state.last_metrics_ts or 0.0) >= (ts or 0.0)
+    )
+    eta = _number(record.get("eta_s"))
+    if eta is not None and ts is not None:
+        eta = max(0.0, eta - max(0.0, now - ts))
+    planned = int(numbers["episodes_planned"] or 0)
+    return RoundProgressView(
+        # collected: the newest version the actor finished (a fast run finishes several between reports)
+        version=int(done_version) if collected and done_version is not None else int(version),
+        episodes_done=planned if collected else int(numbers["episodes_done"] or 0),
+        episodes_planned=planned,
+        env_steps=int((state.value("env_steps") if collected else None) or numbers["env_steps"] or 0),
+        fraction=1.0 if collected else min(max(fraction, 0.0), 1.0),
+        eta_s=0.0 if collected else eta,
+        collected=collected,
+    )

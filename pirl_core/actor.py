@@ -11,13 +11,15 @@ makes it exit with the same code (130/143), one that failed with 5; SIGINT/SIGTE
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pirl_core.cli import parse_args, run_main
 from pirl_core.config import RunConfig
 from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
 from pirl_core.eval import periodic as periodic_eval
 from pirl_core.lifecycle import stop_at_once_on_signals
-from pirl_core.rollout import time_breakdown
+from pirl_core.progress import ProgressReporter
+from pirl_core.rollout import Progress, time_breakdown
 from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
 from pirl_core.sinks import open_telemetry
 from pirl_core.telemetry import Telemetry, run_record
@@ -44,14 +46,17 @@ def collect_version(
     version: int,
     telemetry: Telemetry,
     learner_epoch: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> None:
-    """Run this actor's episodes for one policy version and ship them, one payload per round."""
+    """Run this actor's episodes for one policy version and ship them, one payload per round.
+    ``on_progress`` sees the version's progress after every chunk (a :class:`ProgressReporter`
+    throttles it into telemetry and heartbeats)."""
     stats_all = []
     env_steps = 0
     inference_ms = []
     started = round_started = time.monotonic()
     time_totals: dict[str, float] = {}
-    rounds = version_rounds(cfg, env, actor_critic, actor_id, version)
+    rounds = version_rounds(cfg, env, actor_critic, actor_id, version, on_progress)
     for round_index, (batch, stats, timing) in enumerate(rounds):
         header = {
             "version": version,
@@ -148,6 +153,10 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
     env = make_env(cfg)  # first: env workers start in the background while the policy builds
     actor_critic = build_policy(cfg)
     client = make_client(cfg, actor_id)
+    # in-round progress, throttled: to the console (telemetry) and the learner (heartbeat)
+    progress = ProgressReporter(
+        telemetry, cfg.actor.progress_every_s, env.max_episode_steps, heartbeat=client.heartbeat
+    )
     version = -1
     run_cfg = cfg  # the actor's flags plus the learner's pushed behaviour settings
     try:
@@ -176,7 +185,15 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
                     run_cfg, env, actor_critic, version, telemetry, heartbeat=client.heartbeat
                 )
             collect_version(
-                run_cfg, env, actor_critic, client, actor_id, version, telemetry, header.get("learner_epoch")
+                run_cfg,
+                env,
+                actor_critic,
+                client,
+                actor_id,
+                version,
+                telemetry,
+                header.get("learner_epoch"),
+                on_progress=progress.for_version(version),
             )
     except PirlError as err:  # recorded for the console; run_main prints it and exits with its code
         telemetry.error(err.message, max(version, 0), exit_code=int(err.exit_code))

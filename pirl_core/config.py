@@ -233,6 +233,10 @@ class LearnerConfig:
 class ActorConfig:
     n_actors: int = 1
     connect_timeout_s: float = 300.0
+    # While collecting, report progress (episodes done/planned, env steps, ETA) at most every N
+    # seconds of wall time: a telemetry event for the console and a heartbeat for the learner
+    # (pirl_core/progress.py). Keep it well below learner.actor_timeout_s.
+    progress_every_s: float = 3.0
 
 
 @dataclass
@@ -522,6 +526,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     )
     require(cfg.actor.n_actors >= 1, "actor.n_actors", cfg.actor.n_actors, ">= 1")
     require(cfg.actor.connect_timeout_s > 0, "actor.connect_timeout_s", cfg.actor.connect_timeout_s, "> 0")
+    require(
+        math.isfinite(cfg.actor.progress_every_s) and cfg.actor.progress_every_s > 0,
+        "actor.progress_every_s",
+        cfg.actor.progress_every_s,
+        "a finite number of seconds > 0 (well below learner.actor_timeout_s)",
+    )
     require(cfg.checkpoint.every >= 1, "checkpoint.every", cfg.checkpoint.every, ">= 1")
     require(cfg.checkpoint.keep_last >= 0, "checkpoint.keep_last", cfg.checkpoint.keep_last, ">= 0")
     require(cfg.telemetry.log_every >= 1, "telemetry.log_every", cfg.telemetry.log_every, ">= 1")

@@ -12,6 +12,7 @@ Under ``torchrun`` (pirl_core.distributed) this is rank 0; the other ranks only 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from pirl_core.storage import from_os_error
 from pirl_core.telemetry import Telemetry, run_record
 
 WAITING_NOTICE_S = 30.0
+# A missing actor heard from (heartbeat or round) this recently is "busy" in the waiting notice,
+# otherwise "silent". Collecting actors beat every actor.progress_every_s, evaluating ones per wave.
+BUSY_WITHIN_S = 30.0
 LEARNER_HEADLINE = (
     "version",
     "samples",
@@ -170,6 +174,7 @@ class Learner:
         got = dict.fromkeys(share, 0)  # this version's episodes per actor
         started = time.monotonic()
         last_heard = dict.fromkeys(share, started)
+        heard_at = dict.fromkeys(share, float("-inf"))  # actual contact only (busy vs silent)
         accepted: dict[tuple[int, int, int], tuple[RolloutBatch, list[dict]]] = {}
         episodes = 0
         notice_at = started + WAITING_NOTICE_S
@@ -180,8 +185,9 @@ class Learner:
             # checked on every pass, not only on empty polls: stale or duplicate rounds arriving
             # from one actor must not hide that another one went silent
             missing = [a for a in share if got[a] < share[a]]
-            for a in missing:  # a heartbeat (periodic evaluation) counts as hearing from it
-                last_heard[a] = max(last_heard[a], self._contact(a))
+            for a in missing:  # a heartbeat (collecting, evaluating) counts as hearing from it
+                heard_at[a] = max(heard_at[a], self._contact(a))
+                last_heard[a] = max(last_heard[a], heard_at[a])
             silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
             if silent:
                 self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
@@ -194,6 +200,7 @@ class Learner:
                     wanted=wanted,
                     missing_actors=missing,
                     connected_actors=self._connected_ids(),
+                    **self._waiting_status(missing, heard_at, now, now - started, version),
                 )
                 notice_at = now + WAITING_NOTICE_S
             if item is None:
@@ -217,7 +224,7 @@ class Learner:
             episodes += n
             if lag == 0:
                 got[actor] += n
-                last_heard[actor] = now
+                last_heard[actor] = heard_at[actor] = now
         self._seen_rounds = {
             k for k in (*self._seen_rounds, *accepted) if version - k[0] <= cfg.learner.max_staleness
         }
@@ -230,6 +237,32 @@ class Learner:
         last_contact = getattr(self.server, "last_contact", None)
         contact = last_contact(actor) if last_contact is not None else None
         return float("-inf") if contact is None else contact
+
+    def _waiting_status(
+        self, missing: list[int], heard_at: dict[int, float], now: float, waited_s: float, version: int
+    ) -> dict[str, object]:
+        """The waiting notice's verdict per missing actor: busy (heard from within BUSY_WITHIN_S;
+        with its episode counts when its heartbeat carried this version's progress) or silent.
+        The console warns only about silent actors."""
+        busy, silent, words = [], [], []
+        report = getattr(self.server, "actor_progress", None)
+        for a in missing:
+            ago = now - heard_at[a]
+            if ago <= BUSY_WITHIN_S:
+                busy.append(a)
+                progress = report(a) if report is not None else None
+                if progress is not None and progress.version == version:
+                    words.append(f"actor {a} busy: {progress.summary()}")
+                else:
+                    words.append(f"actor {a} busy (heard {ago:.0f} s ago)")
+            else:
+                silent.append(a)
+                words.append(
+                    f"actor {a} silent for {ago:.0f} s"
+                    if math.isfinite(ago)
+                    else f"actor {a} silent: nothing heard in {waited_s:.0f} s"
+                )
+        return {"busy_actors": busy, "silent_actors": silent, "status": "; ".join(words)}
 
     def _connected_ids(self) -> list[str]:
         return sorted({str(a["actor_id"]) for a in self.server.connected_actors()})

@@ -122,12 +122,14 @@ def concat(batches: list[RolloutBatch]) -> RolloutBatch:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a collection stands: episodes finished of those planned, env steps so far."""
+    """Where a collection stands: episodes finished of those planned, env steps so far, and the
+    env steps of the episodes still running (how far into the time limit they are)."""
 
     episodes_done: int
     episodes_planned: int
     env_steps: int
     elapsed_s: float
+    running_steps: int = 0
 
 
 @dataclass
@@ -277,6 +279,7 @@ def collect_rollouts(
                         episodes_planned=len(init_state_ids),
                         env_steps=int(timing["env_steps"]),
                         elapsed_s=time.perf_counter() - started,
+                        running_steps=int(steps[active].sum()),
                     )
                 )
         for i in range(m):

@@ -12,13 +12,18 @@ import hashlib
 import math
 import os
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from pirl_core.config import RunConfig
+
+if TYPE_CHECKING:
+    from pirl_core.rollout import Progress
 
 
 def seed_everything(seed: int) -> None:
@@ -67,27 +72,59 @@ def episode_plan(cfg: RunConfig, actor_id: int, version: int) -> list[int]:
     return [block * share + i for i in range(share)]
 
 
-def version_rounds(cfg: RunConfig, env, actor_critic, actor_id: int, version: int) -> Iterator[tuple]:
+def version_rounds(
+    cfg: RunConfig,
+    env,
+    actor_critic,
+    actor_id: int,
+    version: int,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Iterator[tuple]:
     """This actor's episodes for one policy version, ``env.num_envs`` at a time.
 
     Yields ``collect_rollouts``'s ``(batch, episode_stats, timing)`` per round. The actor ships
     each round as it comes; the in-process loop concatenates them. One function for both, so the
     tests and benchmarks that use the in-process loop see exactly the actor's rollouts.
+    ``on_progress`` sees the whole version's :class:`~pirl_core.rollout.Progress` after every
+    chunk: episodes of earlier rounds counted, ``elapsed_s`` since the first round began (the
+    sends between rounds included).
     """
     from pirl_core.eval.plan import training_plan
-    from pirl_core.rollout import collect_rollouts
+    from pirl_core.rollout import Progress, collect_rollouts
 
     # evaluation's init states (validation and test) are held out of training (pirl_core/eval/plan.py)
     plan = training_plan(cfg, episode_plan(cfg, actor_id, version), env.num_init_states())
     n_envs = env.num_envs
+    started = time.perf_counter()
+    steps_before = 0
     for round_index, first in enumerate(range(0, len(plan), n_envs)):
         generator = rollout_generator(cfg, actor_id, version, round_index)
+        report = None
+        if on_progress is not None:
+
+            def report(p: Progress, first: int = first, steps_before: int = steps_before) -> None:
+                on_progress(
+                    Progress(
+                        episodes_done=first + p.episodes_done,
+                        episodes_planned=len(plan),
+                        env_steps=steps_before + p.env_steps,
+                        elapsed_s=time.perf_counter() - started,
+                        running_steps=p.running_steps,
+                    )
+                )
+
         # no_grad around the collection only: a generator suspended inside it would leave grad
         # mode off in its caller between rounds (the in-process loop's update would not learn)
         with torch.no_grad():
             result = collect_rollouts(
-                env, actor_critic, plan[first : first + n_envs], generator, cfg.policy.action_steps
+                env,
+                actor_critic,
+                plan[first : first + n_envs],
+                generator,
+                cfg.policy.action_steps,
+                on_progress=report,
             )
+        steps_before += int(result[2].get("env_steps", 0))
         yield result
 
 

@@ -110,6 +110,7 @@ TUNABLE_CHANGES: dict[str, Any] = {
     "learner.collective_timeout_s": 60.0,
     "actor.n_actors": 2,
     "actor.connect_timeout_s": 30.0,
+    "actor.progress_every_s": 10.0,
     "checkpoint.every": 5,
     "checkpoint.keep_last": 3,
     "telemetry.log_every": 10,

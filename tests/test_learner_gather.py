@@ -203,3 +203,60 @@ def test_waiting_notice_names_the_missing_actors(tmp_path: Path, monkeypatch) ->
     after_first = notices[-1]  # once actor 0's round is in, only actor 1 is missing
     assert after_first["missing_actors"] == [1] and after_first["connected_actors"] == ["0"]
     assert after_first["episodes"] == 2 and after_first["wanted"] == 4
+
+
+class CollectingActorServer(QueueServer):
+    """Actor 0 collects for longer than ``actor_timeout_s``, beating with its progress (as
+    ``pirl_core.progress.ProgressReporter`` does); actor 1 says nothing. Then both rounds arrive."""
+
+    def __init__(self, items, quiet_s: float) -> None:
+        super().__init__(items)
+        self.until = time.monotonic() + quiet_s
+
+    def get_rollout(self, timeout: float | None = None):
+        if time.monotonic() < self.until:
+            time.sleep(0.02)
+            return None
+        return super().get_rollout(timeout)
+
+    def last_contact(self, actor_id):
+        return time.monotonic() if str(actor_id) == "0" else None
+
+    def actor_progress(self, actor_id):
+        from pirl_core.progress import VersionProgress
+
+        return VersionProgress(0, 1, 2, 150, 25.0, 0.5, 25.0) if str(actor_id) == "0" else None
+
+
+def test_waiting_notice_tells_a_busy_actor_from_a_silent_one(tmp_path: Path, monkeypatch) -> None:
+    """The notice that made the console raise a warning for a connected, collecting actor now says
+    which missing actors are busy (with their episode counts) and which are silent; a busy actor's
+    heartbeats keep it from being lost however long its round takes."""
+    monkeypatch.setattr("pirl_core.learner.WAITING_NOTICE_S", 0.0)
+    cfg = load_config(
+        "toy", {"output_dir": str(tmp_path), "learner.episodes_per_update": 4, "actor.n_actors": 2}
+    )
+    cfg.learner.actor_timeout_s = 0.2
+    items = [_item(0, 2, 0.0, actor=0), _item(0, 2, 0.0, actor=1)]
+    server = CollectingActorServer(items, quiet_s=0.1)
+    learner = Learner(cfg, Telemetry(tmp_path, "learner"), Progress(0, 0), trainer=None, server=server)
+    learner.gather()  # actor 1 is silent only 0.1 s, under its timeout
+    first = next(
+        r for r in read_records(tmp_path / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
+    )
+    assert first["missing_actors"] == [0, 1]
+    assert first["busy_actors"] == [0] and first["silent_actors"] == [1]
+    assert "actor 0 busy: 1 of 2 episodes in, 150 env steps, ETA 25 s" in first["status"]
+    assert "actor 1 silent: nothing heard in 0 s" in first["status"]
+
+    busy_only = CollectingActorServer([_item(0, 2, 1.0, actor=0)], quiet_s=0.6)  # 3x the timeout
+    cfg1 = load_config("toy", {"output_dir": str(tmp_path / "b"), "learner.episodes_per_update": 2})
+    cfg1.learner.actor_timeout_s = 0.2
+    learner = Learner(
+        cfg1, Telemetry(tmp_path / "b", "learner"), Progress(0, 0), trainer=None, server=busy_only
+    )
+    assert learner.gather()[1] == 2  # busy for 3x the timeout, yet not lost
+    notices = [
+        r for r in read_records(tmp_path / "b" / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
+    ]
+    assert notices and all(n["busy_actors"] == [0] and n["silent_actors"] == [] for n in notices)

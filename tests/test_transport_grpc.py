@@ -342,3 +342,23 @@ def test_heartbeat_is_recorded_per_actor_and_fails_softly_without_a_learner(serv
     assert client.heartbeat() and server.last_contact("3") >= first
     gone = clients(released_port(), 4)
     assert gone.heartbeat() is False  # nobody listens: False, no exception
+
+
+def test_heartbeat_carries_the_actors_progress_and_a_malformed_one_is_dropped(server, clients) -> None:
+    """While collecting, the heartbeat carries the actor's progress (``pirl-progress`` metadata):
+    the learner reads it for its waiting notice. A value it cannot read still counts as contact."""
+    from lerobot.transport import services_pb2
+
+    from pirl_core.progress import VersionProgress
+    from pirl_core.transport.wire import ACTOR_ID_METADATA, PROGRESS_METADATA
+
+    client = clients(server.port, 2)
+    assert client.heartbeat() and server.actor_progress(2) is None  # evaluation beats carry none
+    progress = VersionProgress(4, 1, 2, 150, 25.0, 0.5, 25.0)
+    assert client.heartbeat(progress)
+    assert server.actor_progress(2) == progress and server.actor_progress(0) is None
+    before = server.last_contact(2)
+    client._stub.Ready(
+        services_pb2.Empty(), timeout=WAIT, metadata=((ACTOR_ID_METADATA, "2"), (PROGRESS_METADATA, "{oops"))
+    )
+    assert server.last_contact(2) > before and server.actor_progress(2) == progress

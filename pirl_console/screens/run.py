@@ -36,7 +36,7 @@ from pirl_console.screens.confirm import ConfirmScreen
 from pirl_console.screens.mismatch import MismatchScreen
 from pirl_console.settings import ConsoleSettings
 from pirl_console.supervisor import ChildProcess, ChildState
-from pirl_console.telemetry_feed import RunTelemetry
+from pirl_console.telemetry_feed import RunTelemetry, round_progress
 from pirl_console.widgets.process_pane import ProcessPane
 from pirl_console.widgets.telemetry_panel import TelemetryPanel
 from pirl_core.config import RunConfig
@@ -214,7 +214,10 @@ class RunScreen(Screen[None]):
 
     def _show_telemetry(self) -> None:
         alive = {n: c.alive for n, c in self.children_by_name.items()}
-        self.query_one(TelemetryPanel).show(self.telemetry, now=self.settings.wall_clock(), alive=alive)
+        now = self.settings.wall_clock()
+        self.query_one(TelemetryPanel).show(self.telemetry, now=now, alive=alive)
+        for child in self.actors:  # each actor pane: its in-round progress bar
+            self.pane(child.name).show_progress(round_progress(self.telemetry.sources.get(child.name), now))
 
     # ------------------------------------------------------------------ what the controller reports
     @on(ChildChanged)

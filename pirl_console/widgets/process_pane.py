@@ -16,8 +16,10 @@ from textual.widgets import Input, Static
 
 from pirl_console.procstats import TreeStats, format_bytes
 from pirl_console.supervisor import ChildProcess
+from pirl_console.telemetry_feed import RoundProgressView
 from pirl_console.widgets.output_log import OutputLog
 from pirl_console.widgets.pane_header import PaneHeader
+from pirl_console.widgets.round_progress import RoundProgress
 
 
 class ProcessPane(Vertical):
@@ -41,6 +43,7 @@ class ProcessPane(Vertical):
         yield PaneHeader(classes="pane-header")
         yield Static(f"$ {self.command}", classes="pane-command", markup=False)
         yield Static("", classes="pane-ranks", markup=False)  # torchrun learner: one line per rank
+        yield RoundProgress(classes="pane-progress")  # actors: in-round progress, once reported
         yield OutputLog(self.scrollback, classes="pane-log")
         yield Input(
             placeholder="find: type to search, enter: next match, esc: close",
@@ -74,6 +77,10 @@ class ProcessPane(Vertical):
         lines = rank_lines(self.stats)
         ranks.update("\n".join(lines))
         ranks.display = bool(lines)
+
+    def show_progress(self, view: RoundProgressView | None) -> None:
+        """The child's in-round progress (actors; None hides the bar)."""
+        self.query_one(RoundProgress).show(view)
 
     def flush(self) -> int:
         """Move pending lines from the child into the view; returns how many."""

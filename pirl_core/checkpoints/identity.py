@@ -147,6 +147,7 @@ FIELD_CLASSES: dict[str, Severity] = {
     "learner.strategy": CHANGED,
     "learner.collective_timeout_s": CHANGED,
     "actor.connect_timeout_s": CHANGED,
+    "actor.progress_every_s": CHANGED,  # how often an actor reports progress; no state depends on it
     "checkpoint.every": CHANGED,
     "checkpoint.keep_last": CHANGED,
     "telemetry.log_every": CHANGED,

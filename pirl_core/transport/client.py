@@ -33,12 +33,14 @@ import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
 from pirl_core.errors import TransportError
+from pirl_core.progress import VersionProgress
 from pirl_core.transport.payload import decode_payload, encode_payload
 from pirl_core.transport.wire import (
     ACTOR_ID_METADATA,
     AUTH_METADATA,
     IDENTITY_HASH_METADATA,
     IDENTITY_METADATA,
+    PROGRESS_METADATA,
     RUN_ID_METADATA,
     client_options,
     iter_chunks,
@@ -167,13 +169,18 @@ class ActorClient:
             f"both sides, and raise --actor.connect_timeout_s if the learner needs longer to start"
         )
 
-    def heartbeat(self) -> bool:
+    def heartbeat(self, progress: VersionProgress | None = None) -> bool:
         """One ``Ready`` call telling the learner this actor is alive and working although it sends no
-        rollout (periodic evaluation can take longer than ``learner.actor_timeout_s``). Called from
-        the work loop itself, not a thread, so a hung actor stops beating. Best effort: False when
-        the learner did not answer (the next rollout send reports a real failure loudly)."""
+        rollout (periodic evaluation, or a collection round, can take longer than
+        ``learner.actor_timeout_s``). ``progress`` (while collecting) rides along in the
+        ``pirl-progress`` metadata; the learner's waiting notice shows it. Called from the work
+        loop itself, not a thread, so a hung actor stops beating. Best effort: False when the
+        learner did not answer (the next rollout send reports a real failure loudly)."""
+        metadata = self._metadata
+        if progress is not None:
+            metadata = (*metadata, (PROGRESS_METADATA, progress.encode()))
         try:
-            self._stub.Ready(services_pb2.Empty(), timeout=self.ready_deadline_s, metadata=self._metadata)
+            self._stub.Ready(services_pb2.Empty(), timeout=self.ready_deadline_s, metadata=metadata)
         except grpc.RpcError:
             return False
         return True

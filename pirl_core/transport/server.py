@@ -32,6 +32,7 @@ import torch
 from lerobot.transport import services_pb2, services_pb2_grpc
 
 from pirl_core.errors import TransportError
+from pirl_core.progress import VersionProgress
 from pirl_core.transport.auth import TokenInterceptor
 from pirl_core.transport.broadcast import ANONYMOUS, ParameterBroadcast
 from pirl_core.transport.collector import Rollout, RolloutCheck, RolloutCollector
@@ -41,6 +42,7 @@ from pirl_core.transport.wire import (
     IDENTITY_HASH_METADATA,
     IDENTITY_METADATA,
     MAX_MESSAGE_BYTES,
+    PROGRESS_METADATA,
     RUN_ID_METADATA,
     metadata_value,
     server_options,
@@ -123,11 +125,13 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
         collector: RolloutCollector,
         handshake: Handshake,
         contacts: dict[str, float],
+        progress: dict[str, VersionProgress] | None = None,
     ):
         self.broadcast = broadcast
         self.collector = collector
         self.handshake = handshake
         self.contacts = contacts  # actor id -> monotonic time of its last Ready (a liveness signal)
+        self.progress = {} if progress is None else progress  # actor id -> its last reported progress
 
     def Ready(self, request, context):  # noqa: N802 (gRPC method name)
         actor = metadata_value(context, ACTOR_ID_METADATA)
@@ -136,6 +140,9 @@ class _Servicer(services_pb2_grpc.LearnerServiceServicer):
             self._refuse(context, actor or ANONYMOUS, other_run)
         if actor and self.handshake.problem(context, actor) is None:
             self.contacts[actor] = time.monotonic()
+            reported = VersionProgress.decode(metadata_value(context, PROGRESS_METADATA))
+            if reported is not None:  # advisory: a malformed value is dropped, the beat still counts
+                self.progress[actor] = reported
         return services_pb2.Empty()
 
     def _refuse(self, context: grpc.ServicerContext, actor: str, problem: str) -> None:
@@ -231,6 +238,7 @@ class LearnerServer:
         self.collector = RolloutCollector(rollout_check, max_payload_bytes)
         self.handshake = Handshake(identity, run_id)
         self._contacts: dict[str, float] = {}
+        self._progress: dict[str, VersionProgress] = {}
 
     @property
     def rejected_payloads(self) -> int:
@@ -249,7 +257,7 @@ class LearnerServer:
             interceptors=[TokenInterceptor(self._token)] if self._token else None,
         )
         services_pb2_grpc.add_LearnerServiceServicer_to_server(
-            _Servicer(self.broadcast, self.collector, self.handshake, self._contacts), server
+            _Servicer(self.broadcast, self.collector, self.handshake, self._contacts, self._progress), server
         )
         address = f"{self.host}:{self.port}"
         try:
@@ -365,6 +373,10 @@ class LearnerServer:
         """``time.monotonic()`` of the actor's last ``Ready`` call (its heartbeat while it sends no
         rollouts, e.g. during periodic evaluation), or None if it never called."""
         return self._contacts.get(str(actor_id))
+
+    def actor_progress(self, actor_id: int | str) -> VersionProgress | None:
+        """The progress the actor's last heartbeat carried while it collected (None: none yet)."""
+        return self._progress.get(str(actor_id))
 
     def connected_actors(self) -> list[dict[str, Any]]:
         """One entry per live parameter stream: actor id, peer, uptime, last version and push cost."""

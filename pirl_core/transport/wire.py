@@ -29,6 +29,8 @@ IDENTITY_METADATA = "pirl-identity"
 IDENTITY_HASH_METADATA = "pirl-identity-hash"
 # The run the actor belongs to (pirl_core.runid); checked before the identity.
 RUN_ID_METADATA = "pirl-run-id"
+# An actor's in-round progress on its heartbeat (``Ready``): pirl_core.progress.VersionProgress.encode.
+PROGRESS_METADATA = "pirl-progress"
 
 # Keepalive: a peer that vanishes without closing its socket (network drop, suspended VM) is
 # noticed within ~KEEPALIVE_TIME + KEEPALIVE_TIMEOUT instead of never. The server must accept
