@@ -81,15 +81,21 @@ def run_screen(app: PirlConsole) -> RunScreen:
 
 
 def descendants() -> list[psutil.Process]:
-    """Live (non-zombie) processes below this test process."""
+    """Live (non-zombie) processes below this test process, except multiprocessing's resource
+    tracker: the first env-worker test in this pytest process starts it and it lives, by design,
+    as long as the process (it is no child of the console's)."""
     alive = []
     for proc in psutil.Process().children(recursive=True):
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.status() != psutil.STATUS_ZOMBIE and not _is_resource_tracker(proc):
                 alive.append(proc)
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+def _is_resource_tracker(proc: psutil.Process) -> bool:
+    return any("multiprocessing.resource_tracker" in part for part in proc.cmdline())
 
 
 def group_alive(pgid: int) -> bool:
