@@ -129,7 +129,8 @@ def _pirl_model_input(model_dir: Path, raw: dict) -> torch.Tensor:
     from pirl_core.policies.xvla import build_xvla_adapter
 
     cfg = load_config(
-        "smoke", {"policy.pretrained_path": str(model_dir), "policy.size": "pretrained", "policy.tokenizer": ""}
+        "smoke",
+        {"policy.pretrained_path": str(model_dir), "policy.size": "pretrained", "policy.tokenizer": ""},
     )
     adapter = build_xvla_adapter(cfg, [TASK])
     return adapter.policy._build_model_inputs(adapter.prepare_obs(raw))["image_input"]
@@ -157,7 +158,9 @@ def test_a_256px_frame_reaches_the_model_exactly_as_pirl_feeds_it(moved) -> None
 
     small = synthetic_raw_obs(batch=1, seed=4, size=128, task=TASK)
     wrist = torch.from_numpy(small["pixels"]["image2"]).permute(0, 3, 1, 2).float() / 255.0
-    torch.testing.assert_close(_pirl_model_input(moved.model, small)[:, 1], (wrist - mean) / std, rtol=0, atol=0)
+    torch.testing.assert_close(
+        _pirl_model_input(moved.model, small)[:, 1], (wrist - mean) / std, rtol=0, atol=0
+    )
 
 
 def test_lerobot_train_preprocessing_equals_pirl_sft(moved, monkeypatch) -> None:
@@ -218,7 +221,9 @@ def test_pirl_eval_runs_the_moved_copies_from_any_cwd(moved, tmp_path, monkeypat
 
     monkeypatch.chdir(tmp_path)
     for name, target in (("ckpt", moved.checkpoint), ("bare", moved.model)):
-        args = parse([str(target), "--episodes=1", "--episode-length=2", "--videos=0", f"--out={tmp_path / name}"])
+        args = parse(
+            [str(target), "--episodes=1", "--episode-length=2", "--videos=0", f"--out={tmp_path / name}"]
+        )
         result = evaluate(args)
         assert result.info["overall"]["n_episodes"] == 1
         assert result.info["pirl"]["checkpoint"] == str(target.resolve())
@@ -253,7 +258,9 @@ def test_export_migrates_an_old_checkpoint_and_validate_warns(moved, tmp_path, c
     same = f"--policy.pretrained_path={_json(old / 'pretrained_model/train_config.json')['policy']['pretrained_path']}"
     assert main(["validate", str(old), same]) == 0
     err = capsys.readouterr().err
-    assert f"warning: absolute path in pretrained_model/config.json: tokenizer_name = {tmp_path / 'tok'}" in err
+    assert (
+        f"warning: absolute path in pretrained_model/config.json: tokenizer_name = {tmp_path / 'tok'}" in err
+    )
     assert "policy_preprocessor.json: steps[2].config.tokenizer_name" in err
 
     (tmp_path / "info.json").write_text(json.dumps({"overall": {"pc_success": 55.0, "n_episodes": 20}}))
@@ -265,7 +272,9 @@ def test_export_migrates_an_old_checkpoint_and_validate_warns(moved, tmp_path, c
     assert portable.absolute_path_warnings(model) == []
     for f in ("tokenizer.json", "tokenizer_config.json"):
         assert (model / "tokenizer" / f).read_bytes() == (tmp_path / "tok" / f).read_bytes()
-    assert (model / "model.safetensors").read_bytes() == (old / "pretrained_model/model.safetensors").read_bytes()
+    assert (model / "model.safetensors").read_bytes() == (
+        old / "pretrained_model/model.safetensors"
+    ).read_bytes()
     assert "55.0 % success over 20 episodes (lerobot-eval)" in (model / "README.md").read_text()
     capsys.readouterr()
     assert main(["validate", str(new), same]) == 0
@@ -284,7 +293,7 @@ def test_shipped_sft_is_self_contained() -> None:
     from safetensors import safe_open
 
     with safe_open(str(SHIPPED_SFT / "model.safetensors"), "pt") as f:
-        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
 
 
 def test_lerobot_loader_finds_init_states_through_the_cache(tmp_path) -> None:
