@@ -59,6 +59,10 @@ def eval_summary(eval_info: dict[str, Any]) -> str | None:
     where = eval_info.get("pirl", {})
     suite = where.get("suite") or ""
     tasks = where.get("task_ids")
+    per_task = [t for t in eval_info.get("per_task") or [] if isinstance(t, dict)]
+    if not suite and per_task:  # lerobot-eval: [{task_group, task_id, metrics}]
+        suite = ",".join(sorted({str(t.get("task_group")) for t in per_task}))
+        tasks = sorted({t.get("task_id") for t in per_task if t.get("task_id") is not None})
     scope = f" on {suite} tasks {tasks}" if suite and tasks is not None else ""
     return f"{float(pc):.1f} % success over {n} episodes{scope} ({who})"
 
