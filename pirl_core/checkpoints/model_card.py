@@ -32,13 +32,12 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _short(path_text: str) -> str:
-    """A local path without the machine's prefix (its last two components); hub ids unchanged."""
+    """An absolute local path without the machine's prefix (its last two components)."""
     if not path_text:
         return ""
-    parts = Path(path_text).parts
-    if path_text.startswith(("/", "~", ".")) or len(parts) > 2:
-        return "/".join(parts[-2:])
-    return path_text
+    if path_text.startswith(("/", "~")):
+        return "/".join(Path(path_text).parts[-2:])
+    return path_text  # relative (e.g. pirl's shipped SFT under the source tree) or a hub id
 
 
 def _hub_id(text: str) -> str | None:
