@@ -321,3 +321,23 @@ print("ok", shipped.shape)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok" in out.stdout
+
+
+def test_pirl_eval_reads_a_bare_sft_dir_and_refuses_what_it_cannot_do(tmp_path, monkeypatch) -> None:
+    """A bare SFT ``pretrained_model`` (no train_config.json): the profile's env with the
+    directory's image size, chunk, executed steps and denoising steps; ``--stochastic`` needs the
+    noise head it does not have (exit 2); ``--render-size`` needs cameras."""
+    from pirl_core.errors import ConfigError
+    from pirl_core.eval.__main__ import parse
+    from pirl_core.eval.evaluate import load_target, make_eval_env
+
+    monkeypatch.chdir(tmp_path)
+    cfg, info = load_target(parse([str(SHIPPED_SFT)]))
+    assert (cfg.env.suite, cfg.env.task_ids, cfg.env.camera_size) == ("libero_object", [0], 128)
+    assert (cfg.policy.size, cfg.policy.chunk_size, cfg.policy.action_steps) == ("pretrained", 16, 8)
+    assert cfg.policy.pretrained_path == str(SHIPPED_SFT.resolve()) and cfg.recipe.denoise_steps == 4
+    assert info.model_dir == SHIPPED_SFT.resolve() and not info.rl_heads_metadata
+    with pytest.raises(ConfigError, match="--stochastic"):
+        load_target(parse([str(SHIPPED_SFT), "--stochastic"]))
+    with pytest.raises(ConfigError, match="--render-size"):
+        make_eval_env(load_config("toy"), 256)
