@@ -16,7 +16,7 @@ What "self-contained" means here, file by file (docs/design.md, "Portable checkp
   :func:`load_lerobot_processors` resolve it against the checkpoint directory; LeRobot's own
   ``TokenizerProcessorStep`` hands the name to ``AutoTokenizer``, which resolves a relative path
   against the working directory: LeRobot's CLI tools therefore run with the checkpoint directory
-  as working directory (README, "Checkpoints in LeRobot's tools").
+  as working directory (README, "What is in `pretrained_model/`, and which LeRobot tools take it").
 * ``README.md``: the model card (:mod:`pirl_core.checkpoints.model_card`).
 
 :func:`finalize` applies these rules to a directory LeRobot's ``save_pretrained`` just wrote (every
