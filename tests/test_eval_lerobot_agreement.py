@@ -7,9 +7,9 @@ How the two are made comparable: LeRobot's ``LiberoEnv`` (via ``lerobot.envs.lib
 what LeRobot's ``make_env`` calls, rendering at the size pirl renders at; init states 0, 1, ... as ``lerobot-eval`` uses them; pirl's ``.npz`` init-state shim installed,
 ``hard_reset`` as LeRobot's default); the policy loaded with ``XVLAPolicy.from_pretrained`` and the
 policy processors from the checkpoint's JSON files (``make_pre_post_processors``); the env
-processors are pirl's (LeRobot's X-VLA LIBERO steps plus the resize to ``env.camera_size`` the tiny
-checkpoint was trained with: this is why the ``lerobot-eval`` CLI itself cannot run this
-checkpoint, its env processors would hand the 64-px model 256-px images). X-VLA draws its
+processors are LeRobot's X-VLA LIBERO steps (``make_env_processors``; the checkpoint resizes
+frames itself, ``resize_imgs_with_padding``, so ``lerobot-eval`` runs it too: README, agreement
+table). X-VLA draws its
 initial noise with ``torch.randn`` from the global RNG; pirl draws it from the wave's generator
 (``eval_generator(seed, wave)``); seeding the global RNG with the same seed per episode gives both
 the same x_1.
@@ -110,7 +110,9 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     pretrained = str(path / "pretrained_model")
     policy = XVLAPolicy.from_pretrained(pretrained)
     policy.eval()
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=pretrained)
+    with pytest.MonkeyPatch.context() as mp:  # as lerobot-eval runs: in the checkpoint dir (README)
+        mp.chdir(pretrained)
+        pre, post = make_pre_post_processors(policy.config, pretrained_path=".")
     env_pre, env_post = make_env_processors(cfg.env.camera_size)
     lerobot_runs = []
     try:

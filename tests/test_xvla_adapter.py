@@ -113,7 +113,9 @@ def test_prepare_obs_is_deterministic_and_policy_ready(adapter: XVLAAdapter) -> 
     }
     assert all(torch.equal(a[k], b[k]) for k in a)
     img = a["observation.images.image"]
-    assert img.shape == (3, 3, 64, 64) and img.dtype == torch.float32
+    assert img.shape == (3, 3, 256, 256) and img.dtype == torch.float32  # frames keep the render size
+    # ... and the policy resizes them to its image size (config.resize_imgs_with_padding)
+    assert adapter.policy._build_model_inputs(a)["image_input"].shape == (3, 2, 3, 64, 64)
     # ImageNet-normalised once (a second normalisation would squash into ~[-9, -6]).
     assert -2.2 < img.min().item() < -1.0 and 1.5 < img.max().item() < 2.7
     assert a["observation.state"].shape == (3, 20)

@@ -6,6 +6,8 @@ validates without loading tensors (the console, ``python -m pirl_core.checkpoint
 :mod:`~pirl_core.checkpoints.lock` keeps one learner per output dir. Importing this package
 imports nothing, so listing and validating never pay for torch.
 
-Standalone: ``python -m pirl_core.checkpoints list OUTPUT_DIR`` and
-``python -m pirl_core.checkpoints validate CHECKPOINT --profile ... [overrides]``.
+Standalone: ``python -m pirl_core.checkpoints list OUTPUT_DIR``,
+``python -m pirl_core.checkpoints validate CHECKPOINT --profile ... [overrides]`` and
+``python -m pirl_core.checkpoints export CHECKPOINT OUT`` (the self-contained form of an older
+checkpoint, :mod:`~pirl_core.checkpoints.portable`).
 """

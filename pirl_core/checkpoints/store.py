@@ -150,6 +150,11 @@ def write_checkpoint(
 
         (pretrained / layout.TRAIN_CONFIG).write_text(json.dumps(train_config, indent=4), encoding="utf-8")
         pause(step, "train_config")
+        from pirl_core.checkpoints import model_card
+
+        model_card.write(
+            pretrained, step_record={"step": step, "policy_version": version, "counters": dict(counters)}
+        )
 
         optimizers = trainer.optimizers
         for opt_name, optimizer in optimizers.items():
@@ -256,7 +261,7 @@ def check_weights(info: CheckpointInfo, actor_critic: nn.Module) -> None:
             raise Problem(f"the current model has no module {base!r} to load model.safetensors into") from exc
         base_state = base_module.state_dict()
         rel = f"{layout.PRETRAINED_MODEL_DIR}/{layout.MODEL_WEIGHTS}"
-        header = safetensors_header(info.path / rel, rel)
+        header = safetensors_header(info.model_dir / layout.MODEL_WEIGHTS, rel)
         shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
         _shape_problems(shapes, base_state, rel)
         tied = _tied_names(base_state)
@@ -265,7 +270,7 @@ def check_weights(info: CheckpointInfo, actor_critic: nn.Module) -> None:
             raise Problem(f"{rel} lacks {len(missing)} tensor(s) of the current model, e.g. {missing[:3]}")
 
     rel = f"{layout.PRETRAINED_MODEL_DIR}/{layout.RL_HEADS}"
-    header = safetensors_header(info.path / rel, rel)
+    header = safetensors_header(info.model_dir / layout.RL_HEADS, rel)
     head_shapes = {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
     _shape_problems(head_shapes, state, rel)
     expected = set(_extras(state, base))
@@ -355,9 +360,7 @@ def load_weights(info: CheckpointInfo, actor_critic: nn.Module) -> None:
     with torch.no_grad():
         if base is not None:
             base_module = actor_critic.get_submodule(base) if base else actor_critic
-            tensors = load_file(
-                info.path / layout.PRETRAINED_MODEL_DIR / layout.MODEL_WEIGHTS, device=str(device)
-            )
+            tensors = load_file(info.model_dir / layout.MODEL_WEIGHTS, device=str(device))
             base_module.load_state_dict(tensors, strict=False)  # tied duplicates were checked
-        heads = load_file(info.path / layout.PRETRAINED_MODEL_DIR / layout.RL_HEADS, device=str(device))
+        heads = load_file(info.model_dir / layout.RL_HEADS, device=str(device))
         actor_critic.load_state_dict(heads, strict=False)  # exact key set was checked

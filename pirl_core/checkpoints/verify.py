@@ -49,6 +49,17 @@ class CheckpointInfo:
     training_step: dict[str, Any]
     train_config: dict[str, Any]
     rl_heads_metadata: dict[str, str] = field(default_factory=dict)
+    # The pretrained_model directory; default <path>/pretrained_model. A bare (copied or moved)
+    # pretrained_model directory evaluates on its own (pirl_core/eval/evaluate.py).
+    pretrained_dir: Path | None = None
+
+    @property
+    def model_dir(self) -> Path:
+        return (
+            self.pretrained_dir
+            if self.pretrained_dir is not None
+            else self.path / layout.PRETRAINED_MODEL_DIR
+        )
 
     @property
     def version(self) -> int:

@@ -39,6 +39,7 @@ class EvalArgs:
     videos: int
     out: str | None
     overrides: list[str]
+    render_size: int | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +67,12 @@ def parse(argv: list[str] | None) -> EvalArgs:
     p.add_argument("--seed", type=int, default=None, help="default: the run's seed")
     p.add_argument("--videos", type=int, default=DEFAULT_VIDEOS, help="MP4s per task (0: none)")
     p.add_argument("--out", default=None, help="output dir (default: <run>/eval/<checkpoint>-<time>)")
+    p.add_argument(
+        "--render-size",
+        type=int,
+        default=None,
+        help="LIBERO render size (default: env.camera_size up to 256; 256 = what lerobot-eval renders)",
+    )
     known, rest = p.parse_known_args(argv)
     overrides = dotted_overrides(p, rest)
     if known.episodes < 1:
@@ -74,6 +81,8 @@ def parse(argv: list[str] | None) -> EvalArgs:
         raise ConfigError("--videos", known.videos, ">= 0 (0: no videos)")
     if known.episode_length is not None and known.episode_length < 1:
         raise ConfigError("--episode-length", known.episode_length, ">= 1")
+    if known.render_size is not None and known.render_size < 16:
+        raise ConfigError("--render-size", known.render_size, ">= 16 (pixels)")
     return EvalArgs(
         known.target,
         known.best,
@@ -89,6 +98,7 @@ def parse(argv: list[str] | None) -> EvalArgs:
         known.videos,
         known.out,
         overrides,
+        known.render_size,
     )
 
 

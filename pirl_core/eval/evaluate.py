@@ -59,21 +59,98 @@ def resolve_checkpoint(target: str, best: bool) -> Path:
 
 
 def load_target(args: EvalArgs) -> tuple[RunConfig, CheckpointInfo | None]:
-    """The run config to evaluate with and the checkpoint (None: the profile's own policy)."""
+    """The run config to evaluate with and the checkpoint (None: the profile's own policy).
+
+    TARGET may also be a bare ``pretrained_model`` directory (a copy moved anywhere, an SFT
+    checkpoint): its ``train_config.json`` when present, else ``--profile`` with the directory's
+    image size, chunk and step counts. Either way an X-VLA policy is built from the checkpoint's
+    own ``pretrained_model`` (:func:`self_contained`), never from the paths it was trained from."""
     if args.target is None:
         return load_config(args.profile, args.overrides), None
     path = resolve_checkpoint(args.target, args.best)
-    output_dir = layout.checkpoint_output_dir(path) if path.exists() else None
-    info = inspect_or_raise(path, output_dir)
-    try:
-        cfg = config_from_dict(info.train_config)
-    except ConfigError as exc:
-        raise unreadable(
-            info.path, f"its train_config.json is not a valid run config ({exc.message})", output_dir
-        ) from None
+    if is_pretrained_dir(path):
+        cfg, info = load_pretrained_dir(path, args)
+    else:
+        output_dir = layout.checkpoint_output_dir(path) if path.exists() else None
+        info = inspect_or_raise(path, output_dir)
+        try:
+            cfg = config_from_dict(info.train_config)
+        except ConfigError as exc:
+            raise unreadable(
+                info.path, f"its train_config.json is not a valid run config ({exc.message})", output_dir
+            ) from None
+    self_contained(cfg, info.model_dir)
     for item in args.overrides:
         apply_override(cfg, *parse_override(item))
     return validate(cfg), info
+
+
+def is_pretrained_dir(path: Path) -> bool:
+    """A LeRobot ``pretrained_model`` directory (config.json, no training_state next to it)."""
+    return (path / layout.MODEL_CONFIG).is_file() and not (path / layout.TRAINING_STATE_DIR).exists()
+
+
+def load_pretrained_dir(path: Path, args: EvalArgs) -> tuple[RunConfig, CheckpointInfo]:
+    """Run config and checkpoint info of a bare ``pretrained_model`` directory (see load_target)."""
+    from pirl_core.checkpoints.verify import read_json, safetensors_header
+
+    path = path.resolve()
+    train_rel = f"{layout.PRETRAINED_MODEL_DIR}/{layout.TRAIN_CONFIG}"
+    model = read_json(path / layout.MODEL_CONFIG, layout.MODEL_CONFIG)
+    if (path / layout.TRAIN_CONFIG).is_file():
+        train_config = read_json(path / layout.TRAIN_CONFIG, train_rel)
+        try:
+            cfg = config_from_dict(train_config)
+        except ConfigError as exc:
+            raise unreadable(
+                path, f"its train_config.json is not a valid run config ({exc.message})", None
+            ) from None
+    else:
+        if model.get("type") != "xvla":
+            raise unreadable(path, f"{layout.MODEL_CONFIG} has type {model.get('type')!r}, not 'xvla'", None)
+        cfg = load_config(args.profile, [])
+        features = [f for f in (model.get("input_features") or {}).values() if f.get("type") == "VISUAL"]
+        if features:
+            cfg.env.camera_size = int(features[0]["shape"][-1])
+        cfg.policy.type = "xvla"
+        cfg.policy.chunk_size = int(model.get("chunk_size", cfg.policy.chunk_size))
+        cfg.policy.action_steps = int(model.get("n_action_steps", cfg.policy.action_steps))
+        cfg.recipe.denoise_steps = int(model.get("num_denoising_steps", cfg.recipe.denoise_steps))
+        train_config = cfg.to_dict()
+    heads = path / layout.RL_HEADS
+    meta = {}
+    if heads.is_file():
+        try:
+            meta = dict(safetensors_header(heads, layout.RL_HEADS).get("__metadata__") or {})
+        except Problem as problem:
+            raise unreadable(path, str(problem), None) from None
+    elif args.stochastic:
+        raise ConfigError(
+            "--stochastic",
+            True,
+            f"a checkpoint with {layout.RL_HEADS} (the noise head); {path} has none",
+            hint="drop --stochastic: the deterministic policy needs only the weights",
+        )
+    info = CheckpointInfo(
+        path=path,
+        step=0,
+        training_step={},
+        train_config=train_config,
+        rl_heads_metadata=meta,
+        pretrained_dir=path,
+    )
+    return cfg, info
+
+
+def self_contained(cfg: RunConfig, model_dir: Path) -> None:
+    """Build an X-VLA from ``model_dir`` itself (its config.json, weights and tokenizer copy):
+    ``policy.size = pretrained`` there. The saved run config names what training started from (an
+    SFT checkpoint, pirl's source-tree tokenizer), which a moved checkpoint no longer has."""
+    if cfg.policy.type != "xvla" or not (model_dir / layout.MODEL_CONFIG).is_file():
+        return
+    cfg.policy.size = "pretrained"
+    cfg.policy.pretrained_path = str(model_dir.resolve())
+    cfg.policy.tokenizer = ""
 
 
 def configure(cfg: RunConfig, args: EvalArgs) -> RunConfig:
@@ -128,7 +205,7 @@ def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
     from pirl_core.checkpoints import store
 
     actor_critic = build_actor_policy(cfg)
-    if info is not None:
+    if info is not None and (info.pretrained_dir is None or info.rl_heads_metadata):
         try:
             store.check_weights(info, actor_critic)
         except Problem as problem:
@@ -138,10 +215,31 @@ def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
     return actor_critic
 
 
+def make_eval_env(cfg: RunConfig, render_size: int | None):
+    """The evaluation's env; ``render_size`` (LIBERO only) renders the cameras at that size in one
+    process, e.g. 256 as ``lerobot-eval`` does: the policy then resizes the frames itself
+    (``resize_imgs_with_padding``), exactly as under ``lerobot-eval``."""
+    from pirl_core.envs.factory import make_env
+
+    if render_size is None:
+        return make_env(cfg)
+    if cfg.env.type != "libero":
+        raise ConfigError(
+            "--render-size", render_size, "no --render-size for env.type 'toy' (it has no cameras)"
+        )
+    from pirl_core.envs.factory import libero_benchmark
+    from pirl_core.envs.libero import LiberoVectorEnv
+
+    libero_benchmark()
+    return LiberoVectorEnv(cfg.env, render_size=render_size)
+
+
 def default_out(args: EvalArgs, info: CheckpointInfo | None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if info is None:
         return Path("outputs") / "eval" / f"{args.profile.replace('/', '_')}-{stamp}"
+    if info.pretrained_dir is not None:  # a bare pretrained_model: never write into it
+        return Path("outputs") / "eval" / f"{info.path.name}-{stamp}"
     root = layout.checkpoint_output_dir(info.path)
     return root / "eval" / f"{info.path.resolve().name}-{stamp}"
 
@@ -157,7 +255,7 @@ def prepare_out(path: Path) -> Path:
 
 def evaluate(args: EvalArgs) -> EvalResult:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from pirl_core.envs.factory import make_env, task_descriptions
+    from pirl_core.envs.factory import task_descriptions
     from pirl_core.eval.runner import libero_frame, run_episodes
     from pirl_core.runtime import limit_threads
 
@@ -169,7 +267,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
     actor_critic = build_policy(cfg, info)
     out = prepare_out(Path(args.out) if args.out else default_out(args, info))
     started = time.monotonic()
-    env = make_env(cfg)
+    env = make_eval_env(cfg, args.render_size)
     try:
         n_init = env.num_init_states()
         states = select_states(args.init_states, args.episodes, n_init, n_tasks)
@@ -206,6 +304,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
         "sampling": "sde" if args.stochastic else "ode",
         "deterministic": not args.stochastic,
         "n_envs": cfg.env.n_envs,
+        "render_size": args.render_size,
     }
     info_doc = eval_info(episodes, tasks, cfg.env.suite, wall, pirl)
     info_path = out / INFO_FILE

@@ -220,12 +220,16 @@ class XVLAAdapter(FlowPolicyAdapter):
 
     def save_pretrained(self, directory: Path) -> None:
         """LeRobot's layout: config.json + model.safetensors (loads with ``XVLAPolicy.from_pretrained``)
-        plus the policy pre/post-processor files."""
+        plus the policy pre/post-processor files, made self-contained (the tokenizer copied inside
+        and named relative to it, the image size in config.json: ``pirl_core.checkpoints.portable``)."""
+        from pirl_core.checkpoints.portable import finalize
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.policy.save_pretrained(directory)
         self.processors.policy_pre.save_pretrained(directory)
         self.processors.policy_post.save_pretrained(directory)
+        finalize(directory, self.tokenizer_path)
 
     def identity(self) -> dict[str, Any]:
         cfg = self.policy.config

@@ -40,7 +40,7 @@ LIBERO_DOMAIN_ID = 3  # the embodiment id lerobot/xvla-libero was trained with
 
 TOKENIZER_MAX_LENGTH = 24  # longest LIBERO instruction is 21 tokens incl. <s> </s>
 MAX_STATE_DIM = 32  # same padding as the released X-VLA
-CHECKPOINT_TOKENIZER_DIR = "tokenizer"  # SFT checkpoints carry their tokenizer in this subdirectory
+CHECKPOINT_TOKENIZER_DIR = "tokenizer"  # checkpoints carry their tokenizer in this subdirectory
 DAVIT_DOWNSAMPLE = 32  # product of DaViT's patch strides (4, 2, 2, 2)
 
 
@@ -195,6 +195,41 @@ def _input_features(camera_size: int) -> tuple[dict, dict]:
     return inputs, outputs
 
 
+def lerobot_normalization_mapping(mapping: dict | None = None) -> dict:
+    """X-VLA's normalisation mapping with ``VISUAL: MEAN_STD`` (state and action as given,
+    IDENTITY by default): what makes a pirl checkpoint train correctly under ``lerobot-train``.
+
+    Why this is safe everywhere: the saved ``normalizer_processor`` carries no statistics, and
+    LeRobot's normaliser leaves a key without statistics unchanged. So pirl's chain and
+    ``lerobot-eval`` (whose X-VLA LIBERO env preprocessor has already applied ImageNet
+    normalisation) see no change, while ``lerobot-train --policy.path=CKPT`` injects the
+    dataset's statistics, whose camera entries LeRobot replaces by ImageNet's
+    (``dataset.use_imagenet_stats``, default true): the same ``(x - mean) / std`` pirl's SFT applies.
+    """
+    from lerobot.configs.types import NormalizationMode
+
+    base = dict.fromkeys(("VISUAL", "STATE", "ACTION"), NormalizationMode.IDENTITY)
+    base.update({getattr(k, "value", k): NormalizationMode(v) for k, v in (mapping or {}).items()})
+    base["VISUAL"] = NormalizationMode.MEAN_STD
+    return base
+
+
+def make_portable(config: Any) -> Any:
+    """Make an ``XVLAConfig`` carry what a LeRobot tool needs to feed it (in place; returned):
+
+    * ``resize_imgs_with_padding`` = the declared image size, so frames of any render size (LeRobot's
+      ``LiberoEnv`` renders 256 px whatever the policy wants) are resized inside the model
+      (``XVLAPolicy._prepare_images``, bilinear) to what the policy was trained on; a no-op for
+      frames that already have that size (pirl renders at ``env.camera_size``);
+    * the image normalisation entry of :func:`lerobot_normalization_mapping`.
+    """
+    if config.resize_imgs_with_padding is None and config.image_features:
+        shape = tuple(next(iter(config.image_features.values())).shape)
+        config.resize_imgs_with_padding = (int(shape[-2]), int(shape[-1]))
+    config.normalization_mapping = lerobot_normalization_mapping(config.normalization_mapping)
+    return config
+
+
 def arch_xvla_config(cfg: RunConfig, tokenizer_path: str, arch: XVLAArch | None = None):
     """XVLAConfig for ``policy.size`` = "tiny" / "small" (``arch`` defaults to the size's table
     entry): same action mode (ee6d), views, state layout and processors as ``lerobot/xvla-libero``,
@@ -236,6 +271,8 @@ def arch_xvla_config(cfg: RunConfig, tokenizer_path: str, arch: XVLAArch | None 
         max_state_dim=MAX_STATE_DIM,
         max_action_dim=EE6D_ACTION_DIM,
         num_image_views=num_views,
+        resize_imgs_with_padding=(camera, camera),
+        normalization_mapping=lerobot_normalization_mapping(),
     )
 
 
@@ -287,6 +324,8 @@ def full_xvla_config(cfg: RunConfig, tokenizer_path: str):
         use_proprio=True,
         max_action_dim=EE6D_ACTION_DIM,
         num_image_views=len(IMAGE_KEYS),
+        resize_imgs_with_padding=(cfg.env.camera_size, cfg.env.camera_size),
+        normalization_mapping=lerobot_normalization_mapping(),
     )
 
 
@@ -446,6 +485,7 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
             "policy.pretrained_path", cfg.policy.pretrained_path, "an ee6d X-VLA (LIBERO absolute control)"
         )
     check_camera_size(config, cfg)
+    make_portable(config)
     tokenizer = resolve_local_tokenizer(
         cfg.policy.tokenizer or checkpoint_tokenizer(snap, config.tokenizer_name)
     )

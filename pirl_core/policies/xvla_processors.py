@@ -4,10 +4,10 @@ The chain (the one LeRobot's own ``lerobot-eval`` runs, minus one trap):
 
     raw LIBERO obs batch (numpy, HWC uint8, nested robot_state) + "task" strings
       -> lerobot.envs.utils.preprocess_observation       (CHW float [0, 1], torch)
-      -> env preprocessor   [pirl_resize_images -> LiberoProcessorStep (flip, 20-dim state)
-                             -> ImageNet normalisation -> domain id]
+      -> env preprocessor   [LiberoProcessorStep (flip, 20-dim state) -> ImageNet normalisation
+                             -> domain id]                (= LeRobot's make_xvla_libero_pre_post_processors)
       -> policy preprocessor [rename -> add batch -> tokenizer -> domain id 3 -> device -> normaliser]
-      -> X-VLA
+      -> X-VLA  (resizes every view to ``config.resize_imgs_with_padding`` first)
       -> policy postprocessor [unnormaliser -> cpu]
       -> env postprocessor   [rot6d -> axis-angle, gripper sigmoid > 0.5 -> +-1]  -> 7-dim env action
 
@@ -17,10 +17,14 @@ normalisation, which the X-VLA LIBERO env preprocessor has already done; the dou
 classes, without those two image steps.
 
 Camera size: LeRobot's ``LiberoEnv`` renders at its constructor's size (256 by default; the
-``LiberoEnv`` *config* never forwards ``observation_height/width``). pirl renders at 256, exactly
-what ``lerobot/xvla-libero`` sees, and resizes to ``env.camera_size`` in a registered processor
-step (:class:`ResizeImagesProcessorStep`, antialiased bilinear) at the head of the env preprocessor.
-Measured here, rendering at 64 instead of 256 saves almost nothing (physics dominates a step).
+``LiberoEnv`` *config* never forwards ``observation_height/width``). pirl renders at
+``env.camera_size`` (up to 256). The resize to the policy's image size is the policy's own:
+``XVLAConfig.resize_imgs_with_padding`` (set by :func:`pirl_core.policies.xvla_config.make_portable`),
+applied inside ``XVLAPolicy`` — so pirl, ``lerobot-eval`` and ``XVLAPolicy.from_pretrained`` resize
+the same way with nothing but the checkpoint, and a frame that already has the policy's size (pirl's
+own renders) is passed through untouched. Resizing after the ImageNet step instead of before it is
+the same linear map (bilinear weights sum to 1; the normalisation is per-channel affine), equal to
+float round-off (tests/test_checkpoint_portable.py).
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ from lerobot.utils.constants import (
 class ResizeImagesProcessorStep(ObservationProcessorStep):
     """Resize every ``observation.images.*`` (B, C, H, W) float image to ``size`` x ``size``.
 
-    Antialiased bilinear (a convex filter: values stay in [0, 1] for the ImageNet step after it).
-    A no-op when the image already has the target size.
+    Antialiased bilinear (a convex filter: values stay in [0, 1]). A no-op when the image already
+    has the target size. No longer part of pirl's chain (the policy resizes itself, see the module
+    docstring); kept registered so processor files that name it still load, and as the reference
+    filter the render-size tests compare against.
     """
 
     size: int = 256
@@ -123,21 +129,24 @@ def make_policy_processors(config, domain_id: int) -> tuple[PolicyProcessorPipel
     return pre, post
 
 
-def make_env_processors(camera_size: int) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
-    """LeRobot's X-VLA LIBERO env processors (``make_xvla_libero_pre_post_processors``), with the
-    camera resize step in front. They assume ``control_mode=absolute`` and ``action_mode=ee6d``."""
+def make_env_processors(
+    camera_size: int | None = None,
+) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
+    """LeRobot's X-VLA LIBERO env processors (``make_xvla_libero_pre_post_processors``) unchanged:
+    exactly what ``lerobot-eval`` builds for an X-VLA policy. They assume ``control_mode=absolute``
+    and ``action_mode=ee6d``. ``camera_size`` is accepted for older callers and not needed: the
+    resize to it is the policy's (``resize_imgs_with_padding``)."""
     from lerobot.policies.xvla.processor_xvla import make_xvla_libero_pre_post_processors
 
-    pre, post = make_xvla_libero_pre_post_processors()
-    pre.steps.insert(0, ResizeImagesProcessorStep(size=camera_size))
-    return pre, post
+    del camera_size
+    return make_xvla_libero_pre_post_processors()
 
 
-def make_demo_processor(camera_size: int) -> PolicyProcessorPipeline:
+def make_demo_processor(camera_size: int | None = None) -> PolicyProcessorPipeline:
     """The env preprocessor a rollout runs, minus ``LiberoProcessorStep``: for demonstration batches
     (``pirl_core.demos.schema``) whose images are already flipped and whose state is already X-VLA's
     20-dim proprio. Derived from :func:`make_env_processors`, so SFT and rollouts cannot drift apart
-    (resize -> ImageNet normalisation -> domain id, then the policy preprocessor)."""
+    (ImageNet normalisation -> domain id, then the policy preprocessor; the policy resizes)."""
     from lerobot.policies.xvla.processor_xvla import LiberoProcessorStep
 
     pre, _ = make_env_processors(camera_size)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from pirl_core.checkpoints import model_card
 from pirl_core.cli import run_main
 from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.sft.checkpoint import SFT_INFO
@@ -58,6 +59,7 @@ def ship(src: Path, dst: Path) -> int:
     info = json.loads((src / SFT_INFO).read_text())
     info.update(weights_dtype="float16", shipped_from=src.name)
     (tmp / SFT_INFO).write_text(json.dumps(info, indent=2, sort_keys=True, allow_nan=True) + "\n")
+    model_card.write(tmp)  # the card names the weights' dtype
     if dst.exists():  # empty (anything else was refused above)
         dst.rmdir()
     os.replace(tmp, dst)
