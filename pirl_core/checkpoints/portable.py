@@ -8,15 +8,15 @@ What "self-contained" means here, file by file (docs/design.md, "Portable checkp
   statistics are given; ``lerobot-train`` gives ImageNet's, see
   :func:`pirl_core.policies.xvla_config.lerobot_normalization_mapping`); ``tokenizer_name =
   "tokenizer"``.
-* ``policy_preprocessor.json`` / ``policy_postprocessor.json``: LeRobot's registered steps only
-  (rename, batch, ``tokenizer_processor`` naming ``"tokenizer"``, ``xvla_add_domain_id``, device,
-  normaliser / unnormaliser), so LeRobot loads them without pirl installed.
-* ``tokenizer/``: a copy of the tokenizer the model was trained with (16 KB for pirl's word-level
-  one). Relative, never an absolute path of the machine that wrote it. pirl and
-  :func:`load_lerobot_processors` resolve it against the checkpoint directory; LeRobot's own
-  ``TokenizerProcessorStep`` hands the name to ``AutoTokenizer``, which resolves a relative path
-  against the working directory: LeRobot's CLI tools therefore run with the checkpoint directory
-  as working directory (README, "What is in `pretrained_model/`, and which LeRobot tools take it").
+* ``policy_preprocessor.json`` / ``policy_postprocessor.json``: LeRobot's registered steps (rename,
+  batch, ``xvla_add_domain_id``, device, normaliser / unnormaliser) and one pirl step, the tokenizer:
+  :class:`pirl_core.policies.embedded_tokenizer.EmbeddedTokenizerStep`, named by its import path
+  (LeRobot's loader imports it), whose state file ``policy_preprocessor_step_N.safetensors`` holds
+  the tokenizer's files. LeRobot loads that state from the checkpoint directory itself, so LeRobot's
+  tools run the checkpoint from any working directory (any Python with pirl installed).
+* ``tokenizer/``: the same tokenizer as a directory (16 KB for pirl's word-level one), which
+  ``config.json``'s relative ``tokenizer_name`` names; pirl's loaders resolve it against the
+  checkpoint directory. Never an absolute path of the machine that wrote it.
 * ``README.md``: the model card (:mod:`pirl_core.checkpoints.model_card`).
 
 :func:`finalize` applies these rules to a directory LeRobot's ``save_pretrained`` just wrote (every
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ from pirl_core.checkpoints import layout
 TOKENIZER_SUBDIR = "tokenizer"
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 POSTPROCESSOR_FILE = "policy_postprocessor.json"
-TOKENIZER_STEP = "tokenizer_processor"
+TOKENIZER_STEP = "tokenizer_processor"  # LeRobot's registered step (checkpoints before the embedded one)
+EMBEDDED_TOKENIZER_CLASS = "pirl_core.policies.embedded_tokenizer.EmbeddedTokenizerStep"
 NORMALIZER_STEP = "normalizer_processor"
 PORTABLE_VISUAL_NORM = "MEAN_STD"
 # Files of a saved tokenizer directory (transformers' names); anything else there is left behind.
@@ -96,16 +98,42 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def portable_preprocessor(pipeline: dict[str, Any]) -> dict[str, Any]:
-    """``policy_preprocessor.json`` rules: the tokenizer step names ``"tokenizer"``; the normaliser's
-    VISUAL entry is ``MEAN_STD`` (as config.json: the normaliser is built from it on load)."""
+    """``policy_preprocessor.json`` rules: the tokenizer step is the embedded one (import path, label
+    ``"tokenizer"``, its state file, see :func:`embed_tokenizer`); the normaliser's VISUAL entry is
+    ``MEAN_STD`` (as config.json: the normaliser is built from it on load)."""
     out = json.loads(json.dumps(pipeline))
-    for step in out.get("steps", []):
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", str(out.get("name", "policy_preprocessor")).lower())
+    for index, step in enumerate(out.get("steps", [])):
         cfg = step.get("config") or {}
-        if step.get("registry_name") == TOKENIZER_STEP:
+        if is_tokenizer_step(step):
+            # The entry LeRobot's save_pretrained writes for this step (key order included), with its
+            # name for an unregistered step's state file (DataProcessorPipeline._save_pretrained).
             cfg["tokenizer_name"] = TOKENIZER_SUBDIR
+            out["steps"][index] = {
+                "class": EMBEDDED_TOKENIZER_CLASS,
+                "config": cfg,
+                "state_file": f"{name}_step_{index}.safetensors",
+            }
         if step.get("registry_name") == NORMALIZER_STEP and "norm_map" in cfg:
             cfg["norm_map"] = {**cfg["norm_map"], "VISUAL": PORTABLE_VISUAL_NORM}
     return out
+
+
+def is_tokenizer_step(step: dict[str, Any]) -> bool:
+    """A processor-JSON step entry for the tokenizer: LeRobot's registered one or pirl's embedded one."""
+    return step.get("registry_name") == TOKENIZER_STEP or step.get("class") == EMBEDDED_TOKENIZER_CLASS
+
+
+def embed_tokenizer(directory: Path, pipeline: dict[str, Any]) -> None:
+    """Write the state file of ``pipeline``'s embedded tokenizer step (the files of
+    ``directory/tokenizer``) where LeRobot's loader looks for it: ``directory/<state_file>``."""
+    from safetensors.torch import save_file
+
+    from pirl_core.policies.embedded_tokenizer import read_tokenizer_files
+
+    for step in pipeline.get("steps", []):
+        if step.get("class") == EMBEDDED_TOKENIZER_CLASS:
+            save_file(read_tokenizer_files(directory / TOKENIZER_SUBDIR), str(directory / step["state_file"]))
 
 
 def tokenizer_name_of(directory: Path) -> str | None:
@@ -113,7 +141,7 @@ def tokenizer_name_of(directory: Path) -> str | None:
     pre = directory / PREPROCESSOR_FILE
     if pre.is_file():
         for step in read_json(pre).get("steps", []):
-            if step.get("registry_name") == TOKENIZER_STEP:
+            if is_tokenizer_step(step):
                 return (step.get("config") or {}).get("tokenizer_name")
     cfg = directory / layout.MODEL_CONFIG
     return read_json(cfg).get("tokenizer_name") if cfg.is_file() else None
@@ -184,7 +212,9 @@ def finalize(directory: Path, tokenizer_source: str | None = None) -> None:
     write_json(cfg_path, portable_config(config))
     pre_path = directory / PREPROCESSOR_FILE
     if pre_path.is_file():
-        write_json(pre_path, portable_preprocessor(read_json(pre_path)), indent=2)
+        pipeline = portable_preprocessor(read_json(pre_path))
+        embed_tokenizer(directory, pipeline)
+        write_json(pre_path, pipeline, indent=2)
 
 
 # pirl's own records inside pretrained_model/: the run config names where training read and wrote
@@ -195,8 +225,9 @@ RECORD_FILES = frozenset({layout.TRAIN_CONFIG, "sft_info.json"})
 def absolute_path_warnings(directory: Path) -> list[str]:
     """``file: key = value`` for every string in the JSON files a loader reads (config.json, the
     processor files; not pirl's records, :data:`RECORD_FILES`) of a ``pretrained_model`` directory
-    that is an absolute path (or ``~``): the checkpoint depends on where it was written. Relative
-    names resolve against the checkpoint (pirl) or the working directory (LeRobot's CLI tools)."""
+    that is an absolute path (or ``~``): the checkpoint depends on where it was written. pirl
+    resolves relative names against the checkpoint; LeRobot's tools get the tokenizer from the
+    embedded step's state."""
     found = []
     for path in sorted(Path(directory).glob("*.json")):
         if path.name in RECORD_FILES:
@@ -281,15 +312,20 @@ def _rewrite_manifest(checkpoint: Path) -> None:
 
 
 def load_lerobot_processors(directory: Path, device: str | None = None):
-    """LeRobot's ``make_pre_post_processors`` on a pirl ``pretrained_model`` directory, with the
-    tokenizer resolved against the directory (what LeRobot's CLI gets by running there)."""
+    """LeRobot's ``make_pre_post_processors`` on a pirl ``pretrained_model`` directory, as LeRobot's
+    tools call it. Checkpoints written before the embedded tokenizer step (LeRobot's registered
+    ``tokenizer_processor`` naming a relative directory) get that name resolved against the directory."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
 
     directory = Path(directory)
     config = PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
-    name = tokenizer_name_of(directory) or TOKENIZER_SUBDIR
-    overrides: dict[str, Any] = {TOKENIZER_STEP: {"tokenizer_name": resolve_tokenizer(name, directory)}}
+    overrides: dict[str, Any] = {}
+    pre_path = directory / PREPROCESSOR_FILE
+    steps = read_json(pre_path).get("steps", []) if pre_path.is_file() else []
+    if any(step.get("registry_name") == TOKENIZER_STEP for step in steps):
+        name = tokenizer_name_of(directory) or TOKENIZER_SUBDIR
+        overrides[TOKENIZER_STEP] = {"tokenizer_name": resolve_tokenizer(name, directory)}
     if device is not None:
         overrides["device_processor"] = {"device": device}
     return make_pre_post_processors(config, pretrained_path=str(directory), preprocessor_overrides=overrides)

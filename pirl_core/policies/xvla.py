@@ -288,7 +288,9 @@ def build_xvla_adapter(cfg: RunConfig, task_descriptions: list[str]) -> XVLAAdap
 
 def check_instructions(policy_pre, texts: list[str], error_cls) -> None:
     """Refuse instructions the policy preprocessor's tokenizer cannot represent (rollouts and SFT)."""
-    tokenizer_step = next(s for s in policy_pre.steps if type(s).__name__ == "TokenizerProcessorStep")
+    from lerobot.processor.tokenizer_processor import TokenizerProcessorStep
+
+    tokenizer_step = next(s for s in policy_pre.steps if isinstance(s, TokenizerProcessorStep))
     tok = tokenizer_step.input_tokenizer
     unk = tok.unk_token_id
     for text in texts:

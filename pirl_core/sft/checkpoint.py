@@ -4,6 +4,7 @@ Layout (what ``XVLAPolicy.from_pretrained``, ``lerobot-eval`` and pirl's ``polic
 
     OUT/config.json, model.safetensors            policy.save_pretrained (float32)
     OUT/policy_preprocessor*.json, policy_postprocessor*.json   LeRobot's processor files
+    OUT/policy_preprocessor_step_2.safetensors     the tokenizer's files as the tokenizer step's state
     OUT/tokenizer/                                 a copy of the tokenizer the model was trained with
     OUT/sft_info.json                              how it was trained (dataset name, steps, losses)
     OUT/README.md                                  the model card
@@ -12,7 +13,8 @@ Self-contained by :func:`pirl_core.checkpoints.portable.finalize` (the same rule
 checkpoint): ``config.json`` and the preprocessor name the tokenizer ``"tokenizer"`` (relative: an
 absolute path of this machine would break the checkpoint anywhere else, and a marker for "pirl's
 shipped tokenizer" would silently change meaning if that vocabulary were ever rebuilt), and
-``config.json`` carries the image size (``resize_imgs_with_padding``).
+``config.json`` carries the image size (``resize_imgs_with_padding``), and the preprocessor's
+tokenizer step carries the tokenizer itself as state, for LeRobot's tools run from anywhere.
 
 Written into a hidden sibling temp directory and renamed into place: a crash never leaves a
 half-written ``OUT`` that a later run would load.
