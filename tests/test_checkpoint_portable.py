@@ -65,8 +65,12 @@ def test_checkpoint_carries_image_size_tokenizer_and_card(moved) -> None:
     assert config["tokenizer_name"] == "tokenizer"
     assert config["resize_imgs_with_padding"] == [128, 128]
     assert config["normalization_mapping"]["VISUAL"] == "MEAN_STD"
-    steps = {s["registry_name"]: s["config"] for s in _json(model / "policy_preprocessor.json")["steps"]}
-    assert steps["tokenizer_processor"]["tokenizer_name"] == "tokenizer"
+    steps = {
+        s.get("registry_name", s.get("class")): s for s in _json(model / "policy_preprocessor.json")["steps"]
+    }
+    tok_step = steps[portable.EMBEDDED_TOKENIZER_CLASS]
+    assert tok_step["config"]["tokenizer_name"] == "tokenizer"
+    assert (model / tok_step["state_file"]).is_file()  # the tokenizer's files, as LeRobot step state
     assert (model / "tokenizer" / "tokenizer.json").is_file()
     assert portable.absolute_path_warnings(model) == []
     card = (model / "README.md").read_text()
@@ -87,24 +91,40 @@ def test_xvla_policy_from_pretrained_loads_the_moved_copy_from_any_cwd(moved, tm
     assert tuple(loaded.config.resize_imgs_with_padding) == (128, 128)
 
 
-def test_lerobot_processor_loader_resolves_the_tokenizer_in_the_checkpoint_dir(
-    moved, tmp_path, monkeypatch
-) -> None:
-    """LeRobot's CLI tools build the tokenizer with ``AutoTokenizer.from_pretrained("tokenizer")``:
-    relative to the working directory. In the checkpoint dir (what README prescribes) it loads;
-    elsewhere it does not (LeRobot's behaviour); pirl's loader works from anywhere."""
+def test_lerobot_processor_loader_builds_the_tokenizer_from_any_cwd(moved, tmp_path, monkeypatch) -> None:
+    """``lerobot-eval`` / ``lerobot-train`` build the preprocessor with ``make_pre_post_processors(
+    config, pretrained_path=<--policy.path>)``. With the checkpoint copied to one directory and the
+    working directory an unrelated other (path given absolute and relative), the tokenizer comes from
+    the step state inside the checkpoint and tokenizes a LIBERO instruction as pirl's own policy does."""
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
 
-    config = PreTrainedConfig.from_pretrained(str(moved.model))
-    monkeypatch.chdir(moved.model)
-    pre, _post = make_pre_post_processors(config, pretrained_path=".")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(Exception, match="tokenizer"):
-        make_pre_post_processors(config, pretrained_path=str(moved.model))
-    pre2, _ = portable.load_lerobot_processors(moved.model)
+    from pirl_core.policies.embedded_tokenizer import EmbeddedTokenizerStep
+
+    copy = tmp_path / "somewhere" / "model"
+    shutil.copytree(moved.model, copy)
+    cwd = tmp_path / "unrelated"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    pirl_pre = moved.adapter.processors.policy_pre
     batch = {"observation.state": torch.zeros(20), "task": TASK}
-    assert torch.equal(pre(batch)["observation.language.tokens"], pre2(batch)["observation.language.tokens"])
+    want = pirl_pre(dict(batch))["observation.language.tokens"]
+    for path in (str(copy), "../somewhere/model"):
+        config = PreTrainedConfig.from_pretrained(path)
+        pre, _post = make_pre_post_processors(config, pretrained_path=path)
+        assert any(isinstance(step, EmbeddedTokenizerStep) for step in pre.steps)
+        out = pre(dict(batch))
+        assert torch.equal(out["observation.language.tokens"], want)
+        assert (out["observation.language.tokens"] != 1).sum() > 3  # real tokens, not just padding
+    pre2, _ = portable.load_lerobot_processors(copy)
+    assert torch.equal(pre2(dict(batch))["observation.language.tokens"], want)
+    # saved again by LeRobot (what lerobot-train's checkpoints hold): same entry, same state
+    pre.save_pretrained(str(tmp_path / "resaved"))
+    resaved = _json(tmp_path / "resaved" / "policy_preprocessor.json")["steps"][2]
+    assert resaved == _json(copy / "policy_preprocessor.json")["steps"][2]
+    assert (tmp_path / "resaved" / resaved["state_file"]).read_bytes() == (
+        copy / resaved["state_file"]
+    ).read_bytes()
 
 
 def _lerobot_model_input(model_dir: Path, raw: dict) -> tuple[torch.Tensor, object]:
@@ -190,7 +210,7 @@ def test_lerobot_train_preprocessing_equals_pirl_sft(moved, monkeypatch) -> None
         "action": {"mean": torch.zeros(20), "std": torch.ones(20)},
     }
     config = PreTrainedConfig.from_pretrained(str(moved.model))
-    monkeypatch.chdir(moved.model)  # LeRobot resolves the tokenizer against the working directory
+    monkeypatch.chdir(moved.root)  # any working directory: the tokenizer is the preprocessor's state
     overrides = {  # lerobot_train.py's overrides when --policy.path is given
         "device_processor": {"device": "cpu"},
         "normalizer_processor": {
@@ -201,7 +221,7 @@ def test_lerobot_train_preprocessing_equals_pirl_sft(moved, monkeypatch) -> None
         "rename_observations_processor": {"rename_map": {}},
     }
     train_pre, _ = make_pre_post_processors(
-        config, pretrained_path=".", dataset_stats=stats, preprocessor_overrides=overrides
+        config, pretrained_path=str(moved.model), dataset_stats=stats, preprocessor_overrides=overrides
     )
     lerobot = train_pre(dict(batch))
     pirl = moved.adapter.processors.policy_pre(make_demo_processor()(dict(batch)))
@@ -241,7 +261,10 @@ def _age(checkpoint: Path, tokenizer: Path) -> None:
     (model / "config.json").write_text(json.dumps(config, indent=4))
     pre = _json(model / "policy_preprocessor.json")
     for step in pre["steps"]:
-        if step["registry_name"] == "tokenizer_processor":
+        if step.get("class") == portable.EMBEDDED_TOKENIZER_CLASS:  # back to LeRobot's own step
+            (model / step.pop("state_file")).unlink()
+            del step["class"]
+            step["registry_name"] = "tokenizer_processor"
             step["config"]["tokenizer_name"] = str(tokenizer)
     (model / "policy_preprocessor.json").write_text(json.dumps(pre, indent=2))
     portable._rewrite_manifest(checkpoint)
@@ -255,6 +278,9 @@ def test_export_migrates_an_old_checkpoint_and_validate_warns(moved, tmp_path, c
     shutil.copytree(moved.checkpoint, old)
     _age(old, tmp_path / "tok")
     inspect(old)  # still a complete checkpoint
+    batch = {"observation.state": torch.zeros(20), "task": TASK}
+    old_pre, _ = portable.load_lerobot_processors(old / layout.PRETRAINED_MODEL_DIR)  # old form loads
+    old_tokens = old_pre(dict(batch))["observation.language.tokens"]
     same = f"--policy.pretrained_path={_json(old / 'pretrained_model/train_config.json')['policy']['pretrained_path']}"
     assert main(["validate", str(old), same]) == 0
     err = capsys.readouterr().err
@@ -276,6 +302,8 @@ def test_export_migrates_an_old_checkpoint_and_validate_warns(moved, tmp_path, c
         old / "pretrained_model/model.safetensors"
     ).read_bytes()
     assert "55.0 % success over 20 episodes (lerobot-eval)" in (model / "README.md").read_text()
+    new_pre, _ = portable.load_lerobot_processors(model)  # the embedded step
+    assert torch.equal(new_pre(dict(batch))["observation.language.tokens"], old_tokens)
     capsys.readouterr()
     assert main(["validate", str(new), same]) == 0
     assert "warning" not in capsys.readouterr().err
@@ -290,6 +318,9 @@ def test_shipped_sft_is_self_contained() -> None:
     assert config["resize_imgs_with_padding"] == [128, 128] and config["tokenizer_name"] == "tokenizer"
     assert portable.absolute_path_warnings(SHIPPED_SFT) == []
     assert (SHIPPED_SFT / "README.md").is_file() and (SHIPPED_SFT / "tokenizer" / "tokenizer.json").is_file()
+    steps = _json(SHIPPED_SFT / "policy_preprocessor.json")["steps"]
+    tok = [s for s in steps if s.get("class") == portable.EMBEDDED_TOKENIZER_CLASS]
+    assert len(tok) == 1 and (SHIPPED_SFT / tok[0]["state_file"]).is_file()
     from safetensors import safe_open
 
     with safe_open(str(SHIPPED_SFT / "model.safetensors"), "pt") as f:

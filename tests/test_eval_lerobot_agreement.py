@@ -110,9 +110,9 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     pretrained = str(path / "pretrained_model")
     policy = XVLAPolicy.from_pretrained(pretrained)
     policy.eval()
-    with pytest.MonkeyPatch.context() as mp:  # as lerobot-eval runs: in the checkpoint dir (README)
-        mp.chdir(pretrained)
-        pre, post = make_pre_post_processors(policy.config, pretrained_path=".")
+    with pytest.MonkeyPatch.context() as mp:  # as lerobot-eval runs: from any working directory
+        mp.chdir(path.parent)
+        pre, post = make_pre_post_processors(policy.config, pretrained_path=pretrained)
     env_pre, env_post = make_env_processors(cfg.env.camera_size)
     lerobot_runs = []
     try:
