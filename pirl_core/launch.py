@@ -196,6 +196,13 @@ def _stream(
         selector.register(proc.stdout, selectors.EVENT_READ, name)
     codes: dict[str, int] = {}
     kill_at: float | None = None
+    grace_until: float | None = None  # an actor failed: the learner may be ending on its own
+
+    def stop_all(name: str, code: int) -> float:
+        print(f"[launch] {name} exited {code}; stopping the others", flush=True)
+        _signal_all(procs, signal.SIGINT)
+        return time.monotonic() + STOP_TIMEOUT_S
+
     while selector.get_map() or len(codes) < len(procs):
         for key, _ in selector.select(timeout=0.2) if selector.get_map() else []:
             line = key.fileobj.readline()
@@ -216,10 +223,19 @@ def _stream(
             if name in codes or proc.poll() is None:
                 continue
             codes[name] = proc.returncode
-            if proc.returncode != ExitCode.OK and kill_at is None:
-                print(f"[launch] {name} exited {proc.returncode}; stopping the others", flush=True)
-                _signal_all(procs, signal.SIGINT)
-                kill_at = time.monotonic() + STOP_TIMEOUT_S
+            if proc.returncode == ExitCode.OK or kill_at is not None:
+                continue
+            if name != "learner" and "learner" in procs and "learner" not in codes:
+                # An actor often fails *because* the learner failed (it was told so and exits at
+                # once, while the learner is still writing its error): give the learner a moment
+                # to end on its own, so its exit code, the cause, is the one launch reports.
+                if grace_until is None:
+                    grace_until = time.monotonic() + ACTOR_FAILURE_GRACE_S
+                    failed_first = (name, proc.returncode)
+                continue
+            kill_at = stop_all(name, proc.returncode)
+        if kill_at is None and grace_until is not None and time.monotonic() > grace_until:
+            kill_at = stop_all(*failed_first)
         if kill_at is not None and time.monotonic() > kill_at:
             _signal_all(procs, signal.SIGKILL)
     if waiting:
@@ -230,6 +246,9 @@ def _stream(
         )
     return codes
 
+
+# Seconds launch waits, after an actor failed, for the learner to end on its own before stopping it.
+ACTOR_FAILURE_GRACE_S = 5.0
 
 # How a learner ends that launch stopped because an actor failed first (SIGINT, or SIGKILL after
 # STOP_TIMEOUT_S; a signal that lands while it is already exiting kills it outright).

@@ -87,3 +87,21 @@ def test_launch_reports_the_cause_not_its_own_stop() -> None:
     assert outcome({"actor-0": 8, "learner": -signal.SIGINT}) == 8  # launch stopped the learner
     assert outcome({"actor-0": 5, "learner": ExitCode.INTERRUPTED}) == 5
     assert outcome({"learner": 0, "actor-1": 5}) == 5
+
+
+def test_an_actor_failing_because_its_learner_failed_does_not_hide_the_learners_code() -> None:
+    """The learner tells its actor it failed and then takes a moment to exit (it writes its error,
+    closes the server); the actor exits at once. Launch must not stop the learner in that moment
+    (a SIGINT that lands while it exits turns its 8 into -2, and the actor's 5 would be reported)."""
+    from pirl_core.launch import ChildCommand, _stream
+
+    learner_code = "import time; print('[learner] ready', flush=True); time.sleep(2); raise SystemExit(8)"
+    learner = ChildCommand("learner", "learner", (sys.executable, "-c", learner_code))
+    actor = ChildCommand("actor-0", "actor", (sys.executable, "-c", "raise SystemExit(5)"))
+    env = child_env()
+    procs = {
+        "learner": subprocess.Popen(learner.argv, stdout=subprocess.PIPE, env=env, start_new_session=True)
+    }
+    codes = _stream(procs, [actor], env)
+    assert codes["actor-0"] == 5 and codes["learner"] == ExitCode.STORAGE
+    assert outcome(codes) == ExitCode.STORAGE
