@@ -42,16 +42,19 @@ before clipping (``grad_norm_value`` / ``grad_norm_noise`` for the heads); ``sam
 batch transitions per second of update; groups that do not exist report lr 0.0; losses and KL
 are means over all minibatches of all epochs.
 
-Distributed (``torchrun``, pirl_core.distributed): ``self.dist`` is None in one process. When
-set, every rank runs this same update on the same batch and order; :meth:`_chunks` keeps this
-rank's shard of each minibatch, losses are weighted by shares of the *global* minibatch, and
-:meth:`_reduce` is the one place where statistics meet before any rank decides on them.
+Distribution: the trainer is given its ``forward`` (``actor_critic.evaluate``, or the same
+wrapped in DDP/FSDP) and a ``reducer`` (:mod:`pirl_core.recipe.reducer`: a no-op in one process,
+collectives under ``torchrun``). Every process runs this same update on the same batch and
+order; :meth:`_chunks` keeps the reducer's shard of each minibatch, losses are weighted by shares
+of the *global* minibatch, and the reducer is where statistics meet before any process decides
+on them. Metric names are declared once, in :class:`pirl_core.recipe.stats.UpdateStats`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -70,26 +73,29 @@ from pirl_core.recipe.advantages import (
 )
 from pirl_core.recipe.drift import ActionDrift, ActionSpace
 from pirl_core.recipe.numerics import require_finite_tensors, require_finite_value
-from pirl_core.recipe.ppo import ppo_loss
+from pirl_core.recipe.ppo import LossOutput, ppo_loss
+from pirl_core.recipe.reducer import LocalReducer, Reducer
+from pirl_core.recipe.stats import LOSS_TERMS, UpdateStats
 from pirl_core.rollout import RolloutBatch
 
 ADAM_BETAS = (0.9, 0.95)
 WEIGHT_DECAY = 0.01
 """AdamW settings of the reference LIBERO configs."""
-METRIC_KEYS = (
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "clip_frac",
-    "grad_norm",
-    "grad_norm_value",
-    "grad_norm_noise",
-)
+
+Forward = Callable[[dict[str, Tensor], Tensor, Tensor], tuple[Tensor, Tensor, Tensor | None]]
+"""``ActorCritic.evaluate``'s signature: (obs, chain, sde_step) -> (log-prob, entropy, value)."""
 
 
 class PolicyTrainer:
-    """Owns the optimisers and the update RNG of one :class:`ActorCritic`."""
+    """Owns the optimisers and the update RNG of one :class:`ActorCritic`.
+
+    ``forward`` (default ``actor_critic.evaluate``) and ``reducer`` (default one process) are how
+    the update reaches the model and the other processes; ``pirl_core.distributed.sharding``
+    builds a trainer with DDP/FSDP ones. ``sft``: the SFT co-training term
+    (:class:`pirl_core.recipe.cotrain.SftCoTraining`), None = off and no co-training code runs.
+    ``drift``: measure ``action_drift`` (when ``recipe.drift_probe_states`` > 0); a trainer whose
+    forwards go through a wrapper passes False, the probe's forwards would bypass it.
+    ``optimizers``: the AdamWs to step (default: fresh ones over ``param_groups()``)."""
 
     def __init__(
         self,
@@ -97,25 +103,29 @@ class PolicyTrainer:
         recipe: RecipeConfig,
         seed: int = 0,
         action_space: ActionSpace = "plain",
+        *,
+        forward: Forward | None = None,
+        reducer: Reducer | None = None,
+        sft: Any = None,
+        drift: bool = True,
+        optimizers: dict[str, torch.optim.Optimizer] | None = None,
     ) -> None:
         self.actor_critic = actor_critic
         self.recipe = recipe
+        self.forward: Forward = forward if forward is not None else actor_critic.evaluate
+        self.reducer: Reducer = reducer if reducer is not None else LocalReducer()
         # The only source of update randomness (minibatch order); checkpoints save its state.
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(seed)
-        lrs = {"policy": recipe.lr, "value": recipe.value_lr, "noise": recipe.noise_lr}
-        self.base_lrs = lrs
+        self.base_lrs = {"policy": recipe.lr, "value": recipe.value_lr, "noise": recipe.noise_lr}
         self.updates_done = 0  # used when the caller passes no update index (tests, local loop)
-        self.dist = None  # a pirl_core.distributed.Distributed under torchrun (set by its wrap())
-        # action_drift telemetry (recipe.drift_probe_states; one process only: under torchrun the
-        # probe forwards would bypass the FSDP/DDP wrapper)
         self.drift = (
-            ActionDrift(recipe.drift_probe_states, action_space) if recipe.drift_probe_states > 0 else None
+            ActionDrift(recipe.drift_probe_states, action_space)
+            if drift and recipe.drift_probe_states > 0
+            else None
         )
-        # SFT co-training term (recipe.sft_loss_weight): a pirl_core.sft.cotrain.SftCoTraining, set
-        # by trainer_for; None = off, and then no co-training code runs at all
-        self.sft = None
-        self.optimizers = self.build_optimizers()
+        self.sft = sft
+        self.optimizers = optimizers if optimizers is not None else self.build_optimizers()
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Fresh AdamWs over the current parameters (FSDP swaps them for shards and rebuilds these)."""
@@ -130,6 +140,108 @@ class PolicyTrainer:
     @property
     def uses_critic(self) -> bool:
         return self.recipe.algorithm == "ppo" and self.actor_critic.value_head is not None
+
+    # ------------------------------------------------------------------ update
+
+    def update(
+        self, batch: RolloutBatch, update_index: int | None = None, on_policy: bool = True
+    ) -> dict[str, float]:
+        """One PPO/GRPO update. ``update_index``: updates completed before this one (the learner
+        passes its progress step; defaults to this trainer's own count). ``on_policy=False``
+        (stale batches allowed, or a batch re-used): the rollout-vs-learner difference then
+        includes genuine policy lag, so it is reported but not bounded, and the behaviour
+        log-probs are kept as sampled (they are what corrects for the lag)."""
+        started = time.perf_counter()
+        update_index = self.updates_done if update_index is None else int(update_index)
+        self._apply_lr_schedule(update_index)
+        adv, returns, keep = self.advantages(batch)
+        stats = self._batch_stats(batch, adv, returns, keep)
+        rows = torch.nonzero(keep).squeeze(-1)
+        if rows.numel() == 0:  # e.g. GRPO with every group filtered: nothing to learn from this batch
+            stats.skipped = 1.0
+        else:
+            self._optimise(batch, rows, adv, returns, update_index, on_policy, stats)
+        stats.finish(time.perf_counter() - started)
+        self.updates_done = update_index + 1
+        return stats.metrics()
+
+    def _optimise(
+        self,
+        batch: RolloutBatch,
+        rows: Tensor,
+        adv: Tensor,
+        returns: Tensor,
+        update_index: int,
+        on_policy: bool,
+        stats: UpdateStats,
+    ) -> None:
+        """``update_epochs`` passes over shuffled minibatches of the kept rows: loss, checks, an
+        optional SFT term, one clipped step per group; stops early on KL or action drift."""
+        r = self.recipe
+        mb_size = math.ceil(rows.numel() / r.minibatches)
+        self.actor_critic.adapter.set_rl_mode()
+        first_order = rows[torch.randperm(rows.numel(), generator=self.generator)]
+        old_logp, recomputed = self._behaviour_logp(batch, first_order, mb_size, on_policy, stats)
+        # Critic warm-up: the first updates step only the value head (the policy and noise
+        # head keep their parameters bitwise; their gradients are computed and dropped, so the
+        # DDP/FSDP reductions see the same graph as any update).
+        warmup = self.uses_critic and update_index < r.critic_warmup_updates
+        stats.critic_warmup = float(warmup)
+        if self.drift is not None:
+            self.drift.begin_update(self.actor_critic, batch.obs)
+        for epoch, k, index in self._minibatches(rows, first_order, mb_size):
+            where = f"epoch {epoch + 1}, minibatch {k + 1}"
+            losses = self._accumulate_gradients(batch, index, old_logp, adv, returns, first=epoch == k == 0)
+            require_finite_value("the loss", losses.pop("loss"), where)
+            if epoch == k == 0:
+                self._check_first_minibatch(losses, recomputed, on_policy, stats)
+            if self._kl_exceeded(losses["approx_kl"]):
+                stats.kl_stopped, stats.early_stop_epoch = 1.0, float(epoch)
+                break
+            if self.sft is not None:  # one demonstration batch per applied minibatch
+                stats.add_sft(self._sft_backward(update_index, epoch * r.minibatches + k, where))
+            stats.add_step(losses, self._clip_and_step(where, only=("value",) if warmup else None))
+            if self._drift_exceeded(stats):
+                stats.drift_stopped, stats.early_stop_epoch = 1.0, float(epoch)
+                break
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)  # a stopped minibatch leaves gradients behind
+        if self.drift is not None:
+            drift_started = time.perf_counter()
+            stats.drift = stats.drift if stats.drift is not None else self.drift.measure(self.actor_critic)
+            stats.drift_s = time.perf_counter() - drift_started
+
+    def _minibatches(
+        self, rows: Tensor, first_order: Tensor, mb_size: int
+    ) -> Iterator[tuple[int, int, Tensor]]:
+        """(epoch, minibatch number, row indices): epoch 0 in ``first_order`` (the order the
+        behaviour log-probs were re-scored in), each later epoch drawn from the update generator
+        when it starts (an early stop draws no further order)."""
+        for epoch in range(self.recipe.update_epochs):
+            order = (
+                first_order if epoch == 0 else rows[torch.randperm(rows.numel(), generator=self.generator)]
+            )
+            for start in range(0, rows.numel(), mb_size):
+                yield epoch, start // mb_size, order[start : start + mb_size]
+
+    def _batch_stats(self, batch: RolloutBatch, adv: Tensor, returns: Tensor, keep: Tensor) -> UpdateStats:
+        """The batch's own statistics, known before any step, and the learning rates in force."""
+        _, ep_ret = episode_returns(batch.reward, batch.episode_id)
+        stat_returns = returns[keep] if self.uses_critic else ep_ret.float()
+        return UpdateStats(
+            samples=float(len(batch)),
+            kept_frac=float(keep.float().mean()) if len(batch) else 0.0,
+            adv_mean=float(adv[keep].mean()) if bool(keep.any()) else 0.0,
+            adv_std=float(adv[keep].std()) if int(keep.sum()) > 1 else 0.0,
+            return_mean=float(stat_returns.mean()) if stat_returns.numel() else 0.0,
+            return_std=float(stat_returns.std()) if stat_returns.numel() > 1 else 0.0,
+            explained_variance=(
+                explained_variance(batch.value[keep], returns[keep]) if self.uses_critic else 0.0
+            ),
+            lr_policy=self._lr("policy"),
+            lr_value=self._lr("value"),
+            lr_noise=self._lr("noise"),
+        )
 
     def advantages(self, batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
         """(advantages, value targets, keep mask), each (N,)."""
@@ -173,86 +285,256 @@ class PolicyTrainer:
             return bool(setting)
         return self.actor_critic.adapter.compute_dtype is not None or self.actor_critic.device.type != "cpu"
 
+    # ------------------------------------------------------------------ the two invariants
+
+    def _behaviour_logp(
+        self, batch: RolloutBatch, first_order: Tensor, mb_size: int, on_policy: bool, stats: UpdateStats
+    ) -> tuple[Tensor, bool]:
+        """The old log-probs of the loss, and whether they were re-scored. Element ratios need
+        per-element behaviour log-probs, which a rollout does not store (it keeps the chunk
+        log-prob): the learner re-scores them before its first step, which config validation
+        allows only on-policy (learner.max_staleness = 0)."""
+        if not ((self.recompute_logprobs and on_policy) or self.actor_critic.sampler.per_element):
+            return batch.logp, False
+        old_logp, delta = self._recompute_old_logp(batch, first_order, mb_size)
+        self._record_mismatch(delta, on_policy, stats)
+        stats.logprob_recomputed = 1.0
+        return old_logp, True
+
+    def _recompute_old_logp(
+        self, batch: RolloutBatch, first_order: Tensor, mb_size: int
+    ) -> tuple[Tensor, Tensor]:
+        """Behaviour log-probs re-scored with the learner's numerics, in the exact chunks the
+        first epoch evaluates (so its first minibatch has ratio == 1 bitwise), and the
+        rollout-vs-learner difference |delta| of the re-scored rows."""
+        ac = self.actor_critic
+        if ac.sampler.per_element:  # element ratios: (N, E), rows outside first_order unused
+            n_elem = int(ac.adapter.sampled_mask().sum())
+            old_logp = torch.zeros(len(batch), n_elem)
+        else:
+            old_logp = batch.logp.clone().float()
+        minibatches = [
+            first_order[start : start + mb_size] for start in range(0, first_order.numel(), mb_size)
+        ]
+        with torch.no_grad():
+            for index in minibatches:
+                # every chunk runs the forward (under FSDP a collective: padding chunks too)
+                for chunk, weight in self._weighted_chunks(index):
+                    _, logp, _, _, _ = self._evaluate(batch, chunk, sync=False)
+                    if weight > 0:
+                        old_logp[chunk] = logp.float().cpu()
+        mine = torch.zeros_like(old_logp)  # each row was re-scored by exactly one process
+        for index in minibatches:
+            for chunk in self._chunks(index):
+                mine[chunk] = old_logp[chunk]
+        old_logp[first_order] = self.reducer.reduce_rows(mine)[first_order]
+        rescored = ac.sampler.reduce_elements(old_logp[first_order])
+        return old_logp, (rescored - batch.logp[first_order].float()).abs()
+
+    def _check_first_minibatch(
+        self, losses: dict[str, Any], recomputed: bool, on_policy: bool, stats: UpdateStats
+    ) -> None:
+        """Before the first step: the ratio check, and (log-probs not re-scored) the log-prob
+        mismatch measured on this minibatch. Both bound only an on-policy update."""
+        stats.ratio_check = losses.pop("ratio_dev_max")
+        delta = losses.pop("logp_delta")
+        if on_policy:
+            self._check_ratio(stats.ratio_check)
+        if not recomputed:
+            self._record_mismatch(delta, on_policy, stats)
+
+    def _record_mismatch(self, delta: Tensor, on_policy: bool, stats: UpdateStats) -> None:
+        """|rollout log-prob - learner log-prob| as its metrics, bounded by
+        ``recipe.logprob_tolerance`` (exit 5) when on-policy. With recompute on, ``ratio_check``
+        is 0 by construction and this is what still catches an actor that sampled from other
+        weights, other observations or another sampler; with recompute off it bounds the same
+        difference on the first minibatch."""
+        if delta.numel():
+            stats.logprob_mismatch_mean, stats.logprob_mismatch_max = float(delta.mean()), float(delta.max())
+        else:
+            stats.logprob_mismatch_mean = stats.logprob_mismatch_max = 0.0
+        tol = self.recipe.logprob_tolerance
+        worst = stats.logprob_mismatch_max
+        if on_policy and tol > 0 and not worst <= tol:
+            raise RatioCheckError(
+                f"rollout log-probs differ from the learner's by up to {worst:.4g} "
+                f"(mean {stats.logprob_mismatch_mean:.4g}), above recipe.logprob_tolerance={tol:g}: "
+                "the actor did not sample from the policy the learner scores. Likely causes: a stale or "
+                "partial parameter push, learner and actor started with different overrides "
+                "(policy.dtype, sigma bounds, reductions, denoise_steps), or observations altered on the wire"
+            )
+
+    def _check_ratio(self, ratio_check: float) -> None:
+        tolerance = self.recipe.ratio_tolerance
+        if ratio_check <= tolerance:
+            return
+        raise RatioCheckError(
+            f"ratio check failed: max |ratio - 1| on the first minibatch is {ratio_check:.3g}, "
+            f"above recipe.ratio_tolerance={tolerance:g}; the learner scores the batch differently "
+            "from how the actor sampled it, so this update would train off-policy and was not applied. "
+            "Likely causes: actor and learner started with different settings or pirl versions, "
+            "non-deterministic layers (dropout) active, or a different precision or device"
+        )
+
+    # ------------------------------------------------------------------ minibatch loss
+
     def _chunks(self, index: Tensor) -> list[Tensor]:
         """A minibatch's rows split into micro-batches (one chunk when micro-batching is off).
-        Recompute and update evaluate exactly these chunks, so shapes and numerics match. Under
-        torchrun only this rank's shard of the minibatch (possibly empty)."""
-        if self.dist is not None:
-            index = self.dist.shard(index)
-            if index.numel() == 0:
-                return []
+        Recompute and update evaluate exactly these chunks, so shapes and numerics match. Only
+        the reducer's shard of the minibatch (under torchrun: possibly empty)."""
+        index = self.reducer.shard(index)
+        if index.numel() == 0:
+            return []
         size = self.recipe.micro_batch_size
         if size <= 0 or size >= index.numel():
             return [index]
         return list(index.split(size))
 
     def _weighted_chunks(self, index: Tensor) -> list[tuple[Tensor, float]]:
-        """This rank's chunks with their share of the global minibatch. Under torchrun a rank
-        with fewer chunks than :meth:`Distributed.forwards` asks for (an empty shard under DDP, a
-        smaller one under FSDP, where every forward all-gathers) adds weight-0 chunks."""
+        """This process's chunks with their share of the global minibatch. A process with fewer
+        chunks than :meth:`Reducer.forwards` asks for (an empty shard under DDP, a smaller one
+        under FSDP, where every forward all-gathers) adds weight-0 chunks."""
         total = index.numel()
         chunks = [(c, c.numel() / total) for c in self._chunks(index)]
-        if self.dist is not None:
-            missing = self.dist.forwards(index, self.recipe.micro_batch_size) - len(chunks)
-            chunks += [(index[:1], 0.0)] * missing
-        return chunks
+        missing = self.reducer.forwards(index, self.recipe.micro_batch_size) - len(chunks)
+        return chunks + [(index[:1], 0.0)] * missing
 
-    def _recompute_old_logp(
-        self, batch: RolloutBatch, first_order: Tensor, mb_size: int
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Behaviour log-probs re-scored with the learner's numerics, in the exact chunks the
-        first epoch evaluates (so its first minibatch has ratio == 1 bitwise), and the
-        rollout-vs-learner difference |delta| as its own metric."""
-        ac = self.actor_critic
-        device = ac.device
-        if ac.sampler.per_element:  # element ratios: (N, E), rows outside first_order unused
-            n_elem = int(ac.adapter.sampled_mask().sum())
-            old_logp = torch.zeros(len(batch), n_elem)
-        else:
-            old_logp = batch.logp.clone().float()
-        with torch.no_grad():
-            for start in range(0, first_order.numel(), mb_size):
-                for chunk, weight in self._weighted_chunks(first_order[start : start + mb_size]):
-                    mb = batch.select(chunk)
-                    obs = {k: v.to(device) for k, v in mb.obs.items()}
-                    chain, sde_step = mb.chain.to(device), mb.sde_step.to(device)
-                    if self.dist is None:
-                        logp, _, _ = ac.evaluate(obs, chain, sde_step)
-                    else:  # under FSDP the forward is a collective: padding chunks run it too
-                        logp, _, _ = self.dist.evaluate(obs, chain, sde_step, sync=False)
-                    if weight > 0:
-                        old_logp[chunk] = logp.float().cpu()
-        if self.dist is not None:  # each row was re-scored by exactly one rank
-            mine = torch.zeros_like(old_logp)
-            for start in range(0, first_order.numel(), mb_size):
-                for chunk in self._chunks(first_order[start : start + mb_size]):
-                    mine[chunk] = old_logp[chunk]
-            old_logp[first_order] = self.dist.reduce_rows(mine)[first_order]
-        rescored = ac.sampler.reduce_elements(old_logp[first_order])
-        delta = (rescored - batch.logp[first_order].float()).abs()
-        return old_logp, self._mismatch_metrics(delta)
+    def _evaluate(
+        self, batch: RolloutBatch, chunk: Tensor, sync: bool
+    ) -> tuple[RolloutBatch, Tensor, Tensor, Any, Tensor]:
+        """One chunk through ``forward``: (its rows, log-prob, entropy, value, its SDE steps). Its
+        backward reduces the accumulated gradients over processes only when ``sync``."""
+        device = self.actor_critic.device
+        mb = batch.select(chunk)
+        obs = {k: v.to(device) for k, v in mb.obs.items()}
+        chain, sde_step = mb.chain.to(device), mb.sde_step.to(device)
+        with self.reducer.syncing(sync):
+            new_logp, entropy, new_value = self.forward(obs, chain, sde_step)
+        return mb, new_logp, entropy, new_value, sde_step
 
-    @staticmethod
-    def _mismatch_metrics(delta: Tensor) -> dict[str, float]:
-        if delta.numel() == 0:
-            return {"logprob_mismatch_mean": 0.0, "logprob_mismatch_max": 0.0}
-        return {"logprob_mismatch_mean": float(delta.mean()), "logprob_mismatch_max": float(delta.max())}
+    def _accumulate_gradients(
+        self,
+        batch: RolloutBatch,
+        index: Tensor,
+        old_logp: Tensor,
+        adv: Tensor,
+        returns: Tensor,
+        first: bool,
+    ) -> dict[str, Any]:
+        """Forward/backward of one minibatch as micro-batches, gradients summed in place; returns
+        its reduced statistics (``loss`` and :data:`LOSS_TERMS`; on the ``first`` minibatch also
+        ``ratio_dev_max`` and the log-prob differences ``logp_delta``).
 
-    def _check_logprob_mismatch(self, mismatch: dict[str, float]) -> None:
-        """The actor/learner contract bound. With recompute on, ``ratio_check`` is 0 by
-        construction and this is what still catches an actor that sampled from other weights,
-        other observations or another sampler; with recompute off it bounds the same difference
-        on the first minibatch."""
-        tol = self.recipe.logprob_tolerance
-        worst = mismatch["logprob_mismatch_max"]
-        if tol > 0 and not worst <= tol:
-            raise RatioCheckError(
-                f"rollout log-probs differ from the learner's by up to {worst:.4g} "
-                f"(mean {mismatch['logprob_mismatch_mean']:.4g}), above recipe.logprob_tolerance={tol:g}: "
-                "the actor did not sample from the policy the learner scores. Likely causes: a stale or "
-                "partial parameter push, learner and actor started with different overrides "
-                "(policy.dtype, sigma bounds, reductions, denoise_steps), or observations altered on the wire"
-            )
+        Every loss term is a mean over the minibatch, so micro-batch i's loss is weighted by
+        n_i / n: the summed gradient equals the un-split minibatch's (advantages are normalised
+        before splitting, over the whole batch). Statistics are weighted the same way; the
+        reducer adds them (and takes the maximum ratio deviation) over processes, so the ratio
+        check, the finiteness check and the target_kl stop decide identically everywhere."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        sums = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
+        ratio_dev_max = 0.0
+        deltas = [torch.zeros(0)]
+        chunks = self._weighted_chunks(index)  # an empty shard still joins the gradient reduction
+        for i, (chunk, weight) in enumerate(chunks):
+            mb, new_logp, entropy, new_value, sde_step = self._evaluate(batch, chunk, i == len(chunks) - 1)
+            chunk_old = old_logp[chunk].to(self.actor_critic.device)
+            out = self._loss(mb, chunk, chunk_old, adv, returns, new_logp, entropy, new_value, sde_step)
+            (out.loss * (weight * self.reducer.grad_scale)).backward()
+            for name in sums:
+                sums[name] += weight * float(getattr(out, name).detach())
+            if first and weight > 0:
+                ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
+                reduce = self.actor_critic.sampler.reduce_elements
+                deltas.append((reduce(new_logp.detach()) - reduce(chunk_old)).abs().float().cpu())
+        if not first:
+            return self.reducer.reduce(sums, {})
+        stats: dict[str, Any] = self.reducer.reduce(sums, {"ratio_dev_max": ratio_dev_max})
+        stats["logp_delta"] = self.reducer.gather_cat(torch.cat(deltas))
+        return stats
+
+    def _loss(
+        self,
+        mb: RolloutBatch,
+        chunk: Tensor,
+        chunk_old: Tensor,
+        adv: Tensor,
+        returns: Tensor,
+        new_logp: Tensor,
+        entropy: Tensor,
+        new_value: Tensor | None,
+        sde_step: Tensor,
+    ) -> LossOutput:
+        """The PPO/GRPO loss of one chunk (:func:`pirl_core.recipe.ppo.ppo_loss`)."""
+        device = self.actor_critic.device
+        return ppo_loss(
+            new_logp=new_logp,
+            old_logp=chunk_old,
+            advantages=adv[chunk].to(device),
+            entropy=entropy,
+            clip=self.clip_for(sde_step),
+            entropy_coef=self.recipe.entropy_coef,
+            new_value=new_value if self.uses_critic else None,
+            old_value=mb.value.to(device),
+            returns=returns[chunk].to(device),
+            value_clip=self.recipe.value_clip,
+        )
+
+    def clip_for(self, sde_step: Tensor) -> float | Tensor:
+        """The PPO clip of each transition: ``recipe.clip``, or with
+        ``recipe.clip_per_denoise_step`` (Flow-SDE) the clip of each transition's stochastic
+        denoising step, a (B,) tensor."""
+        per_step = self.recipe.clip_per_denoise_step
+        if not per_step:
+            return self.recipe.clip
+        return torch.tensor(per_step, dtype=torch.float32, device=sde_step.device)[sde_step]
+
+    def _sft_backward(self, update_index: int, step: int, where: str) -> float:
+        """Add ``sft_loss_weight`` x the SFT loss's gradient to the minibatch's; returns the loss."""
+        loss, _ = self.sft.loss(self.actor_critic.adapter, update_index, step)
+        (self.recipe.sft_loss_weight * loss * self.reducer.grad_scale).backward()
+        value = float(loss.detach())
+        require_finite_value("the SFT co-training loss", value, where)
+        return value
+
+    # ------------------------------------------------------------------ step
+
+    def _clip_and_step(self, where: str, only: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Clip each group's gradient separately, check every norm is finite, then step all
+        (``only``: just these groups, e.g. the critic warm-up's value group).
+        Per-group clipping keeps a large critic gradient early in training from shrinking the
+        policy's step; checking all norms before any step keeps a NaN out of every group."""
+        params = {
+            name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()
+        }
+        norms = {}
+        for name, group in params.items():
+            norms[name] = self.reducer.norm(torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip))
+            require_finite_value(f"the {name} gradient norm", norms[name], where)
+        for name, opt in self.optimizers.items():
+            if only is None or name in only:
+                opt.step()
+        names = {id(p): n for n, p in self.actor_critic.named_parameters()}
+        named = (
+            (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
+        )
+        require_finite_tensors("after the step, parameter", named, where)
+        return norms
+
+    # ------------------------------------------------------------------ early stops
+
+    def _kl_exceeded(self, approx_kl: float) -> bool:
+        """SB3's early stop: a minibatch whose approx_kl exceeds 1.5 x target_kl is not applied."""
+        target = self.recipe.target_kl
+        return target > 0 and approx_kl > 1.5 * target
+
+    def _drift_exceeded(self, stats: UpdateStats) -> bool:
+        """``recipe.max_action_drift_mm``: measured after the step (the step that crosses the
+        bound is applied, the rest not); the measurement is kept as the update's drift."""
+        if self.drift is None or self.recipe.max_action_drift_mm <= 0:
+            return False
+        stats.drift = self.drift.measure(self.actor_critic)
+        return stats.drift["action_drift_xyz_mm"] > self.recipe.max_action_drift_mm
 
     # ------------------------------------------------------------------ schedule
 
@@ -268,274 +550,6 @@ class PolicyTrainer:
             for group in opt.param_groups:
                 group["lr"] = self.base_lrs[name] * scale
 
-    def _kl_exceeded(self, approx_kl: float) -> bool:
-        """SB3's early stop: a minibatch whose approx_kl exceeds 1.5 x target_kl is not applied."""
-        target = self.recipe.target_kl
-        return target > 0 and approx_kl > 1.5 * target
-
-    # ------------------------------------------------------------------ update
-
-    def update(
-        self, batch: RolloutBatch, update_index: int | None = None, on_policy: bool = True
-    ) -> dict[str, float]:
-        """One PPO/GRPO update. ``update_index``: updates completed before this one (the learner
-        passes its progress step; defaults to this trainer's own count). ``on_policy=False``
-        (stale batches allowed, or a batch re-used): the rollout-vs-learner difference then
-        includes genuine policy lag, so it is reported but not bounded, and the behaviour
-        log-probs are kept as sampled (they are what corrects for the lag)."""
-        started = time.perf_counter()
-        r = self.recipe
-        ac = self.actor_critic
-        update_index = self.updates_done if update_index is None else int(update_index)
-        self._apply_lr_schedule(update_index)
-        adv, returns, keep = self.advantages(batch)
-        _, ep_ret = episode_returns(batch.reward, batch.episode_id)
-        stat_returns = returns[keep] if self.uses_critic else ep_ret.float()
-        metrics: dict[str, float] = {
-            "samples": float(len(batch)),
-            "kept_frac": float(keep.float().mean()) if len(batch) else 0.0,
-            "adv_mean": float(adv[keep].mean()) if bool(keep.any()) else 0.0,
-            "adv_std": float(adv[keep].std()) if int(keep.sum()) > 1 else 0.0,
-            "return_mean": float(stat_returns.mean()) if stat_returns.numel() else 0.0,
-            "return_std": float(stat_returns.std()) if stat_returns.numel() > 1 else 0.0,
-            "explained_variance": (
-                explained_variance(batch.value[keep], returns[keep]) if self.uses_critic else 0.0
-            ),
-            "lr_policy": self._lr("policy"),
-            "lr_value": self._lr("value"),
-            "lr_noise": self._lr("noise"),
-            "ratio_check": 0.0,
-            "logprob_mismatch_mean": 0.0,
-            "logprob_mismatch_max": 0.0,
-            "logprob_recomputed": 0.0,
-            "kl_stopped": 0.0,
-            "critic_warmup": 0.0,
-            "drift_stopped": 0.0,
-            "early_stop_epoch": -1.0,
-            "minibatch_steps": 0.0,
-        }
-        sums = dict.fromkeys(METRIC_KEYS, 0.0)
-        rows = torch.nonzero(keep).squeeze(-1)
-        n = int(rows.numel())
-        steps = 0
-        if n == 0:  # e.g. GRPO with every group filtered: nothing to learn from this batch
-            metrics.update(sums)
-            metrics.update(skipped=1.0, update_s=time.perf_counter() - started, samples_per_s=0.0)
-            self.updates_done = update_index + 1
-            return metrics
-
-        mb_size = math.ceil(n / r.minibatches)
-        ac.adapter.set_rl_mode()
-        first_order = rows[torch.randperm(n, generator=self.generator)]
-        old_logp = batch.logp
-        # Element ratios need per-element behaviour log-probs, which a rollout does not store
-        # (it keeps the chunk log-prob): the learner re-scores them before its first step, which
-        # config validation allows only on-policy (learner.max_staleness = 0).
-        recompute = (self.recompute_logprobs and on_policy) or ac.sampler.per_element
-        if recompute:
-            old_logp, mismatch = self._recompute_old_logp(batch, first_order, mb_size)
-            metrics.update(mismatch, logprob_recomputed=1.0)
-            if on_policy:
-                self._check_logprob_mismatch(mismatch)
-        # Critic warm-up: the first updates step only the value head (the policy and noise
-        # head keep their parameters bitwise; their gradients are computed and dropped, so the
-        # DDP/FSDP reductions see the same graph as any update).
-        warmup = self.uses_critic and update_index < r.critic_warmup_updates
-        metrics["critic_warmup"] = float(warmup)
-        drift = self.drift if self.dist is None else None
-        if drift is not None:
-            drift.begin_update(ac, batch.obs)
-        drift_metrics: dict[str, float] | None = None
-        stopped = False
-        for epoch in range(r.update_epochs):
-            order = first_order if epoch == 0 else rows[torch.randperm(n, generator=self.generator)]
-            for start in range(0, n, mb_size):
-                first = epoch == 0 and start == 0
-                stats = self._accumulate_gradients(
-                    batch, order[start : start + mb_size], old_logp, adv, returns, first
-                )
-                where = f"epoch {epoch + 1}, minibatch {start // mb_size + 1}"
-                require_finite_value("the loss", stats.pop("loss"), where)
-                if first:
-                    metrics["ratio_check"] = stats.pop("ratio_dev_max")
-                    if on_policy:
-                        self._check_ratio(metrics["ratio_check"])
-                    if not recompute:
-                        mismatch = self._mismatch_metrics(stats.pop("logp_delta"))
-                        metrics.update(mismatch)
-                        if on_policy:
-                            self._check_logprob_mismatch(mismatch)
-                if self._kl_exceeded(stats["approx_kl"]):
-                    metrics.update(kl_stopped=1.0, early_stop_epoch=float(epoch))
-                    stopped = True
-                    break
-                if self.sft is not None:  # one demonstration batch per applied minibatch
-                    sft_step = epoch * r.minibatches + start // mb_size
-                    require_finite_value(
-                        "the SFT co-training loss", self._sft_backward(update_index, sft_step, sums), where
-                    )
-                norms = self._clip_and_step(where, only=("value",) if warmup else None)
-                steps += 1
-                for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"):
-                    sums[key] += stats[key]
-                sums["grad_norm"] += norms.get("policy", 0.0)
-                sums["grad_norm_value"] += norms.get("value", 0.0)
-                sums["grad_norm_noise"] += norms.get("noise", 0.0)
-                if drift is not None and r.max_action_drift_mm > 0:
-                    # checked after the step (the step that crosses the bound is applied, the rest not)
-                    drift_metrics = drift.measure(ac)
-                    if drift_metrics["action_drift_xyz_mm"] > r.max_action_drift_mm:
-                        metrics.update(drift_stopped=1.0, early_stop_epoch=float(epoch))
-                        stopped = True
-                        break
-            if stopped:
-                break
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)  # a stopped minibatch leaves gradients behind
-        metrics.update({k: v / max(steps, 1) for k, v in sums.items()})
-        if drift is not None:
-            drift_started = time.perf_counter()
-            metrics.update(drift_metrics if drift_metrics is not None else drift.measure(ac))
-            metrics["drift_s"] = time.perf_counter() - drift_started
-        elapsed = time.perf_counter() - started
-        metrics.update(
-            skipped=0.0, update_s=elapsed, samples_per_s=len(batch) / elapsed, minibatch_steps=float(steps)
-        )
-        self.updates_done = update_index + 1
-        return metrics
-
-    def _check_ratio(self, ratio_check: float) -> None:
-        tolerance = self.recipe.ratio_tolerance
-        if ratio_check <= tolerance:
-            return
-        raise RatioCheckError(
-            f"ratio check failed: max |ratio - 1| on the first minibatch is {ratio_check:.3g}, "
-            f"above recipe.ratio_tolerance={tolerance:g}; the learner scores the batch differently "
-            "from how the actor sampled it, so this update would train off-policy and was not applied. "
-            "Likely causes: actor and learner started with different settings or pirl versions, "
-            "non-deterministic layers (dropout) active, or a different precision or device"
-        )
-
-    def clip_for(self, sde_step: Tensor) -> float | Tensor:
-        """The PPO clip of each transition: ``recipe.clip``, or with
-        ``recipe.clip_per_denoise_step`` (Flow-SDE) the clip of each transition's stochastic
-        denoising step, a (B,) tensor."""
-        per_step = self.recipe.clip_per_denoise_step
-        if not per_step:
-            return self.recipe.clip
-        return torch.tensor(per_step, dtype=torch.float32, device=sde_step.device)[sde_step]
-
-    def _sft_backward(self, update_index: int, step: int, sums: dict[str, float]) -> float:
-        """Add ``sft_loss_weight`` x the SFT loss's gradient to the minibatch's; returns the loss."""
-        loss, _ = self.sft.loss(self.actor_critic.adapter, update_index, step)
-        (self.recipe.sft_loss_weight * loss * self._grad_scale).backward()
-        value = float(loss.detach())
-        sums["sft_loss"] = sums.get("sft_loss", 0.0) + value
-        return value
-
-    def _accumulate_gradients(
-        self,
-        batch: RolloutBatch,
-        index: Tensor,
-        old_logp: Tensor,
-        adv: Tensor,
-        returns: Tensor,
-        first: bool,
-    ) -> dict[str, Any]:
-        """Forward/backward of one minibatch as micro-batches, gradients summed in place.
-
-        Every loss term is a mean over the minibatch, so micro-batch i's loss is weighted by
-        n_i / n: the summed gradient equals the un-split minibatch's (advantages are normalised
-        before splitting, over the whole batch). Statistics are weighted the same way."""
-        r = self.recipe
-        ac = self.actor_critic
-        device = ac.device
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        stats: dict[str, Any] = dict.fromkeys(
-            ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac"), 0.0
-        )
-        ratio_dev_max = 0.0
-        deltas = [torch.zeros(0)]
-        chunks = self._weighted_chunks(index)  # an empty shard still joins the gradient reduction
-        for i, (chunk, weight) in enumerate(chunks):
-            mb = batch.select(chunk)
-            obs = {k: v.to(device) for k, v in mb.obs.items()}
-            chain, sde_step = mb.chain.to(device), mb.sde_step.to(device)
-            if self.dist is None:
-                new_logp, entropy, new_value = ac.evaluate(obs, chain, sde_step)
-            else:  # the last chunk's backward all-reduces the accumulated gradients
-                new_logp, entropy, new_value = self.dist.evaluate(obs, chain, sde_step, i == len(chunks) - 1)
-            chunk_old = old_logp[chunk].to(device)
-            out = ppo_loss(
-                new_logp=new_logp,
-                old_logp=chunk_old,
-                advantages=adv[chunk].to(device),
-                entropy=entropy,
-                clip=self.clip_for(sde_step),
-                entropy_coef=r.entropy_coef,
-                new_value=new_value if self.uses_critic else None,
-                old_value=mb.value.to(device),
-                returns=returns[chunk].to(device),
-                value_clip=r.value_clip,
-            )
-            (out.loss * (weight * self._grad_scale)).backward()
-            stats["loss"] += weight * float(out.loss.detach())
-            stats["policy_loss"] += weight * float(out.policy_loss.detach())
-            stats["value_loss"] += weight * float(out.value_loss.detach())
-            stats["entropy"] += weight * float(out.entropy.detach())
-            stats["approx_kl"] += weight * float(out.approx_kl)
-            stats["clip_frac"] += weight * float(out.clip_frac)
-            if first and weight > 0:
-                ratio_dev_max = max(ratio_dev_max, float((out.ratio - 1.0).abs().max()))
-                reduce = ac.sampler.reduce_elements
-                deltas.append((reduce(new_logp.detach()) - reduce(chunk_old)).abs().float().cpu())
-        if first:
-            stats["ratio_dev_max"] = ratio_dev_max
-            stats["logp_delta"] = torch.cat(deltas)
-        return self._reduce(stats)
-
-    @property
-    def _grad_scale(self) -> float:
-        return 1.0 if self.dist is None else self.dist.grad_scale
-
-    def _reduce(self, stats: dict[str, Any]) -> dict[str, Any]:
-        """Under torchrun: the minibatch's statistics over all ranks (weighted sums add up to the
-        global means; maxima and the log-prob differences are gathered), so the ratio check, the
-        finiteness check and the target_kl stop decide identically on every rank."""
-        if self.dist is None:
-            return stats
-        maxima = {"ratio_dev_max": stats.pop("ratio_dev_max")} if "ratio_dev_max" in stats else {}
-        delta = stats.pop("logp_delta", None)
-        reduced = self.dist.reduce({k: float(v) for k, v in stats.items()}, maxima)
-        if delta is not None:
-            reduced["logp_delta"] = self.dist.gather_cat(delta)
-        return reduced
-
-    def _clip_and_step(self, where: str, only: tuple[str, ...] | None = None) -> dict[str, float]:
-        """Clip each group's gradient separately, check every norm is finite, then step all
-        (``only``: just these groups, e.g. the critic warm-up's value group).
-        Per-group clipping keeps a large critic gradient early in training from shrinking the
-        policy's step; checking all norms before any step keeps a NaN out of every group."""
-        params = {
-            name: [p for g in opt.param_groups for p in g["params"]] for name, opt in self.optimizers.items()
-        }
-        norms = {}
-        for name, group in params.items():
-            norm = torch.nn.utils.clip_grad_norm_(group, self.recipe.grad_clip)
-            # FSDP: a DTensor already reduced over the shards (the global norm; clipping used it)
-            norms[name] = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-            require_finite_value(f"the {name} gradient norm", norms[name], where)
-        for name, opt in self.optimizers.items():
-            if only is None or name in only:
-                opt.step()
-        names = {id(p): n for n, p in self.actor_critic.named_parameters()}
-        named = (
-            (names.get(id(p), f"{group}[{i}]"), p) for group, ps in params.items() for i, p in enumerate(ps)
-        )
-        require_finite_tensors("after the step, parameter", named, where)
-        return norms
-
     def _lr(self, name: str) -> float:
         """Current lr of a group; 0.0 when the group does not exist (no critic / no noise head)."""
         opt = self.optimizers.get(name)
@@ -545,11 +559,13 @@ class PolicyTrainer:
 def trainer_for(cfg, actor_critic: ActorCritic) -> PolicyTrainer:
     """The trainer of a run (learner and in-process loop alike): its seed, the env's action
     space for ``action_drift`` and the SFT co-training term when ``recipe.sft_loss_weight`` > 0."""
+    from pirl_core.recipe.cotrain import sft_cotraining_for
     from pirl_core.recipe.drift import action_space_of
 
-    trainer = PolicyTrainer(actor_critic, cfg.recipe, seed=cfg.seed, action_space=action_space_of(cfg))
-    if cfg.recipe.sft_loss_weight > 0:
-        from pirl_core.sft.cotrain import sft_cotraining_for
-
-        trainer.sft = sft_cotraining_for(cfg, actor_critic.adapter)
-    return trainer
+    return PolicyTrainer(
+        actor_critic,
+        cfg.recipe,
+        seed=cfg.seed,
+        action_space=action_space_of(cfg),
+        sft=sft_cotraining_for(cfg, actor_critic.adapter),
+    )

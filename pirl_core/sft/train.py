@@ -18,7 +18,8 @@ import torch
 
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError, DivergedError
-from pirl_core.sft.data import DemoBatcher, open_demos, read_info
+from pirl_core.recipe.cotrain import sft_loss
+from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info
 
 
 @dataclass
@@ -48,14 +49,6 @@ class SftResult:
     n_params: int
     checkpoint_bytes: int
     pad_fraction: float
-
-
-def sft_loss(policy, batcher: DemoBatcher, raw: dict) -> tuple[torch.Tensor, dict]:
-    """LeRobot's X-VLA SFT loss (``XVLAPolicy.forward``: flow matching towards the clean chunk,
-    BCE on the gripper channels) of one collated demonstration batch: (loss, its parts). The one
-    place pirl computes it: the SFT loop and RL's co-training term (``recipe.sft_loss_weight``,
-    :mod:`pirl_core.sft.cotrain`) both call this."""
-    return policy.forward(batcher(raw))
 
 
 def check_out_dir(out: Path) -> None:

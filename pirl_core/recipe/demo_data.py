@@ -1,4 +1,5 @@
-"""Demonstrations -> X-VLA training batches, through the processors a rollout uses.
+"""Demonstrations -> X-VLA training batches, through the processors a rollout uses (the SFT loop
+and RL's SFT co-training term both read demonstrations through this module).
 
 Why this way:
 

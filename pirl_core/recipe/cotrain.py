@@ -3,9 +3,10 @@
 Why: RLinf's LIBERO recipe optionally adds ``sft_loss_weight x flow-matching loss`` on a
 demonstration batch to every PPO minibatch (weight 0.1, 0.2 in a co-training config), which
 anchors the policy to the demonstrations while RL moves it. pirl reuses its SFT pieces exactly:
-the dataset opening and batching of :mod:`pirl_core.sft.data` and the loss of
-:func:`pirl_core.sft.train.sft_loss` (``XVLAPolicy.forward``), with the RL adapter's own policy
-pre-processor.
+the dataset opening and batching of :mod:`pirl_core.recipe.demo_data` and the loss
+:func:`sft_loss` (``XVLAPolicy.forward``), with the RL adapter's own policy pre-processor. Both
+live here, in the recipe layer, because the RL trainer uses them; the SFT application
+(:mod:`pirl_core.sft`) imports them from here.
 
 Differences from the SFT loop, on purpose:
 
@@ -25,8 +26,15 @@ import torch
 from torch import Tensor
 
 from pirl_core.errors import ConfigError
-from pirl_core.sft.data import DemoBatcher, open_demos, read_info
-from pirl_core.sft.train import sft_loss
+from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info
+
+
+def sft_loss(policy, batcher: DemoBatcher, raw: dict) -> tuple[Tensor, dict]:
+    """LeRobot's X-VLA SFT loss (``XVLAPolicy.forward``: flow matching towards the clean chunk,
+    BCE on the gripper channels) of one collated demonstration batch: (loss, its parts). The one
+    place pirl computes it: the SFT loop (:mod:`pirl_core.sft.train`) and RL's co-training term
+    (``recipe.sft_loss_weight``, :class:`SftCoTraining`) both call this."""
+    return policy.forward(batcher(raw))
 
 
 def _key(seed: int, update_index: int, step: int) -> int:
