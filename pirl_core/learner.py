@@ -437,7 +437,7 @@ def _train(
         dist.send("start")
         with dist.peer_failures():
             dist.sync_trainer_state(trainer)  # followers start from rank 0's (restored) state
-        dist.wrap(trainer)
+        trainer = dist.wrap(trainer)  # the same model and state, updated through DDP/FSDP
 
     started = time.monotonic()
     server = make_server(cfg, trainer.actor_critic)

@@ -85,7 +85,7 @@ def _rank_main(
     assert ctx is not None
     state = build_loop(load_config("toy", overrides or OVERRIDES))
     ctx.sync_trainer_state(state.trainer)
-    ctx.wrap(state.trainer)
+    state.trainer = ctx.wrap(state.trainer)  # a new trainer: wrap() leaves the plain one as it was
     metrics = _two_updates(state.trainer, state, ctx)
     if ctx.is_main:
         full = ctx.full_trainer(state.trainer, "save")
