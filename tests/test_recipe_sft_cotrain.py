@@ -14,8 +14,8 @@ from pirl_core.envs.factory import task_descriptions
 from pirl_core.errors import ConfigError
 from pirl_core.policies.factory import make_adapter
 from pirl_core.recipe.actor_critic import build_actor_critic
-from pirl_core.recipe.trainer import trainer_for
 from pirl_core.recipe.cotrain import sft_loss
+from pirl_core.recipe.trainer import trainer_for
 from tests.batches import one_chunk_episodes
 from tests.demo_datasets import write_synthetic_demos
 from tests.libero_synthetic import synthetic_raw_obs
