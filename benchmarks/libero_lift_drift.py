@@ -22,9 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import load_config  # noqa: E402
-from pirl_core.demos import schema  # noqa: E402
 from pirl_core.policies.xvla_config import build_policy  # noqa: E402
 from pirl_core.policies.xvla_processors import make_demo_processor, make_policy_processors  # noqa: E402
+from pirl_core.recipe import demo_schema as schema  # noqa: E402
 from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info  # noqa: E402
 
 XYZ = slice(0, 3)

@@ -176,7 +176,7 @@ class RecipeConfig:
     # PPO: the first N updates (learner update count, so exact across resume) train the critic
     # only; the policy and noise head do not step (DPPO/ReinFlow: 2). 0 = off.
     critic_warmup_updates: int = 0
-    # SFT co-training (pirl_core/sft/cotrain.py): every minibatch adds sft_loss_weight x LeRobot's
+    # SFT co-training (pirl_core/recipe/cotrain.py): every minibatch adds sft_loss_weight x LeRobot's
     # X-VLA SFT loss on sft_batch_size frames of the demonstration LeRobotDataset at sft_dataset
     # (what `python -m pirl_core.demos` writes). RLinf: 0.1 (0.2 in a co-training config). 0 = off.
     sft_loss_weight: float = 0.0

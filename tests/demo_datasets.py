@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pirl_core.demos import schema
+from pirl_core.recipe import demo_schema as schema
 
 TASKS: tuple[str, ...] = (
     "put both the alphabet soup and the tomato sauce in the basket",

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pirl_core.demos import schema
 from pirl_core.demos.ee6d import axis_angle_to_mat, canonical_axis_angle, to_ee6d
 from pirl_core.errors import ConfigError, ExitCode
+from pirl_core.recipe import demo_schema as schema
 
 REPO = Path(__file__).resolve().parents[1]
 # The eef orientation LIBERO's Panda starts libero_object episodes with (gripper pointing down):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pirl_core.demos.schema import ACTION_DIM, GRIPPER_CHANNEL
+from pirl_core.recipe.demo_schema import ACTION_DIM, GRIPPER_CHANNEL
 
 
 def axis_angle_to_mat(axis_angle: np.ndarray) -> np.ndarray:

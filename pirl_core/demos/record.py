@@ -1,7 +1,7 @@
 """``python -m pirl_core.demos.record --suite libero_object --tasks 0,1 --episodes-per-task N --out DIR``
 
 Runs the scripted expert (:mod:`pirl_core.demos.expert`) on LIBERO's training init states and
-writes the successful episodes as a LeRobot dataset (layout: :mod:`pirl_core.demos.schema`).
+writes the successful episodes as a LeRobot dataset (layout: :mod:`pirl_core.recipe.demo_schema`).
 
 Why it is built this way (docs/design.md, "Demonstrations"):
 
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from pirl_core.cli import run_main
-from pirl_core.demos import schema
 from pirl_core.demos.ee6d import to_ee6d
 from pirl_core.errors import ConfigError, ExitCode
+from pirl_core.recipe import demo_schema as schema
 
 DEFAULT_EPISODE_LENGTH = 200
 

@@ -144,7 +144,7 @@ def make_env_processors(
 
 def make_demo_processor(camera_size: int | None = None) -> PolicyProcessorPipeline:
     """The env preprocessor a rollout runs, minus ``LiberoProcessorStep``: for demonstration batches
-    (``pirl_core.demos.schema``) whose images are already flipped and whose state is already X-VLA's
+    (``pirl_core.recipe.demo_schema``) whose images are already flipped and whose state is already X-VLA's
     20-dim proprio. Derived from :func:`make_env_processors`, so SFT and rollouts cannot drift apart
     (ImageNet normalisation -> domain id, then the policy preprocessor; the policy resizes)."""
     from lerobot.policies.xvla.processor_xvla import LiberoProcessorStep

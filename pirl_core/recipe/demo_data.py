@@ -12,7 +12,7 @@ Why this way:
   mask and (2) in absolute end-effector control, holding the final target pose and gripper is the
   right continuation of a finished demonstration. The fraction of padded steps is reported.
 * Images and state in the dataset are already what ``LiberoProcessorStep`` produces
-  (``pirl_core.demos.schema``), so a batch goes through the rest of the rollout chain only
+  (``pirl_core.recipe.demo_schema``), so a batch goes through the rest of the rollout chain only
   (:func:`pirl_core.policies.xvla_processors.make_demo_processor`, then the policy preprocessor).
 * The dataset directory must hold ``meta/info.json``: without it LeRobot would fetch metadata from
   the hub, which pirl never does.
@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from pirl_core.demos import schema
 from pirl_core.errors import ConfigError
+from pirl_core.recipe import demo_schema as schema
 
 
 @dataclass
@@ -55,7 +55,9 @@ def read_info(root: Path, repo_id: str | None) -> DemoInfo:
     for key, dim in ((schema.STATE_KEY, schema.STATE_DIM), (schema.ACTION_KEY, schema.ACTION_DIM)):
         shape = list(features.get(key, {}).get("shape", []))
         if shape != [dim]:
-            raise ConfigError(f"--dataset {key}", shape or None, f"shape [{dim}] (pirl_core/demos/schema.py)")
+            raise ConfigError(
+                f"--dataset {key}", shape or None, f"shape [{dim}] (pirl_core/recipe/demo_schema.py)"
+            )
     sizes = set()
     for key in schema.IMAGE_KEYS:
         shape = list(features.get(key, {}).get("shape", []))

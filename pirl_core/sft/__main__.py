@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def parse(argv: list[str] | None) -> SftArgs:
     p = _Parser(prog="python -m pirl_core.sft", description=__doc__.split("\n\n")[1])
-    p.add_argument("--dataset", required=True, help="LeRobot dataset directory (pirl_core/demos/schema.py)")
+    p.add_argument(
+        "--dataset", required=True, help="LeRobot dataset directory (pirl_core/recipe/demo_schema.py)"
+    )
     p.add_argument("--out", required=True, help="checkpoint directory to create (must not exist or be empty)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, help="profile name or .toml (policy, env, seed)")
     p.add_argument("--repo-id", default=None, help="dataset repo id (default: meta/info.json or local/<dir>)")

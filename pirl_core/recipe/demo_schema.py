@@ -1,4 +1,6 @@
-"""The demonstration dataset's layout: the one contract between the recorder and SFT.
+"""The demonstration dataset's layout: the one contract between the recorder (``pirl_core.demos``)
+and its readers (SFT, RL's co-training term). It lives in the recipe layer with its reader
+(:mod:`pirl_core.recipe.demo_data`) so that the recipe never imports an application.
 
 Why this layout (docs/design.md, "Demonstrations"):
 
