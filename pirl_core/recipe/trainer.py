@@ -1,4 +1,4 @@
-"""PolicyTrainer: one PPO or GRPO update from an on-policy :class:`RolloutBatch`.
+"""PolicyTrainer: one PPO or GRPO update from an on-policy :class:`Batch`.
 
 Advantages (GAE or group-normalised returns) -> optional normalisation -> optional per-episode
 weights (``recipe.loss_aggregation = "episode"``: each episode counts once in the loss mean, not
@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -76,7 +76,6 @@ from pirl_core.recipe.numerics import require_finite_tensors, require_finite_val
 from pirl_core.recipe.ppo import LossOutput, ppo_loss
 from pirl_core.recipe.reducer import LocalReducer, Reducer
 from pirl_core.recipe.stats import LOSS_TERMS, UpdateStats
-from pirl_core.rollout import RolloutBatch
 
 ADAM_BETAS = (0.9, 0.95)
 WEIGHT_DECAY = 0.01
@@ -84,6 +83,27 @@ WEIGHT_DECAY = 0.01
 
 Forward = Callable[[dict[str, Tensor], Tensor, Tensor], tuple[Tensor, Tensor, Tensor | None]]
 """``ActorCritic.evaluate``'s signature: (obs, chain, sde_step) -> (log-prob, entropy, value)."""
+
+
+class Batch(Protocol):
+    """What an update reads of a batch: :class:`pirl_core.rollout.RolloutBatch` (a layer above the
+    recipe, so named here by its shape only). N chunk-level transitions, episode-contiguous."""
+
+    obs: dict[str, Tensor]
+    chain: Tensor
+    sde_step: Tensor
+    logp: Tensor
+    value: Tensor
+    reward: Tensor
+    done: Tensor
+    success: Tensor
+    bootstrap_value: Tensor
+    episode_id: Tensor
+    group_id: Tensor
+
+    def __len__(self) -> int: ...
+
+    def select(self, index: Tensor) -> Batch: ...
 
 
 class PolicyTrainer:
@@ -144,7 +164,7 @@ class PolicyTrainer:
     # ------------------------------------------------------------------ update
 
     def update(
-        self, batch: RolloutBatch, update_index: int | None = None, on_policy: bool = True
+        self, batch: Batch, update_index: int | None = None, on_policy: bool = True
     ) -> dict[str, float]:
         """One PPO/GRPO update. ``update_index``: updates completed before this one (the learner
         passes its progress step; defaults to this trainer's own count). ``on_policy=False``
@@ -167,7 +187,7 @@ class PolicyTrainer:
 
     def _optimise(
         self,
-        batch: RolloutBatch,
+        batch: Batch,
         rows: Tensor,
         adv: Tensor,
         returns: Tensor,
@@ -224,7 +244,7 @@ class PolicyTrainer:
             for start in range(0, rows.numel(), mb_size):
                 yield epoch, start // mb_size, order[start : start + mb_size]
 
-    def _batch_stats(self, batch: RolloutBatch, adv: Tensor, returns: Tensor, keep: Tensor) -> UpdateStats:
+    def _batch_stats(self, batch: Batch, adv: Tensor, returns: Tensor, keep: Tensor) -> UpdateStats:
         """The batch's own statistics, known before any step, and the learning rates in force."""
         _, ep_ret = episode_returns(batch.reward, batch.episode_id)
         stat_returns = returns[keep] if self.uses_critic else ep_ret.float()
@@ -243,7 +263,7 @@ class PolicyTrainer:
             lr_noise=self._lr("noise"),
         )
 
-    def advantages(self, batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
+    def advantages(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(advantages, value targets, keep mask), each (N,)."""
         r = self.recipe
         if r.algorithm == "ppo":
@@ -288,7 +308,7 @@ class PolicyTrainer:
     # ------------------------------------------------------------------ the two invariants
 
     def _behaviour_logp(
-        self, batch: RolloutBatch, first_order: Tensor, mb_size: int, on_policy: bool, stats: UpdateStats
+        self, batch: Batch, first_order: Tensor, mb_size: int, on_policy: bool, stats: UpdateStats
     ) -> tuple[Tensor, bool]:
         """The old log-probs of the loss, and whether they were re-scored. Element ratios need
         per-element behaviour log-probs, which a rollout does not store (it keeps the chunk
@@ -301,9 +321,7 @@ class PolicyTrainer:
         stats.logprob_recomputed = 1.0
         return old_logp, True
 
-    def _recompute_old_logp(
-        self, batch: RolloutBatch, first_order: Tensor, mb_size: int
-    ) -> tuple[Tensor, Tensor]:
+    def _recompute_old_logp(self, batch: Batch, first_order: Tensor, mb_size: int) -> tuple[Tensor, Tensor]:
         """Behaviour log-probs re-scored with the learner's numerics, in the exact chunks the
         first epoch evaluates (so its first minibatch has ratio == 1 bitwise), and the
         rollout-vs-learner difference |delta| of the re-scored rows."""
@@ -399,9 +417,7 @@ class PolicyTrainer:
         missing = self.reducer.forwards(index, self.recipe.micro_batch_size) - len(chunks)
         return chunks + [(index[:1], 0.0)] * missing
 
-    def _evaluate(
-        self, batch: RolloutBatch, chunk: Tensor, sync: bool
-    ) -> tuple[RolloutBatch, Tensor, Tensor, Any, Tensor]:
+    def _evaluate(self, batch: Batch, chunk: Tensor, sync: bool) -> tuple[Batch, Tensor, Tensor, Any, Tensor]:
         """One chunk through ``forward``: (its rows, log-prob, entropy, value, its SDE steps). Its
         backward reduces the accumulated gradients over processes only when ``sync``."""
         device = self.actor_critic.device
@@ -414,7 +430,7 @@ class PolicyTrainer:
 
     def _accumulate_gradients(
         self,
-        batch: RolloutBatch,
+        batch: Batch,
         index: Tensor,
         old_logp: Tensor,
         adv: Tensor,
@@ -455,7 +471,7 @@ class PolicyTrainer:
 
     def _loss(
         self,
-        mb: RolloutBatch,
+        mb: Batch,
         chunk: Tensor,
         chunk_old: Tensor,
         adv: Tensor,
