@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -76,6 +76,9 @@ from pirl_core.recipe.numerics import require_finite_tensors, require_finite_val
 from pirl_core.recipe.ppo import LossOutput, ppo_loss
 from pirl_core.recipe.reducer import LocalReducer, Reducer
 from pirl_core.recipe.stats import LOSS_TERMS, UpdateStats
+
+if TYPE_CHECKING:
+    from pirl_core.recipe.cotrain import SftCoTraining
 
 ADAM_BETAS = (0.9, 0.95)
 WEIGHT_DECAY = 0.01
@@ -126,7 +129,7 @@ class PolicyTrainer:
         *,
         forward: Forward | None = None,
         reducer: Reducer | None = None,
-        sft: Any = None,
+        sft: SftCoTraining | None = None,
         drift: bool = True,
         optimizers: dict[str, torch.optim.Optimizer] | None = None,
     ) -> None:
@@ -148,7 +151,7 @@ class PolicyTrainer:
         self.optimizers = optimizers if optimizers is not None else self.build_optimizers()
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Fresh AdamWs over the current parameters (FSDP swaps them for shards and rebuilds these)."""
+        """Fresh AdamWs over the current parameters (over FSDP's shards once the model is sharded)."""
         return {
             name: torch.optim.AdamW(
                 params, lr=self.base_lrs[name], betas=ADAM_BETAS, weight_decay=WEIGHT_DECAY
