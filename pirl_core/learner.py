@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pirl_core import sinks
@@ -65,13 +65,7 @@ class Progress:
     dropped_stale: int = 0
 
     def counters(self) -> dict[str, int]:
-        return {
-            "step": self.step,
-            "version": self.version,
-            "samples": self.samples,
-            "episodes": self.episodes,
-            "dropped_stale": self.dropped_stale,
-        }
+        return asdict(self)
 
 
 class ActorLostError(TransportError):
