@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from pirl_core.envs.base import ChunkResult, PirlVectorEnv
-from pirl_core.recipe.actor_critic import ActorCritic
+from pirl_core.recipe.actor_critic import ActorCritic, ActOutput
 from pirl_core.stopwatch import Stopwatch
 
 OBS_PREFIX = "obs."
@@ -291,19 +291,10 @@ class _Collection:
         sub-env executes its actions until the chunk ends, its episode terminates or its time
         limit is reached; only the observation read next is rendered (envs/base.py
         ``step_chunk``). Records the chunk's transitions; returns the next raw observation."""
-        adapter, device = self.actor_critic.adapter, self.actor_critic.device
         n_envs, max_steps = self.env.num_envs, self.env.max_episode_steps
         active = wave.active
         idx = np.flatnonzero(active)
-        with self.watch("prep"):
-            obs = {k: v[torch.as_tensor(idx)] for k, v in adapter.prepare_obs(raw).items()}
-        with self.watch("inference"):
-            obs_dev = _to(obs, device)
-            out = self.actor_critic.act(obs_dev, self.generator, deterministic=self.deterministic)
-            env_actions = adapter.to_env_action(out.x0, obs_dev)
-        n_exec = min(self.action_steps, env_actions.shape[1])
-        full = np.zeros((n_envs, n_exec, env_actions.shape[2]), dtype=np.float32)
-        full[idx] = env_actions[:, :n_exec]
+        obs, out, full = self._act(raw, idx)
         with self.watch("env"):
             res = self.env.step_chunk(full, np.where(active, max_steps - wave.steps, 0), render_slots)
         executed = np.where(active, np.asarray(res.executed, dtype=np.int64), 0)
@@ -338,6 +329,21 @@ class _Collection:
         wave.active &= ~ended
         wave.chunk_index += 1
         return res.obs
+
+    def _act(self, raw: Any, idx: np.ndarray) -> tuple[dict[str, Tensor], ActOutput, np.ndarray]:
+        """The policy's chunk for the sub-envs ``idx``: their prepared observations (CPU), the
+        sampled chain, and every sub-env's actions for the steps to execute (0 for the others)."""
+        adapter = self.actor_critic.adapter
+        with self.watch("prep"):
+            obs = {k: v[torch.as_tensor(idx)] for k, v in adapter.prepare_obs(raw).items()}
+        with self.watch("inference"):
+            obs_dev = _to(obs, self.actor_critic.device)
+            out = self.actor_critic.act(obs_dev, self.generator, deterministic=self.deterministic)
+            env_actions = adapter.to_env_action(out.x0, obs_dev)
+        n_exec = min(self.action_steps, env_actions.shape[1])
+        full = np.zeros((self.env.num_envs, n_exec, env_actions.shape[2]), dtype=np.float32)
+        full[idx] = env_actions[:, :n_exec]
+        return obs, out, full
 
     def _bootstrap(self, raw: Any, truncated: np.ndarray, n_envs: int) -> np.ndarray:
         """V(s_final) for the sub-envs whose episode hit the time limit (0 elsewhere, and when
