@@ -58,15 +58,15 @@ from pirl_core.config import load_config  # noqa: E402
 from pirl_core.envs.libero import LiberoVectorEnv  # noqa: E402
 from pirl_core.envs.workers import WorkerVectorEnv, available_cores  # noqa: E402
 from pirl_core.rollout import TIME_PARTS, collect_rollouts  # noqa: E402
-from pirl_core.runtime import version_rounds  # noqa: E402
+from pirl_core.rollout_plan import version_rounds  # noqa: E402
 
 SMOKE_OVERRIDES = ["env.task_ids=[0]", "env.hard_reset=false"]
 
 
 def build_policy(cfg):
-    from pirl_core.actor import build_policy as actor_build_policy
+    from pirl_core.recipe.actor_critic import actor_critic_for
 
-    ac = actor_build_policy(cfg)
+    ac = actor_critic_for(cfg)
     ac.adapter.set_rl_mode()
     return ac
 

@@ -81,7 +81,7 @@ def make_batch(policy: str, cfg: RunConfig, trainer, transitions: int) -> Rollou
 
 def time_updates(args: argparse.Namespace, policy: str, ctx: Distributed | None) -> list[float]:
     from pirl_core.learner import build_trainer
-    from pirl_core.runtime import seed_everything
+    from pirl_core.seeding import seed_everything
 
     cfg = make_config(policy, args.device, args.minibatches, args.epochs, args.transitions)
     seed_everything(cfg.seed)

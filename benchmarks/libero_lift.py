@@ -17,7 +17,7 @@ runs here is the one that scales to the real checkpoint on a GPU box:
    init states (after).
 
 The init states are split (``env.train_init_states`` / ``eval.val_init_states`` /
-``eval.test_init_states``, disjoint; pirl_core/eval/plan.py): demos and RL draw from train, the run
+``eval.test_init_states``, disjoint; pirl_core/init_states.py): demos and RL draw from train, the run
 selects on validation, and the claim is the test split, which nothing selected on. A profile
 without a split falls back to one held-out evaluation (the last ``eval.episodes_per_task``
 states). Prints per-task success before and after for each split with Wilson 95 % intervals,

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pirl_core.config import RunConfig, load_config
-from pirl_core.recipe.local_loop import build_loop, train_in_process
-from pirl_core.rollout import collect_rollouts
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pirl_core.config import RunConfig, load_config  # noqa: E402
+from pirl_core.rollout import collect_rollouts  # noqa: E402
+from tests.inprocess.local_loop import build_loop, train_in_process  # noqa: E402
 
 EVAL_EPISODES = 128
 COMBOS = [("flow_noise", "ppo"), ("flow_sde", "ppo"), ("flow_sde", "grpo")]

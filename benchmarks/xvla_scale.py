@@ -55,7 +55,7 @@ from pirl_core.policies.xvla import VLM_PREFIX  # noqa: E402
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic  # noqa: E402
 from pirl_core.recipe.trainer import PolicyTrainer  # noqa: E402
 from pirl_core.rollout import RolloutBatch  # noqa: E402
-from pirl_core.runtime import parameters_to_tensors, push_nbytes  # noqa: E402
+from pirl_core.transport.push import parameters_to_tensors, push_nbytes  # noqa: E402
 from tests.batches import one_chunk_episodes  # noqa: E402
 from tests.libero_synthetic import DEFAULT_TASK, synthetic_raw_obs  # noqa: E402
 

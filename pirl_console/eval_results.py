@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pirl_console.commands import ChildSpec, child_env
+from pirl_core.eval.results import INFO_FILE
 from pirl_core.eval.results import TaskSummary as EvalRow  # one per-task row (rate, Wilson interval)
 from pirl_core.telemetry import read_records, telemetry_path
 
-INFO_FILE = "eval_info.json"
 _TASK_FIELD = re.compile(r"^task(\d+)_(successes|episodes)$")
 
 

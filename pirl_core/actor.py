@@ -19,22 +19,16 @@ from pirl_core.errors import ExitCode, LearnerStoppedError, PirlError
 from pirl_core.eval import periodic as periodic_eval
 from pirl_core.lifecycle import stop_at_once_on_signals
 from pirl_core.progress import ProgressReporter
+from pirl_core.recipe.actor_critic import actor_critic_for
 from pirl_core.rollout import Progress, time_breakdown
-from pirl_core.runtime import limit_threads, load_parameters, seed_everything, version_rounds
+from pirl_core.rollout_plan import version_rounds
+from pirl_core.seeding import limit_threads, seed_everything
 from pirl_core.sinks import open_telemetry
 from pirl_core.telemetry import Telemetry, run_record
+from pirl_core.transport.push import load_parameters
+from pirl_core.transport.round_header import RoundHeader
 
 LEARNER_STOP_CODES = {"interrupted": ExitCode.INTERRUPTED, "terminated": ExitCode.TERMINATED}
-
-
-def build_policy(cfg: RunConfig):
-    """The same actor-critic the learner trains (weights arrive with the first push)."""
-    from pirl_core.envs.factory import task_descriptions
-    from pirl_core.policies.factory import make_adapter
-    from pirl_core.recipe.actor_critic import build_actor_critic
-
-    adapter = make_adapter(cfg, task_descriptions(cfg))
-    return build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
 
 
 def collect_version(
@@ -58,26 +52,9 @@ def collect_version(
     time_totals: dict[str, float] = {}
     rounds = version_rounds(cfg, env, actor_critic, actor_id, version, on_progress)
     for round_index, (batch, stats, timing) in enumerate(rounds):
-        header = {
-            "version": version,
-            "episodes": len(stats),
-            "round": round_index,
-            # which learner process's parameters produced it (a restarted learner drops the others)
-            "learner_epoch": learner_epoch,
-            # the round's episode statistics travel with its transitions: one message, one handler
-            "stats": [
-                {
-                    "return": s.ret,
-                    "length": s.length,
-                    "success": float(s.success),
-                    "task_id": s.task_id,
-                    "init_state_id": s.init_state_id,
-                }
-                for s in stats
-            ],
-        }
+        header = RoundHeader.for_round(version, actor_id, round_index, stats, learner_epoch)
         send_started = time.monotonic()
-        client.send_rollout(batch.to_tensors(), header)
+        client.send_rollout(batch.to_tensors(), header.to_wire())
         now = time.monotonic()
         breakdown = time_breakdown(timing, send_s=now - send_started, round_s=now - round_started)
         round_started = now
@@ -151,7 +128,7 @@ def _collect(cfg: RunConfig, actor_id: int) -> int:
     telemetry = open_telemetry(cfg, f"actor-{actor_id}")
     telemetry.event("run", echo=False, **run_record(cfg, actor_id=actor_id))
     env = make_env(cfg)  # first: env workers start in the background while the policy builds
-    actor_critic = build_policy(cfg)
+    actor_critic = actor_critic_for(cfg)  # the learner's (weights arrive with the first push)
     client = make_client(cfg, actor_id)
     # in-round progress, throttled: to the console (telemetry) and the learner (heartbeat)
     progress = ProgressReporter(

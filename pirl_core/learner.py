@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pirl_core import sinks
@@ -25,9 +25,13 @@ from pirl_core.config import RunConfig
 from pirl_core.distributed import Distributed, RankFailedError, follow
 from pirl_core.errors import DivergedError, ExitCode, PirlError, RatioCheckError, TransportError
 from pirl_core.lifecycle import StopRequest
-from pirl_core.runtime import limit_threads, parameters_to_tensors, seed_everything
+from pirl_core.rollout import RolloutBatch, concat
+from pirl_core.rollout_plan import episode_plan
+from pirl_core.seeding import limit_threads, seed_everything
 from pirl_core.storage import from_os_error
 from pirl_core.telemetry import Telemetry, run_record
+from pirl_core.transport.push import parameters_to_tensors
+from pirl_core.transport.round_header import EpisodeRecord, RoundHeader, episode_summary
 
 WAITING_NOTICE_S = 30.0
 # A missing actor heard from (heartbeat or round) this recently is "busy" in the waiting notice,
@@ -61,17 +65,68 @@ class Progress:
     dropped_stale: int = 0
 
     def counters(self) -> dict[str, int]:
-        return {
-            "step": self.step,
-            "version": self.version,
-            "samples": self.samples,
-            "episodes": self.episodes,
-            "dropped_stale": self.dropped_stale,
-        }
+        return asdict(self)
 
 
 class ActorLostError(TransportError):
     """An expected actor went silent for ``learner.actor_timeout_s`` (exit 5)."""
+
+
+@dataclass
+class Gathered:
+    """One version's rollouts as the update takes them: the batch, ordered by (version, actor,
+    round), and the episode records of the rounds in it (the episodes trained on)."""
+
+    batch: RolloutBatch
+    records: list[EpisodeRecord]
+
+    @property
+    def episodes(self) -> int:
+        return len(self.records)
+
+    def episode_stats(self) -> dict[str, float]:
+        """Success and return of the episodes trained on."""
+        return episode_summary(self.records)
+
+
+@dataclass
+class ActorWait:
+    """One version's wait for rollouts: each actor's share, what it delivered, when it was heard
+    from, and when the next waiting notice is due."""
+
+    share: dict[int, int]
+    started: float
+    got: dict[int, int]  # this version's episodes per actor
+    last_heard: dict[int, float]  # the lost-actor clock: the start, a delivery or a heartbeat
+    heard_at: dict[int, float]  # actual contact only (busy vs silent)
+    notice_at: float
+    episodes: int = 0  # accepted so far, stale rounds that ``max_staleness`` admits included
+
+    @classmethod
+    def start(cls, share: dict[int, int], now: float) -> ActorWait:
+        return cls(
+            share,
+            now,
+            got=dict.fromkeys(share, 0),
+            last_heard=dict.fromkeys(share, now),
+            heard_at=dict.fromkeys(share, float("-inf")),
+            notice_at=now + WAITING_NOTICE_S,
+        )
+
+    @property
+    def wanted(self) -> int:
+        return sum(self.share.values())
+
+    def missing(self) -> list[int]:
+        return [a for a in self.share if self.got[a] < self.share[a]]
+
+    def hear(self, actor: int, at: float) -> None:
+        self.heard_at[actor] = max(self.heard_at[actor], at)
+        self.last_heard[actor] = max(self.last_heard[actor], self.heard_at[actor])
+
+    def delivered(self, actor: int, episodes: int, now: float) -> None:
+        self.got[actor] += episodes
+        self.last_heard[actor] = self.heard_at[actor] = now
 
 
 def make_server(cfg: RunConfig, actor_critic):
@@ -100,15 +155,11 @@ def make_server(cfg: RunConfig, actor_critic):
 
 
 def build_trainer(cfg: RunConfig):
-    """Adapter -> actor-critic -> trainer, exactly as the actor builds its policy."""
-    from pirl_core.envs.factory import task_descriptions
-    from pirl_core.policies.factory import make_adapter
-    from pirl_core.recipe.actor_critic import build_actor_critic
+    """The run's actor-critic (the one every actor builds) and its trainer."""
+    from pirl_core.recipe.actor_critic import actor_critic_for
     from pirl_core.recipe.trainer import trainer_for
 
-    adapter = make_adapter(cfg, task_descriptions(cfg))
-    actor_critic = build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
-    return trainer_for(cfg, actor_critic)
+    return trainer_for(cfg, actor_critic_for(cfg))
 
 
 class Learner:
@@ -136,7 +187,6 @@ class Learner:
         self.mid_update = False  # True while in-memory state is between two consistent steps
         self.duplicate_rounds = 0  # rounds received twice (a restarted actor) and dropped
         self._seen_rounds: set[tuple[int, int, int]] = set()  # (version, actor, round) still admissible
-        self._episode_records: list[dict] = []
         self.best = None
         if cfg.eval.every > 0:  # checkpoints/best follows actor 0's periodic evaluations
             from pirl_core.eval.best import BestPointer
@@ -155,8 +205,8 @@ class Learner:
         }
         return self.server.publish_parameters(self.progress.version, tensors, header)
 
-    def gather(self):
-        """Block until every actor's share of this version is in; return (batch, episodes).
+    def gather(self) -> Gathered:
+        """Block until every actor's share of this version is in; return it as :class:`Gathered`.
 
         Accepts a round once per (actor, version, round): a restarted actor re-collects its whole
         share of the current version and the rounds already received are dropped, so nothing is
@@ -165,77 +215,82 @@ class Learner:
         ``learner.actor_timeout_s`` stops the run (:meth:`_actors_lost`). The batch is ordered by
         (version, actor, round), not by arrival, so the update does not depend on timing.
         """
-        from pirl_core.rollout import RolloutBatch, concat
-        from pirl_core.runtime import episode_plan
-
-        cfg, version = self.cfg, self.progress.version
-        share = {a: len(episode_plan(cfg, a, version)) for a in range(cfg.actor.n_actors)}
-        wanted = sum(share.values())
-        got = dict.fromkeys(share, 0)  # this version's episodes per actor
-        started = time.monotonic()
-        last_heard = dict.fromkeys(share, started)
-        heard_at = dict.fromkeys(share, float("-inf"))  # actual contact only (busy vs silent)
-        accepted: dict[tuple[int, int, int], tuple[RolloutBatch, list[dict]]] = {}
-        episodes = 0
-        notice_at = started + WAITING_NOTICE_S
-        while episodes < wanted:
+        version = self.progress.version
+        wait = ActorWait.start(self._shares(version), time.monotonic())
+        accepted: dict[tuple[int, int, int], tuple[RoundHeader, RolloutBatch]] = {}
+        while wait.episodes < wait.wanted:
             self.stop.check()
             item = self.server.get_rollout(timeout=1.0)
             now = time.monotonic()
             # checked on every pass, not only on empty polls: stale or duplicate rounds arriving
             # from one actor must not hide that another one went silent
-            missing = [a for a in share if got[a] < share[a]]
-            for a in missing:  # a heartbeat (collecting, evaluating) counts as hearing from it
-                heard_at[a] = max(heard_at[a], self._contact(a))
-                last_heard[a] = max(last_heard[a], heard_at[a])
-            silent = [a for a in missing if now - last_heard[a] > cfg.learner.actor_timeout_s]
-            if silent:
-                self._actors_lost(silent, version, now - min(last_heard[a] for a in silent))
-            if now >= notice_at:
-                self.telemetry.event(
-                    "waiting",
-                    self.progress.step,
-                    version=version,
-                    episodes=episodes,
-                    wanted=wanted,
-                    missing_actors=missing,
-                    connected_actors=self._connected_ids(),
-                    **self._waiting_status(missing, heard_at, now, now - started, version),
-                )
-                notice_at = now + WAITING_NOTICE_S
-            if item is None:
-                continue
-            header, tensors = item
-            actor, batch_version, round_index = header["actor_id"], header["version"], header["round"]
-            lag = version - batch_version
-            # a round collected under another learner process (sent before a restart, delivered
-            # after it) was sampled with that learner's parameters and settings: stale as well
-            other_epoch = header.get("learner_epoch") != self.server.epoch
-            if lag < 0 or lag > cfg.learner.max_staleness or other_epoch:
-                self.progress.dropped_stale += 1
-                continue
-            key = (batch_version, actor, round_index)
-            n = int(header["episodes"])
-            over_share = lag == 0 and got[actor] + n > share[actor]
-            if key in accepted or key in self._seen_rounds or over_share:
-                self.duplicate_rounds += 1  # a restarted actor re-sending a round we have
-                continue
-            accepted[key] = (RolloutBatch.from_tensors(tensors), list(header["stats"]))
-            episodes += n
-            if lag == 0:
-                got[actor] += n
-                last_heard[actor] = heard_at[actor] = now
+            self._watch_actors(wait, version, now)
+            if item is not None:
+                self._admit(RoundHeader.from_wire(item[0]), item[1], wait, accepted, now)
         self._seen_rounds = {
-            k for k in (*self._seen_rounds, *accepted) if version - k[0] <= cfg.learner.max_staleness
+            k for k in (*self._seen_rounds, *accepted) if version - k[0] <= self.cfg.learner.max_staleness
         }
         ordered = [accepted[k] for k in sorted(accepted)]
-        self._episode_records = [record for _, records in ordered for record in records]
-        return concat([batch for batch, _ in ordered]), episodes
+        return Gathered(
+            concat([batch for _, batch in ordered]),
+            [record for header, _ in ordered for record in header.stats],
+        )
+
+    def _shares(self, version: int) -> dict[int, int]:
+        """Episodes each actor runs for ``version`` (its plan, as the actor derives it)."""
+        return {a: len(episode_plan(self.cfg, a, version)) for a in range(self.cfg.actor.n_actors)}
+
+    def _watch_actors(self, wait: ActorWait, version: int, now: float) -> None:
+        """Stop the run on an expected actor silent for ``learner.actor_timeout_s``; post the
+        waiting notice every ``WAITING_NOTICE_S``."""
+        missing = wait.missing()
+        for a in missing:  # a heartbeat (collecting, evaluating) counts as hearing from it
+            wait.hear(a, self._contact(a))
+        silent = [a for a in missing if now - wait.last_heard[a] > self.cfg.learner.actor_timeout_s]
+        if silent:
+            self._actors_lost(silent, version, now - min(wait.last_heard[a] for a in silent))
+        if now >= wait.notice_at:
+            self.telemetry.event(
+                "waiting",
+                self.progress.step,
+                version=version,
+                episodes=wait.episodes,
+                wanted=wait.wanted,
+                missing_actors=missing,
+                connected_actors=self._connected_ids(),
+                **self._waiting_status(missing, wait.heard_at, now, now - wait.started, version),
+            )
+            wait.notice_at = now + WAITING_NOTICE_S
+
+    def _admit(
+        self,
+        header: RoundHeader,
+        tensors: dict,
+        wait: ActorWait,
+        accepted: dict[tuple[int, int, int], tuple[RoundHeader, RolloutBatch]],
+        now: float,
+    ) -> None:
+        """Add one received round to ``accepted``, or count it as stale or as a duplicate."""
+        lag = self.progress.version - header.version
+        # a round collected under another learner process (sent before a restart, delivered
+        # after it) was sampled with that learner's parameters and settings: stale as well
+        other_epoch = header.learner_epoch != self.server.epoch
+        if lag < 0 or lag > self.cfg.learner.max_staleness or other_epoch:
+            self.progress.dropped_stale += 1
+            return
+        actor = header.actor_id
+        over_share = lag == 0 and wait.got[actor] + header.episodes > wait.share[actor]
+        if header.key in accepted or header.key in self._seen_rounds or over_share:
+            self.duplicate_rounds += 1  # a restarted actor re-sending a round we have
+            return
+        accepted[header.key] = (header, RolloutBatch.from_tensors(tensors))
+        wait.episodes += header.episodes
+        if lag == 0:
+            wait.delivered(actor, header.episodes, now)
 
     def _contact(self, actor: int) -> float:
         """Monotonic time of the actor's last heartbeat (``-inf`` when it never sent one)."""
-        last_contact = getattr(self.server, "last_contact", None)
-        contact = last_contact(actor) if last_contact is not None else None
+        contact = self.server.last_contact(actor)
         return float("-inf") if contact is None else contact
 
     def _waiting_status(
@@ -245,12 +300,11 @@ class Learner:
         with its episode counts when its heartbeat carried this version's progress) or silent.
         The console warns only about silent actors."""
         busy, silent, words = [], [], []
-        report = getattr(self.server, "actor_progress", None)
         for a in missing:
             ago = now - heard_at[a]
             if ago <= BUSY_WITHIN_S:
                 busy.append(a)
-                progress = report(a) if report is not None else None
+                progress = self.server.actor_progress(a)
                 if progress is not None and progress.version == version:
                     words.append(f"actor {a} busy: {progress.summary()}")
                 else:
@@ -292,16 +346,6 @@ class Learner:
             f"restart it with `python -m pirl_core.actor ... {flags}`, {then}"
         )
 
-    def episode_stats(self) -> dict[str, float]:
-        """Success and return of the episodes in the last gathered batch (the ones trained on)."""
-        records = self._episode_records
-        if not records:
-            return {}
-        return {
-            "success_rate": sum(float(r["success"]) for r in records) / len(records),
-            "return_mean": sum(float(r["return"]) for r in records) / len(records),
-        }
-
     def save(self) -> None:
         if self.saved_step == self.progress.step:
             return
@@ -334,7 +378,8 @@ class Learner:
         while self.progress.step < cfg.learner.updates:
             self.stop.check()
             push = self.publish()
-            batch, episodes = self.gather()
+            gathered = self.gather()
+            batch = gathered.batch
             self.mid_update = True
             # Stale batches (max_staleness > 0) are off-policy by design: reported, not enforced.
             metrics = self.train(batch, on_policy=cfg.learner.max_staleness == 0)
@@ -344,11 +389,11 @@ class Learner:
             self.progress.step += 1
             self.progress.version += 1
             self.progress.samples += len(batch)
-            self.progress.episodes += episodes
+            self.progress.episodes += gathered.episodes
             if self.progress.step % cfg.telemetry.log_every == 0 or self.progress.step == cfg.learner.updates:
                 # one dict: the trainer's metrics also carry "samples" (this batch) and
                 # "return_mean"; the run counters and episode stats below take precedence
-                fields = {**metrics, **self.episode_stats()}
+                fields = {**metrics, **gathered.episode_stats()}
                 fields.update(
                     update=self.progress.step,
                     updates_total=cfg.learner.updates,

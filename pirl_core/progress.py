@@ -150,7 +150,7 @@ class ProgressReporter:
         self._last = -math.inf
 
     def for_version(self, version: int) -> Callable[[Progress], None]:
-        """The ``on_progress`` callback for one version's collection (``runtime.version_rounds``)."""
+        """The ``on_progress`` callback for one version's collection (``rollout_plan.version_rounds``)."""
 
         def report(progress: Progress) -> None:
             now = self.clock()

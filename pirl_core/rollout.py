@@ -22,9 +22,8 @@ episode ids, while ``group_id`` (task, initial state) is global so GRPO groups c
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,8 @@ import torch
 from torch import Tensor
 
 from pirl_core.envs.base import ChunkResult, PirlVectorEnv
-from pirl_core.recipe.actor_critic import ActorCritic
+from pirl_core.recipe.actor_critic import ActorCritic, ActOutput
+from pirl_core.stopwatch import Stopwatch
 
 OBS_PREFIX = "obs."
 GROUP_TASK_STRIDE = 1 << 32
@@ -94,6 +94,18 @@ class RolloutBatch:
         return int(torch.unique(self.episode_id).numel())
 
 
+def stack(batches: list[RolloutBatch]) -> RolloutBatch:
+    """The rows of ``batches`` one after the other, every field as it is (ids not renumbered)."""
+    return RolloutBatch(
+        obs={k: torch.cat([b.obs[k] for b in batches]) for k in batches[0].obs},
+        **{
+            f.name: torch.cat([getattr(b, f.name) for b in batches])
+            for f in fields(RolloutBatch)
+            if f.name != "obs"
+        },
+    )
+
+
 def concat(batches: list[RolloutBatch]) -> RolloutBatch:
     """Join batches (e.g. from several actors or rounds); episode ids are renumbered so they stay
     unique, group ids are kept (they are global)."""
@@ -107,17 +119,8 @@ def concat(batches: list[RolloutBatch]) -> RolloutBatch:
             _, local = torch.unique(ep, return_inverse=True)
             ep = local + offset
             offset = int(ep.max()) + 1
-        renumbered.append(ep)
-    keys = batches[0].obs.keys()
-    return RolloutBatch(
-        obs={k: torch.cat([b.obs[k] for b in batches]) for k in keys},
-        episode_id=torch.cat(renumbered),
-        **{
-            f.name: torch.cat([getattr(b, f.name) for b in batches])
-            for f in fields(RolloutBatch)
-            if f.name not in ("obs", "episode_id")
-        },
-    )
+        renumbered.append(replace(b, episode_id=ep))
+    return stack(renumbered)
 
 
 @dataclass(frozen=True)
@@ -173,136 +176,204 @@ def collect_rollouts(
     """
     if not init_state_ids:
         raise ValueError("collect_rollouts needs at least one init state id")
-    started = time.perf_counter()
-    adapter = actor_critic.adapter
-    device = actor_critic.device
-    n_envs = env.num_envs
-    max_steps = env.max_episode_steps
-    n_init = env.num_init_states()
-    records: list[dict[str, Any]] = []
-    stats: list[EpisodeStats] = []
-    timing = {
-        "env_steps": 0.0,
-        "chunks": 0.0,
-        "inference_ms": 0.0,
-        "env_ms": 0.0,
-        "reset_s": 0.0,
-        "prep_s": 0.0,
-    }
+    collection = _Collection(env, actor_critic, generator, action_steps, deterministic, len(init_state_ids))
     counters_before = env.time_counters()
+    for start in range(0, len(init_state_ids), env.num_envs):
+        wave = list(init_state_ids[start : start + env.num_envs])
+        collection.run_wave(start, wave, render_slots, on_chunk, on_progress)
+    chunks = stack(collection.chunks)
+    # episode-major, stable: each episode's chunks stay in time order
+    batch = chunks.select(torch.sort(chunks.episode_id, stable=True).indices)
+    return batch, collection.stats, collection.timing(counters_before, env.time_counters())
 
-    for wave_start in range(0, len(init_state_ids), n_envs):
-        wave = list(init_state_ids[wave_start : wave_start + n_envs])
-        m = len(wave)
-        # Unused sub-envs (a short last wave) are reset to a valid state and masked out.
-        t0 = time.perf_counter()
-        raw = env.reset(wave + [wave[-1]] * (n_envs - m))
-        timing["reset_s"] += time.perf_counter() - t0
-        task_ids = list(env.task_ids())
+
+@dataclass
+class _Wave:
+    """The sub-envs of one wave: slot i < ``len(ids)`` runs init state ``ids[i]``; the others
+    (a short last wave) are reset to a valid state and masked out from the start."""
+
+    start: int  # position of ids[0] in the collection (its batch-local episode id)
+    ids: list[int]
+    group_ids: Tensor  # (len(ids),) global (task, initial state)
+    task_ids: list[int]
+    active: np.ndarray
+    steps: np.ndarray
+    ret: np.ndarray
+    solved: np.ndarray
+    chunk_index: int = 0
+
+    @classmethod
+    def reset(cls, start: int, ids: list[int], task_ids: list[int], n_envs: int, n_init: int) -> _Wave:
         active = np.zeros(n_envs, dtype=bool)
-        active[:m] = True
-        steps = np.zeros(n_envs, dtype=np.int64)
-        ret = np.zeros(n_envs, dtype=np.float64)
-        solved = np.zeros(n_envs, dtype=bool)
-        chunk_index = 0
-        while active.any():
-            idx = np.flatnonzero(active)
-            idx_t = torch.as_tensor(idx)
-            t0 = time.perf_counter()
-            obs = {k: v[idx_t] for k, v in adapter.prepare_obs(raw).items()}
-            timing["prep_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            obs_dev = _to(obs, device)
-            out = actor_critic.act(obs_dev, generator, deterministic=deterministic)
-            env_actions = adapter.to_env_action(out.x0, obs_dev)
-            timing["inference_ms"] += (time.perf_counter() - t0) * 1e3
-            timing["chunks"] += 1
-            n_exec = min(action_steps, env_actions.shape[1])
-            full = np.zeros((n_envs, n_exec, env_actions.shape[2]), dtype=np.float32)
-            full[idx] = env_actions[:, :n_exec]
+        active[: len(ids)] = True
+        groups = [task_ids[i] * GROUP_TASK_STRIDE + g % n_init for i, g in enumerate(ids)]
+        return cls(
+            start,
+            ids,
+            torch.as_tensor(groups, dtype=torch.long),
+            task_ids,
+            active,
+            steps=np.zeros(n_envs, dtype=np.int64),
+            ret=np.zeros(n_envs, dtype=np.float64),
+            solved=np.zeros(n_envs, dtype=bool),
+        )
 
-            # One chunk step: each active sub-env executes its actions until the chunk ends, its
-            # episode terminates or its time limit is reached; only the observation read next is
-            # rendered (envs/base.py ``step_chunk``).
-            limit = np.where(active, max_steps - steps, 0)
-            t0 = time.perf_counter()
-            res = env.step_chunk(full, limit, render_slots)
-            timing["env_ms"] += (time.perf_counter() - t0) * 1e3
-            raw = res.obs
-            executed = np.where(active, np.asarray(res.executed, dtype=np.int64), 0)
-            reward = np.where(active, np.asarray(res.reward, dtype=np.float64).sum(axis=1), 0.0)
-            steps += executed
-            timing["env_steps"] += float(executed.sum())
-            succ = active & np.asarray(res.success, dtype=bool).any(axis=1)
-            term = active & np.asarray(res.terminated, dtype=bool).any(axis=1)
-            ended = term | (active & (steps >= max_steps))
-            if on_chunk is not None:
-                on_chunk(res, active)
-
-            bootstrap = np.zeros(n_envs, dtype=np.float32)
-            truncated = idx[(ended & ~term)[idx]]
-            if truncated.size and actor_critic.value_head is not None and not deterministic:
-                t0 = time.perf_counter()
-                final_obs = {k: v[torch.as_tensor(truncated)] for k, v in adapter.prepare_obs(raw).items()}
-                bootstrap[truncated] = (
-                    actor_critic.value(_to(final_obs, device), generator).float().cpu().numpy()
-                )
-                timing["prep_s"] += time.perf_counter() - t0
-
-            ret += reward
-            solved |= succ
-            records.append(
-                {
-                    "obs": {k: v.cpu() for k, v in obs.items()},
-                    "chain": out.chain.cpu(),
-                    "sde_step": out.sde_step.cpu(),
-                    "logp": out.logp.float().cpu(),
-                    "value": out.value.float().cpu(),
-                    "reward": torch.as_tensor(reward[idx], dtype=torch.float32),
-                    "done": torch.as_tensor(ended[idx]),
-                    "terminated": torch.as_tensor(term[idx]),
-                    "success": torch.as_tensor(succ[idx]),
-                    "bootstrap_value": torch.as_tensor(bootstrap[idx]),
-                    "episode_id": torch.as_tensor(wave_start + idx, dtype=torch.long),
-                    "group_id": torch.as_tensor(
-                        [task_ids[i] * GROUP_TASK_STRIDE + wave[i] % n_init for i in idx], dtype=torch.long
-                    ),
-                    "chunk_index": torch.full((idx.size,), chunk_index, dtype=torch.long),
-                }
+    def episode_stats(self) -> list[EpisodeStats]:
+        return [
+            EpisodeStats(
+                float(self.ret[i]), int(self.steps[i]), bool(self.solved[i]), int(self.task_ids[i]), int(g)
             )
-            active &= ~ended
-            chunk_index += 1
+            for i, g in enumerate(self.ids)
+        ]
+
+
+class _Collection:
+    """One ``collect_rollouts`` call: the chunks and episode stats gathered so far, and where its
+    time went (:class:`~pirl_core.stopwatch.Stopwatch` parts ``reset``, ``prep`` (observation
+    preprocessing, bootstrap values), ``inference`` (policy call and action decoding), ``env``)."""
+
+    def __init__(
+        self,
+        env: PirlVectorEnv,
+        actor_critic: ActorCritic,
+        generator: torch.Generator,
+        action_steps: int,
+        deterministic: bool,
+        planned: int,
+    ) -> None:
+        self.watch = Stopwatch()
+        self.env = env
+        self.actor_critic = actor_critic
+        self.generator = generator
+        self.action_steps = action_steps
+        self.deterministic = deterministic
+        self.planned = planned
+        self.n_init = env.num_init_states()
+        self.chunks: list[RolloutBatch] = []
+        self.stats: list[EpisodeStats] = []
+        self.env_steps = 0
+
+    def run_wave(
+        self,
+        start: int,
+        ids: list[int],
+        render_slots: frozenset[int],
+        on_chunk: Callable[[ChunkResult, np.ndarray], None] | None,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        env = self.env
+        with self.watch("reset"):
+            raw = env.reset(ids + [ids[-1]] * (env.num_envs - len(ids)))
+        wave = _Wave.reset(start, ids, list(env.task_ids()), env.num_envs, self.n_init)
+        while wave.active.any():
+            raw = self._chunk(raw, wave, render_slots, on_chunk)
             if on_progress is not None:
-                on_progress(
-                    Progress(
-                        episodes_done=len(stats) + int((~active[:m]).sum()),
-                        episodes_planned=len(init_state_ids),
-                        env_steps=int(timing["env_steps"]),
-                        elapsed_s=time.perf_counter() - started,
-                        running_steps=int(steps[active].sum()),
-                    )
-                )
-        for i in range(m):
-            stats.append(
-                EpisodeStats(float(ret[i]), int(steps[i]), bool(solved[i]), int(task_ids[i]), int(wave[i]))
-            )
+                on_progress(self._progress(wave))
+        self.stats.extend(wave.episode_stats())
 
-    batch = _assemble(records)
-    chunks = max(timing["chunks"], 1.0)
-    step_wall_s = timing["env_ms"] / 1e3
-    render_share = _render_share(counters_before, env.time_counters())
-    info = {
-        "env_steps": timing["env_steps"],
-        "chunks": timing["chunks"],
-        "inference_ms_per_chunk": timing["inference_ms"] / chunks,
-        "env_ms": timing["env_ms"],
-        "collect_s": time.perf_counter() - started,
-        "reset_s": timing["reset_s"],
-        "env_step_s": step_wall_s * (1.0 - render_share),
-        "render_s": step_wall_s * render_share,
-        "inference_s": timing["inference_ms"] / 1e3 + timing["prep_s"],
-    }
-    return batch, stats, info
+    def _progress(self, wave: _Wave) -> Progress:
+        return Progress(
+            episodes_done=len(self.stats) + int((~wave.active[: len(wave.ids)]).sum()),
+            episodes_planned=self.planned,
+            env_steps=self.env_steps,
+            elapsed_s=self.watch.elapsed(),
+            running_steps=int(wave.steps[wave.active].sum()),
+        )
+
+    def _chunk(
+        self,
+        raw: Any,
+        wave: _Wave,
+        render_slots: frozenset[int],
+        on_chunk: Callable[[ChunkResult, np.ndarray], None] | None,
+    ) -> Any:
+        """One policy call for the active sub-envs and one ``env.step_chunk``: each active
+        sub-env executes its actions until the chunk ends, its episode terminates or its time
+        limit is reached; only the observation read next is rendered (envs/base.py
+        ``step_chunk``). Records the chunk's transitions; returns the next raw observation."""
+        n_envs, max_steps = self.env.num_envs, self.env.max_episode_steps
+        active = wave.active
+        idx = np.flatnonzero(active)
+        obs, out, full = self._act(raw, idx)
+        with self.watch("env"):
+            res = self.env.step_chunk(full, np.where(active, max_steps - wave.steps, 0), render_slots)
+        executed = np.where(active, np.asarray(res.executed, dtype=np.int64), 0)
+        reward = np.where(active, np.asarray(res.reward, dtype=np.float64).sum(axis=1), 0.0)
+        wave.steps += executed
+        self.env_steps += int(executed.sum())
+        succ = active & np.asarray(res.success, dtype=bool).any(axis=1)
+        term = active & np.asarray(res.terminated, dtype=bool).any(axis=1)
+        ended = term | (active & (wave.steps >= max_steps))
+        if on_chunk is not None:
+            on_chunk(res, active)
+        bootstrap = self._bootstrap(res.obs, idx[(ended & ~term)[idx]], n_envs)
+        wave.ret += reward
+        wave.solved |= succ
+        self.chunks.append(
+            RolloutBatch(
+                obs={k: v.cpu() for k, v in obs.items()},
+                chain=out.chain.cpu(),
+                sde_step=out.sde_step.cpu(),
+                logp=out.logp.float().cpu(),
+                value=out.value.float().cpu(),
+                reward=torch.as_tensor(reward[idx], dtype=torch.float32),
+                done=torch.as_tensor(ended[idx]),
+                terminated=torch.as_tensor(term[idx]),
+                success=torch.as_tensor(succ[idx]),
+                bootstrap_value=torch.as_tensor(bootstrap[idx]),
+                episode_id=torch.as_tensor(wave.start + idx, dtype=torch.long),
+                group_id=wave.group_ids[torch.as_tensor(idx)],
+                chunk_index=torch.full((idx.size,), wave.chunk_index, dtype=torch.long),
+            )
+        )
+        wave.active &= ~ended
+        wave.chunk_index += 1
+        return res.obs
+
+    def _act(self, raw: Any, idx: np.ndarray) -> tuple[dict[str, Tensor], ActOutput, np.ndarray]:
+        """The policy's chunk for the sub-envs ``idx``: their prepared observations (CPU), the
+        sampled chain, and every sub-env's actions for the steps to execute (0 for the others)."""
+        adapter = self.actor_critic.adapter
+        with self.watch("prep"):
+            obs = {k: v[torch.as_tensor(idx)] for k, v in adapter.prepare_obs(raw).items()}
+        with self.watch("inference"):
+            obs_dev = _to(obs, self.actor_critic.device)
+            out = self.actor_critic.act(obs_dev, self.generator, deterministic=self.deterministic)
+            env_actions = adapter.to_env_action(out.x0, obs_dev)
+        n_exec = min(self.action_steps, env_actions.shape[1])
+        full = np.zeros((self.env.num_envs, n_exec, env_actions.shape[2]), dtype=np.float32)
+        full[idx] = env_actions[:, :n_exec]
+        return obs, out, full
+
+    def _bootstrap(self, raw: Any, truncated: np.ndarray, n_envs: int) -> np.ndarray:
+        """V(s_final) for the sub-envs whose episode hit the time limit (0 elsewhere, and when
+        there is no critic or the sampling is deterministic)."""
+        bootstrap = np.zeros(n_envs, dtype=np.float32)
+        ac = self.actor_critic
+        if truncated.size and ac.value_head is not None and not self.deterministic:
+            with self.watch("prep"):
+                final_obs = {k: v[torch.as_tensor(truncated)] for k, v in ac.adapter.prepare_obs(raw).items()}
+                bootstrap[truncated] = (
+                    ac.value(_to(final_obs, ac.device), self.generator).float().cpu().numpy()
+                )
+        return bootstrap
+
+    def timing(self, before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        """``collect_rollouts``'s timings (see its docstring)."""
+        seconds = self.watch.seconds
+        chunks = float(len(self.chunks))
+        render_share = _render_share(before, after)
+        return {
+            "env_steps": float(self.env_steps),
+            "chunks": chunks,
+            "inference_ms_per_chunk": seconds["inference"] * 1e3 / max(chunks, 1.0),
+            "env_ms": seconds["env"] * 1e3,
+            "collect_s": self.watch.elapsed(),
+            "reset_s": seconds["reset"],
+            "env_step_s": seconds["env"] * (1.0 - render_share),
+            "render_s": seconds["env"] * render_share,
+            "inference_s": seconds["inference"] + seconds["prep"],
+        }
 
 
 TIME_PARTS = ("env_step", "render", "reset", "inference", "send", "idle")
@@ -334,15 +405,3 @@ def time_breakdown(timing: dict[str, float], send_s: float, round_s: float) -> d
     }
     parts["time_idle_s"] = max(0.0, float(round_s) - sum(parts.values()))
     return parts
-
-
-def _assemble(records: list[dict[str, Any]]) -> RolloutBatch:
-    """Stack per-chunk records and order them episode-major (stable, so chunks keep time order)."""
-    cols: dict[str, Tensor] = {}
-    for name in records[0]:
-        if name == "obs":
-            continue
-        cols[name] = torch.cat([r[name] for r in records])
-    obs = {k: torch.cat([r["obs"][k] for r in records]) for k in records[0]["obs"]}
-    order = torch.sort(cols["episode_id"], stable=True).indices
-    return RolloutBatch(obs={k: v[order] for k, v in obs.items()}, **{k: v[order] for k, v in cols.items()})

@@ -42,7 +42,7 @@ def train(cfg: RunConfig, trainer, versions: range) -> None:
     """Real rollouts on the toy env (version-derived generators, as the actor does) + updates."""
     from pirl_core.envs.factory import make_env
     from pirl_core.rollout import collect_rollouts
-    from pirl_core.runtime import episode_plan, rollout_generator
+    from pirl_core.rollout_plan import episode_plan, rollout_generator
 
     env = make_env(cfg)
     try:

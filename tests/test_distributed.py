@@ -27,10 +27,10 @@ from pirl_core.config import load_config
 from pirl_core.distributed import Distributed
 from pirl_core.errors import ExitCode
 from pirl_core.launch import learner_argv
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import RolloutBatch, collect_rollouts
 from pirl_core.telemetry import read_records
 from tests.e2e_helpers import ROOT, child_env, free_port, start, wait_all
+from tests.inprocess.local_loop import build_loop
 
 ATOL, RTOL = 1e-5, 1e-4
 """Stated tolerance of N ranks vs one process (parameters after two updates of 7 minibatch steps x 2

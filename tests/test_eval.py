@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from pirl_core import init_states as plan
 from pirl_core.checkpoints import layout, resume
 from pirl_core.config import load_config
 from pirl_core.errors import ExitCode
-from pirl_core.eval import plan
 from pirl_core.eval.best import BestPointer
 from pirl_core.eval.results import wilson_interval
 from tests.e2e_helpers import ROOT, child_env
@@ -38,16 +38,16 @@ def run_eval(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def toy_run(tmp_path_factory) -> Path:
     """A toy checkpoint trained in-process until its deterministic success is >= 0.95 on 64
     held-out episodes (about 20 updates, seconds), saved with the learner's own ``resume.save``."""
-    from pirl_core.recipe.local_loop import build_loop, evaluate
     from pirl_core.rollout import concat
-    from pirl_core.runtime import version_rounds
+    from pirl_core.rollout_plan import version_rounds
+    from tests.inprocess.local_loop import build_loop, evaluate
 
     out = tmp_path_factory.mktemp("toy") / "run"
     cfg = load_config("toy", {"output_dir": str(out)})
-    state = build_loop(cfg)
+    state = build_loop(cfg, eval_episodes=64)
     step = 0
     for version in range(40):
-        batches = [b for b, _, _ in version_rounds(cfg, state.env, state.actor_critic, 0, version)]
+        batches = [b for b, _, _ in version_rounds(state.cfg, state.env, state.actor_critic, 0, version)]
         state.trainer.update(concat(batches))
         step = version + 1
         if evaluate(state, 64) >= 0.95:
@@ -151,8 +151,8 @@ def test_training_never_runs_held_out_init_states(n_init: int, n_tasks: int) -> 
 def test_actor_rounds_skip_held_out_states_of_the_toy_env(tmp_path: Path) -> None:
     from pirl_core.envs.factory import make_env
     from pirl_core.eval.periodic import periodic_ids
-    from pirl_core.recipe.local_loop import build_loop
-    from pirl_core.runtime import version_rounds
+    from pirl_core.rollout_plan import version_rounds
+    from tests.inprocess.local_loop import build_loop
 
     cfg = load_config(
         "toy",

@@ -13,7 +13,7 @@ import pytest
 from pirl_core.config import load_config, parse_init_states, split_states
 from pirl_core.errors import ConfigError
 from pirl_core.eval.periodic import periodic_ids
-from pirl_core.eval.plan import split_for, training_plan, validation_states
+from pirl_core.init_states import split_for, training_plan, validation_states
 
 REPO = Path(__file__).resolve().parents[1]
 PER_TASK, TASKS = 50, 3  # libero_object: 50 fixed init states per task; libero_small runs 3 tasks
@@ -111,7 +111,7 @@ def test_lift_benchmark_evaluates_validation_and_test_and_records_demos_on_train
 
 
 def test_grpo_groups_share_one_fixed_train_state() -> None:
-    from pirl_core.runtime import episode_plan
+    from pirl_core.rollout_plan import episode_plan
 
     cfg = load_config(
         "toy",

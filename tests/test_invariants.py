@@ -7,7 +7,7 @@
 
 The learner-level tests run the real ``Learner.run`` with the real trainer and checkpoint writer;
 only gRPC is replaced by :class:`LoopbackServer`, which collects rollouts with the actor's own code
-(``build_policy`` + ``version_rounds``) — the transport itself is tested in test_transport_grpc.py.
+(``actor_critic_for`` + ``version_rounds``) — the transport itself is tested in test_transport_grpc.py.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from typing import Any
 import pytest
 import torch
 
-from pirl_core.actor import build_policy
 from pirl_core.checkpoints import layout, resume
 from pirl_core.config import RunConfig, load_config
 from pirl_core.envs.factory import make_env
 from pirl_core.errors import DivergedError, ExitCode, RatioCheckError
 from pirl_core.learner import Learner, Progress, build_trainer
-from pirl_core.recipe.local_loop import build_loop
+from pirl_core.recipe.actor_critic import actor_critic_for
 from pirl_core.rollout import collect_rollouts
-from pirl_core.runtime import load_parameters, parameters_to_tensors, version_rounds
+from pirl_core.rollout_plan import version_rounds
 from pirl_core.telemetry import Telemetry
+from pirl_core.transport.push import load_parameters, parameters_to_tensors
+from pirl_core.transport.round_header import RoundHeader
+from tests.inprocess.local_loop import build_loop
 
 
 def toy_cfg(tmp_path: Path, **overrides: Any) -> RunConfig:
@@ -60,8 +62,8 @@ class LoopbackServer:
 
     def __init__(self, cfg: RunConfig, bad_from: int, bad_actor_cfg: RunConfig | None = None) -> None:
         self.cfg = cfg
-        self.good = build_policy(cfg)
-        self.bad = build_policy(bad_actor_cfg) if bad_actor_cfg is not None else None
+        self.good = actor_critic_for(cfg)
+        self.bad = actor_critic_for(bad_actor_cfg) if bad_actor_cfg is not None else None
         self.env = make_env(cfg)
         self.bad_from = bad_from
         self.queue: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
@@ -80,15 +82,8 @@ class LoopbackServer:
         ):
             if bad and self.bad is None:
                 batch.reward = torch.full_like(batch.reward, math.nan)
-            header = {
-                "version": version,
-                "actor_id": 0,
-                "round": round_index,
-                "episodes": len(stats),
-                "learner_epoch": self.epoch,
-                "stats": [{"success": float(s.success), "return": s.ret} for s in stats],
-            }
-            self.queue.append((header, batch.to_tensors()))
+            header = RoundHeader.for_round(version, 0, round_index, stats, self.epoch)
+            self.queue.append((header.to_wire(), batch.to_tensors()))
         return {}
 
     def get_rollout(self, timeout: float | None = None):
@@ -96,6 +91,12 @@ class LoopbackServer:
 
     def connected_actors(self) -> list:
         return []
+
+    def last_contact(self, actor_id) -> float | None:
+        return None  # no heartbeats: only rounds count as contact
+
+    def actor_progress(self, actor_id):
+        return None
 
 
 def run_until_error(cfg: RunConfig, server: LoopbackServer, error: type[Exception]) -> tuple[Learner, Any]:

@@ -15,6 +15,7 @@ from pirl_core.config import load_config
 from pirl_core.errors import ExitCode
 from pirl_core.learner import ActorLostError, Learner, Progress
 from pirl_core.telemetry import Telemetry, read_records
+from pirl_core.transport.round_header import episode_summary
 from tests.batches import one_chunk_episodes
 
 
@@ -47,6 +48,12 @@ class QueueServer:
 
     def connected_actors(self) -> list[dict[str, Any]]:
         return [{"actor_id": "0"}]
+
+    def last_contact(self, actor_id) -> float | None:
+        return None  # no heartbeats: only rounds count as contact
+
+    def actor_progress(self, actor_id):
+        return None
 
 
 def _item(
@@ -88,7 +95,8 @@ def test_gather_keeps_only_the_current_version_and_counts_the_rest(tmp_path: Pat
         _item(3, 2, 3.0, round_index=1),
     ]
     learner = _learner(tmp_path, items, version=3)
-    batch, episodes = learner.gather()
+    gathered = learner.gather()
+    batch, episodes = gathered.batch, gathered.episodes
     assert episodes == 4 and len(batch) == 4
     assert torch.all(batch.reward == 3.0)
     assert learner.progress.dropped_stale == 3
@@ -101,7 +109,8 @@ def test_max_staleness_admits_bounded_lag(tmp_path: Path) -> None:
         _item(3, 2, 3.0),
     ]
     learner = _learner(tmp_path, items, version=3, max_staleness=1)
-    batch, episodes = learner.gather()
+    gathered = learner.gather()
+    batch, episodes = gathered.batch, gathered.episodes
     assert episodes == 4 and sorted(set(batch.reward.tolist())) == [2.0, 3.0]
     assert learner.progress.dropped_stale == 1
 
@@ -113,13 +122,14 @@ def test_a_round_received_twice_counts_once_and_order_does_not_matter(tmp_path: 
     rejoined = [in_order[1], in_order[0], in_order[1], in_order[0]]  # round 1, then a restart resends both
     first = _learner(tmp_path / "a", in_order, version=3)
     second = _learner(tmp_path / "b", rejoined, version=3)
-    batch_a, episodes_a = first.gather()
-    batch_b, episodes_b = second.gather()
+    gathered_a, gathered_b = first.gather(), second.gather()
+    batch_a, episodes_a = gathered_a.batch, gathered_a.episodes
+    batch_b, episodes_b = gathered_b.batch, gathered_b.episodes
     assert episodes_a == episodes_b == 4 and len(batch_b) == 4
     assert batch_a.reward.tolist() == batch_b.reward.tolist() == [3.0, 3.0, 5.0, 5.0]
     assert second.duplicate_rounds == 0  # the loop stopped once the share was complete
     third = _learner(tmp_path / "c", [in_order[0], in_order[0], in_order[1]], version=3)
-    assert third.gather()[1] == 4 and third.duplicate_rounds == 1
+    assert third.gather().episodes == 4 and third.duplicate_rounds == 1
 
 
 def test_episode_stats_come_from_the_rollout_headers_trained_on(tmp_path: Path) -> None:
@@ -129,9 +139,8 @@ def test_episode_stats_come_from_the_rollout_headers_trained_on(tmp_path: Path) 
         _item(3, 2, 0.0, success=0.0, round_index=1),
     ]
     learner = _learner(tmp_path, items, version=3)
-    assert learner.episode_stats() == {}
-    learner.gather()
-    assert learner.episode_stats() == {"success_rate": 0.5, "return_mean": 0.5}
+    assert episode_summary([]) == {}
+    assert learner.gather().episode_stats() == {"success_rate": 0.5, "return_mean": 0.5}
 
 
 def test_silent_actor_stops_the_run_naming_it(tmp_path: Path) -> None:
@@ -183,7 +192,8 @@ def test_heartbeats_keep_an_evaluating_actor_alive(tmp_path: Path, beat: bool) -
     server = EvaluatingActorServer([_item(0, 2, 1.0)], quiet_s=0.6, beat=beat)
     learner = Learner(cfg, Telemetry(tmp_path, "learner"), Progress(0, 0), trainer=None, server=server)
     if beat:
-        batch, episodes = learner.gather()  # silent 3x the timeout, yet not lost
+        gathered = learner.gather()  # silent 3x the timeout, yet not lost
+        batch, episodes = gathered.batch, gathered.episodes
         assert episodes == 2 and torch.equal(batch.reward, torch.full((2,), 1.0))
     else:
         with pytest.raises(ActorLostError, match="actor 0 sent nothing"):
@@ -255,7 +265,7 @@ def test_waiting_notice_tells_a_busy_actor_from_a_silent_one(tmp_path: Path, mon
     learner = Learner(
         cfg1, Telemetry(tmp_path / "b", "learner"), Progress(0, 0), trainer=None, server=busy_only
     )
-    assert learner.gather()[1] == 2  # busy for 3x the timeout, yet not lost
+    assert learner.gather().episodes == 2  # busy for 3x the timeout, yet not lost
     notices = [
         r for r in read_records(tmp_path / "b" / "telemetry" / "learner.jsonl") if r.get("event") == "waiting"
     ]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pirl_core.config import load_config
-from pirl_core.recipe.local_loop import train_in_process
+from tests.inprocess.local_loop import train_in_process
 
 BUDGET = 80
 TARGET = 0.9

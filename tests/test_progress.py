@@ -14,9 +14,9 @@ import pytest
 from pirl_core.actor import collect_version
 from pirl_core.config import load_config
 from pirl_core.progress import ProgressReporter, VersionProgress
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import Progress
 from pirl_core.telemetry import Telemetry, read_records
+from tests.inprocess.local_loop import build_loop
 
 
 class RecordingClient:

@@ -7,8 +7,8 @@ import torch
 
 from pirl_core.config import load_config
 from pirl_core.recipe.advantages import success_advantages
-from pirl_core.recipe.local_loop import build_loop, train_in_process
 from pirl_core.rollout import collect_rollouts
+from tests.inprocess.local_loop import build_loop, train_in_process
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ import torch
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError
 from pirl_core.recipe.drift import PROBE_FILE, ActionDrift, compare
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import collect_rollouts
+from tests.inprocess.local_loop import build_loop
 
 
 def test_units_mm_for_libero_positions_and_gripper_decisions() -> None:

@@ -20,9 +20,9 @@ from pirl_core.errors import ConfigError
 from pirl_core.policies.mlp import MLPFlowAdapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.flow import time_grid, to_velocity
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.recipe.ppo import ppo_loss
 from pirl_core.rollout import collect_rollouts
+from tests.inprocess.local_loop import build_loop
 
 CHUNK, STEPS_EXEC, ENV_DIM, PAD, K = 5, 3, 2, 1, 4
 N_ELEM = STEPS_EXEC * ENV_DIM

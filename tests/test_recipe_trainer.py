@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pirl_core.config import load_config
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.rollout import RolloutBatch, collect_rollouts
+from tests.inprocess.local_loop import build_loop
 
 EXPECTED_METRICS = {
     "policy_loss",

@@ -7,7 +7,8 @@ from collections import Counter
 import torch
 
 from pirl_core.config import load_config
-from pirl_core.runtime import episode_plan, load_parameters, parameters_to_tensors, rollout_generator
+from pirl_core.rollout_plan import episode_plan, rollout_generator
+from pirl_core.transport.push import load_parameters, parameters_to_tensors
 
 
 def test_ppo_plan_gives_each_actor_distinct_ids_per_version() -> None:
@@ -99,16 +100,16 @@ def test_a_missing_cuda_device_is_a_config_error_naming_the_fix() -> None:
 def test_learner_actor_and_local_loop_build_the_same_seeded_modules() -> None:
     """``seed`` reaches the RL heads and the trainer's minibatch generator in the learner exactly
     as in the in-process loop the learning tests use (it was ignored there: always 0)."""
-    from pirl_core.actor import build_policy
     from pirl_core.learner import build_trainer
-    from pirl_core.recipe.local_loop import build_loop
+    from pirl_core.recipe.actor_critic import actor_critic_for
+    from tests.inprocess.local_loop import build_loop
 
     def built(seed: int):
         cfg = load_config("toy", ["recipe.method=flow_noise", f"seed={seed}"])
         torch.manual_seed(seed)  # the adapter itself draws from the global RNG (seed_everything)
         trainer = build_trainer(cfg)
         torch.manual_seed(seed)
-        actor = build_policy(cfg)
+        actor = actor_critic_for(cfg)
         torch.manual_seed(seed)
         loop = build_loop(cfg)
         loop.env.close()
@@ -128,8 +129,8 @@ def test_learner_actor_and_local_loop_build_the_same_seeded_modules() -> None:
 def test_version_rounds_leaves_grad_mode_on_in_its_caller_between_rounds() -> None:
     """The generator used to hold torch.no_grad() across its yields, so the caller's code between
     rounds (and after a partly consumed generator) ran with gradients off."""
-    from pirl_core.recipe.local_loop import build_loop
-    from pirl_core.runtime import version_rounds
+    from pirl_core.rollout_plan import version_rounds
+    from tests.inprocess.local_loop import build_loop
 
     state = build_loop(load_config("toy", {"env.n_envs": 4, "learner.episodes_per_update": 8}))
     assert torch.is_grad_enabled()

@@ -13,10 +13,10 @@ from pirl_core.errors import ConfigError, ExitCode, RatioCheckError, TransportEr
 from pirl_core.policies.factory import make_adapter
 from pirl_core.policies.xvla import VLM_PREFIX
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import RolloutBatch, collect_rollouts
-from pirl_core.runtime import FINGERPRINT_KEY, load_parameters, parameters_to_tensors, push_nbytes
+from pirl_core.transport.push import FINGERPRINT_KEY, load_parameters, parameters_to_tensors, push_nbytes
+from tests.inprocess.local_loop import build_loop
 from tests.libero_synthetic import synthetic_raw_obs
 
 TASK = "put both the alphabet soup and the tomato sauce in the basket"

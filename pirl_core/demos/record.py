@@ -6,7 +6,7 @@ writes the successful episodes as a LeRobot dataset (layout: :mod:`pirl_core.rec
 Why it is built this way (docs/design.md, "Demonstrations"):
 
 * Scenes come from pirl's own :class:`~pirl_core.envs.libero.LiberoVectorEnv` with the init-state
-  ids pirl's evaluation uses (state-major, :func:`pirl_core.eval.plan.state_ids`), so a recorded
+  ids pirl's evaluation uses (state-major, :func:`pirl_core.init_states.state_ids`), so a recorded
   episode and a rollout from the same id start from the same scene.
 * Frame values go through LeRobot's own ``preprocess_observation`` and X-VLA's
   ``LiberoProcessorStep`` (agentview flipped, 20-dim state), then back to HWC uint8 (exact: the
@@ -165,7 +165,7 @@ def record(args: RecordArgs) -> dict[int, TaskTally]:
 
     from pirl_core.config import EnvConfig
     from pirl_core.envs.libero import LiberoVectorEnv
-    from pirl_core.eval.plan import state_ids
+    from pirl_core.init_states import state_ids
 
     env_cfg = EnvConfig(
         type="libero",

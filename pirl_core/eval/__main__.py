@@ -12,34 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 
 from pirl_core.cli import dotted_overrides, run_main
 from pirl_core.config import DEFAULT_PROFILE
 from pirl_core.errors import ConfigError, ExitCode
-
-DEFAULT_EPISODES = 10
-DEFAULT_VIDEOS = 2
-INFO_FILE = "eval_info.json"
-
-
-@dataclass
-class EvalArgs:
-    target: str | None
-    best: bool
-    profile: str
-    suite: str | None
-    tasks: str | None
-    episodes: int
-    init_states: str
-    episode_length: int | None
-    n_envs: int | None
-    stochastic: bool
-    seed: int | None
-    videos: int
-    out: str | None
-    overrides: list[str]
-    render_size: int | None = None
+from pirl_core.eval.evaluate import DEFAULT_EPISODES, DEFAULT_VIDEOS, EvalArgs, evaluate
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,8 +80,6 @@ def parse(argv: list[str] | None) -> EvalArgs:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pirl_core.eval.evaluate import evaluate
-
     args = parse(argv)
     result = evaluate(args)
     print(result.table)

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pirl_core.checkpoints import layout
 from pirl_core.checkpoints.verify import CheckpointInfo, Problem, inspect_or_raise, unreadable
@@ -22,14 +22,34 @@ from pirl_core.config import (
     validate,
 )
 from pirl_core.errors import ConfigError
-from pirl_core.eval.plan import select_states, state_ids
-from pirl_core.eval.results import eval_info, format_table, summarize
+from pirl_core.eval.results import INFO_FILE, eval_info, format_table, summarize
+from pirl_core.init_states import select_states, state_ids
+from pirl_core.recipe.actor_critic import ActorCritic, actor_critic_for
 from pirl_core.storage import write_text_atomic
 
-if TYPE_CHECKING:
-    from pirl_core.eval.__main__ import EvalArgs
+DEFAULT_EPISODES = 10
+DEFAULT_VIDEOS = 2
 
-INFO_FILE = "eval_info.json"
+
+@dataclass
+class EvalArgs:
+    """What to evaluate and how (``python -m pirl_core.eval``'s flags, parsed and checked)."""
+
+    target: str | None
+    best: bool
+    profile: str
+    suite: str | None
+    tasks: str | None
+    episodes: int
+    init_states: str
+    episode_length: int | None
+    n_envs: int | None
+    stochastic: bool
+    seed: int | None
+    videos: int
+    out: str | None
+    overrides: list[str]
+    render_size: int | None = None
 
 
 @dataclass
@@ -200,11 +220,12 @@ def standard_episode_length(cfg: RunConfig) -> int:
     return cfg.env.episode_length
 
 
-def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
-    from pirl_core.actor import build_policy as build_actor_policy
+def load_policy(cfg: RunConfig, info: CheckpointInfo | None) -> ActorCritic:
+    """The run's actor-critic (built as the learner and actors build it) with the checkpoint's
+    weights (``info`` None: the profile's own policy, as built)."""
     from pirl_core.checkpoints import store
 
-    actor_critic = build_actor_policy(cfg)
+    actor_critic = actor_critic_for(cfg)
     if info is not None and (info.pretrained_dir is None or info.rl_heads_metadata):
         try:
             store.check_weights(info, actor_critic)
@@ -257,14 +278,14 @@ def evaluate(args: EvalArgs) -> EvalResult:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from pirl_core.envs.factory import task_descriptions
     from pirl_core.eval.runner import libero_frame, run_episodes
-    from pirl_core.runtime import limit_threads
+    from pirl_core.seeding import limit_threads
 
     limit_threads()
     cfg, info = load_target(args)
     cfg = configure(cfg, args)
     n_tasks = len(cfg.env.task_ids)
     instructions = dict(zip(cfg.env.task_ids, task_descriptions(cfg), strict=True))
-    actor_critic = build_policy(cfg, info)
+    actor_critic = load_policy(cfg, info)
     out = prepare_out(Path(args.out) if args.out else default_out(args, info))
     started = time.monotonic()
     env = make_eval_env(cfg, args.render_size)

@@ -2,7 +2,7 @@
 
 Every ``eval.every`` versions (version 0 included: the untrained policy's figure), actor 0 runs
 ``eval.episodes_per_task`` deterministic (ODE) episodes per configured task on the held-out init
-states (pirl_core/eval/plan.py) with its own env, *before* collecting that version's training
+states (pirl_core/init_states.py) with its own env, *before* collecting that version's training
 episodes, and writes one ``kind=eval`` telemetry record (``step`` = version). The learner reads
 it from ``telemetry/actor-0.jsonl`` (pirl_core/eval/best.py). Only actor 0 evaluates: the
 other actors keep collecting, and one file holds the whole result. The same init states and the
@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from pirl_core.config import RunConfig
 from pirl_core.envs.base import PirlVectorEnv
-from pirl_core.eval.plan import state_ids, validation_states
 from pirl_core.eval.results import summarize, telemetry_fields
 from pirl_core.eval.runner import run_episodes
+from pirl_core.init_states import state_ids, validation_states
 from pirl_core.telemetry import Telemetry
 
 EVAL_HEADLINE = ("success_rate", "episodes", "eval_s")

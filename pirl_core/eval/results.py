@@ -16,6 +16,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+INFO_FILE = "eval_info.json"
+"""The results file every evaluation directory holds (``<run>/eval/<checkpoint>-<time>/``)."""
 WILSON_Z = 1.959963984540054  # two-sided 95 %
 
 

@@ -18,7 +18,7 @@ import torch
 
 from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult
 from pirl_core.eval.results import EpisodeResult
-from pirl_core.runtime import derived_seed
+from pirl_core.seeding import derived_seed
 
 Frame = np.ndarray
 

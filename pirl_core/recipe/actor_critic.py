@@ -1,6 +1,7 @@
 """ActorCritic: a policy adapter plus the recipe's heads and sampler, as one ``nn.Module``.
 
-This is what the learner optimises, the actor samples from and checkpoints save. It encodes
+This is what the learner optimises, the actor samples from, evaluation loads and checkpoints
+save; :func:`actor_critic_for` is the one place a run's config becomes one. It encodes
 each observation batch once (``adapter.encode``) and reuses that context for all K denoising
 steps and for the value head, both at rollout (``act``) and at update (``evaluate``).
 """
@@ -13,8 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pirl_core.config import RecipeConfig
+from pirl_core.config import RecipeConfig, RunConfig
+from pirl_core.envs.factory import task_descriptions
 from pirl_core.policies.base import Context, FlowPolicyAdapter
+from pirl_core.policies.factory import make_adapter
+from pirl_core.recipe.fingerprint import frozen_fingerprint
 from pirl_core.recipe.heads import NoiseHead, ValueHead
 from pirl_core.recipe.samplers import ChainSampler, OdeSampler, make_sampler
 
@@ -48,7 +52,7 @@ class ActorCritic(nn.Module):
         self.eval_sampler = OdeSampler(
             recipe.denoise_steps, recipe.logprob_action_reduction, recipe.logprob_step_reduction
         )
-        self.frozen_fingerprint: str | None = None  # set by build_actor_critic (runtime.frozen_fingerprint)
+        self.frozen_fingerprint: str | None = None  # set by build_actor_critic (recipe/fingerprint.py)
 
     @property
     def device(self) -> torch.device:
@@ -162,7 +166,16 @@ def build_actor_critic(adapter: FlowPolicyAdapter, recipe: RecipeConfig, seed: i
     actor_critic = ActorCritic(adapter, recipe, value_head, noise_head)
     # Hash of everything that never trains (a frozen VLM, buffers), taken once at build: every
     # parameter push names it and an actor whose own build differs refuses the push.
-    from pirl_core.runtime import frozen_fingerprint
-
     actor_critic.frozen_fingerprint = frozen_fingerprint(actor_critic)
     return actor_critic
+
+
+def actor_critic_for(cfg: RunConfig, adapter: FlowPolicyAdapter | None = None) -> ActorCritic:
+    """The run's actor-critic: the configured policy (instructed with the configured tasks) with
+    the recipe's heads, seeded with ``cfg.seed``. The learner, every actor, evaluation and the
+    in-process loop all build it here, so they hold identical modules (the parameter push and the
+    frozen fingerprint rely on it). ``adapter`` replaces the configured policy (benchmarks and
+    tests compare parameterisations with it)."""
+    if adapter is None:
+        adapter = make_adapter(cfg, task_descriptions(cfg))
+    return build_actor_critic(adapter, cfg.recipe, seed=cfg.seed)
