@@ -13,11 +13,11 @@ import torch
 from torch import Tensor
 
 from pirl_core.config import load_config
-from pirl_core.recipe.local_loop import build_loop
 from pirl_core.recipe.reducer import LocalReducer
 from pirl_core.recipe.stats import LOSS_TERMS, UpdateStats
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import collect_rollouts
+from tests.inprocess.local_loop import build_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = {
