@@ -40,6 +40,7 @@ CHANGED: Severity = "changed"
 
 NEW_DIR = "start a new output dir"
 
+
 def _derived_tables() -> tuple[dict[str, Severity], dict[str, tuple[str, Any]], tuple[str, ...]]:
     """FIELD_CLASSES, FATAL_ONLY_IF and PUSHED_FIELDS from each field's declaration in config.py
     (``setting(..., resume=...)``): fatal stays fatal, tunable and pushed are both ``changed``."""
