@@ -53,8 +53,9 @@ def config_help() -> str:
         if spec.fatal_if is not None:  # e.g. env.camera_size: fatal on LIBERO only
             other, value = spec.fatal_if
             resume = f"{spec.resume} while {other}={value_text(value)}, else tunable"
+        rule = f"{spec.rule}; " if spec.rule else ""
         lines.append(
-            f"  --{spec.name}={type_text(spec.type)}  (default {value_text(spec.default)}; resume: {resume})"
+            f"  --{spec.name}={type_text(spec.type)}  (default {value_text(spec.default)}; {rule}resume: {resume})"
         )
         lines.append(f"      {spec.doc}")
     return "\n".join(lines)

@@ -6,10 +6,11 @@ or an out-of-range value raises :class:`ConfigError` naming the dotted field, th
 what is allowed — so that a typo never silently falls back to a default.
 
 Each field is declared once, with :func:`setting`: its default, a one-line documentation (what
-``--help`` and the console's override form show) and its resume class (:data:`FATAL`,
-:data:`TUNABLE` or :data:`PUSHED`, read by ``pirl_core/checkpoints/identity.py``). Each section's
-``validate()`` holds that section's rules; rules that relate two sections live in
-:func:`validate_across`. :func:`field_specs` lists every field with its declaration.
+``--help`` and the console's override form show), its resume class (:data:`FATAL`,
+:data:`TUNABLE` or :data:`PUSHED`, read by ``pirl_core/checkpoints/identity.py``) and the rule its
+value alone must meet (``rule=at_least(1)``). A section's ``validate()`` holds the rules that
+relate two of its fields; rules that relate two sections live in :func:`validate_across`.
+:func:`field_specs` lists every field with its declaration.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -63,8 +65,43 @@ RESUME_CLASSES: tuple[ResumeClass, ...] = (FATAL, TUNABLE, PUSHED)
 
 DOC = "doc"  # dataclass field metadata keys
 RESUME = "resume"
+RULE = "rule"  # a Rule: the field's own value check (rules across fields: the section's validate())
 FATAL_IF = "fatal_if"  # (other dotted field, value): FATAL only while that field has that value
 SECRET = "secret"  # the field holds a credential
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check of one field's value alone; ``expected`` is the ConfigError's "expected" text."""
+
+    ok: Callable[[Any], bool]
+    expected: str
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def at_least(low: float, note: str = "") -> Rule:
+    """``>= low`` (``note``: what the bound value means, e.g. "0 = off")."""
+    return Rule(lambda v: v >= low, f">= {_num(low)}" + (f" ({note})" if note else ""))
+
+
+def above(low: float) -> Rule:
+    return Rule(lambda v: v > low, f"> {_num(low)}")
+
+
+def within(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Rule:
+    """``low <= v <= high``; an open end excludes its bound (``in (0, 1)``)."""
+
+    def ok(v: Any) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+    return Rule(ok, f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}")
+
+
+# AdamW moves each parameter by about lr per step: beyond 1 no setting is meaningful.
+LEARNING_RATE = within(0, 1)
 
 
 def setting(
@@ -72,13 +109,16 @@ def setting(
     doc: str,
     resume: ResumeClass,
     *,
+    rule: Rule | None = None,
     fatal_if: tuple[str, Any] | None = None,
     secret: bool = False,
 ) -> Any:
-    """A config field's one declaration: default, one-line doc, resume class (list defaults are
-    copied per instance). ``fatal_if=(other, value)``: FATAL only while ``other`` has ``value`` in
-    the checkpoint or now, a tunable otherwise."""
+    """A config field's one declaration: default, one-line doc, resume class, and the rule its
+    value alone must meet (list defaults are copied per instance). ``fatal_if=(other, value)``:
+    FATAL only while ``other`` has ``value`` in the checkpoint or now, a tunable otherwise."""
     metadata: dict[str, Any] = {DOC: doc, RESUME: resume}
+    if rule is not None:
+        metadata[RULE] = rule
     if fatal_if is not None:
         metadata[FATAL_IF] = fatal_if
     if secret:
@@ -99,24 +139,41 @@ def _require(ok: bool, name: str, value: object, expected: str) -> None:
         raise ConfigError(name, value, expected)
 
 
+def check_rules(obj: Any, prefix: str = "") -> None:
+    """The declared rule of each of ``obj``'s own fields (sections are not recursed)."""
+    for f in dataclasses.fields(obj):
+        rule = f.metadata.get(RULE)
+        if rule is not None:
+            value = getattr(obj, f.name)
+            _require(rule.ok(value), f"{prefix}{f.name}", value, rule.expected)
+
+
 # --------------------------------------------------------------------------- sections
 
 
+class Section:
+    """A config section: each field's own rule is declared with it (``setting(rule=...)``);
+    ``validate`` holds the rules that relate two fields of the section."""
+
+    def validate(self) -> None:
+        """No rules across this section's fields."""
+
+
 @dataclass
-class EnvConfig:
+class EnvConfig(Section):
     type: Literal["libero", "toy"] = setting("libero", "environment family", FATAL)
     suite: str = setting(
         "libero_10", "task suite of the env family (e.g. libero_spatial, point_reach)", FATAL
     )
     task_ids: list[int] = setting([0], "task indices within the suite that RL trains on", FATAL)
     # horizon; no tensor depends on it
-    episode_length: int = setting(520, "max env steps per episode", TUNABLE)
+    episode_length: int = setting(520, "max env steps per episode", TUNABLE, rule=above(0))
     # Observation shapes on LIBERO; the toy env renders nothing, so there it is a tunable instead
     # of refusing a resume over a number no tensor depends on.
     camera_size: int = setting(
-        64, "camera image side in pixels (LIBERO)", FATAL, fatal_if=("env.type", "libero")
+        64, "camera image side in pixels (LIBERO)", FATAL, fatal_if=("env.type", "libero"), rule=at_least(16)
     )
-    n_envs: int = setting(1, "sub-environments per actor (throughput only)", TUNABLE)
+    n_envs: int = setting(1, "sub-environments per actor (throughput only)", TUNABLE, rule=at_least(1))
     control_mode: Literal["absolute", "relative"] = setting(
         "absolute", "what an action means: absolute or relative end-effector targets", FATAL
     )
@@ -129,6 +186,7 @@ class EnvConfig:
         0,
         "processes stepping the sub-envs: 0 = the actor's cores (capped by n_envs), 1 = in-process",
         TUNABLE,
+        rule=at_least(0, "0 = the cores the actor may use, 1 = in-process"),
     )
     # False: a chunk step renders the cameras only for the observation the policy reads (after the
     # chunk's last step, or where the episode ended); the frames read are bitwise the same. True
@@ -149,19 +207,10 @@ class EnvConfig:
         _require(len(self.task_ids) > 0, "env.task_ids", self.task_ids, "a non-empty list")
         for tid in self.task_ids:
             _require(0 <= tid < n_tasks, "env.task_ids", self.task_ids, f"task ids in [0, {n_tasks - 1}]")
-        _require(self.episode_length > 0, "env.episode_length", self.episode_length, "> 0")
-        _require(self.camera_size >= 16, "env.camera_size", self.camera_size, ">= 16")
-        _require(self.n_envs >= 1, "env.n_envs", self.n_envs, ">= 1")
-        _require(
-            self.workers >= 0,
-            "env.workers",
-            self.workers,
-            ">= 0 (0 = the cores the actor may use, 1 = in-process)",
-        )
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(Section):
     type: Literal["xvla", "mlp"] = setting("xvla", "policy family", FATAL)
     # "tiny": built from config, random init, offline. "small": the same, a few M parameters (the
     # size pirl's SFT trains on demonstrations). "full": LeRobot's default X-VLA architecture
@@ -175,7 +224,7 @@ class PolicyConfig:
     tokenizer: str = setting(
         "", "tokenizer (token ids must mean the same words); '' = built from the suite's instructions", FATAL
     )
-    chunk_size: int = setting(8, "actions per predicted chunk", FATAL)
+    chunk_size: int = setting(8, "actions per predicted chunk", FATAL, rule=at_least(1))
     action_steps: int = setting(
         4, "chunk steps executed in the env per inference (<= chunk_size); only these are scored", FATAL
     )
@@ -192,7 +241,6 @@ class PolicyConfig:
 
     def validate(self) -> None:
         """The policy section's own rules."""
-        _require(self.chunk_size >= 1, "policy.chunk_size", self.chunk_size, ">= 1")
         _require(
             1 <= self.action_steps <= self.chunk_size,
             "policy.action_steps",
@@ -208,7 +256,7 @@ class PolicyConfig:
 
 
 @dataclass
-class RecipeConfig:
+class RecipeConfig(Section):
     # flow_noise has a noise head and its optimizer, flow_sde does not
     method: Literal["flow_noise", "flow_sde"] = setting(
         "flow_noise", "how exploration noise enters the flow chain: learned (flow_noise) or SDE", FATAL
@@ -216,13 +264,18 @@ class RecipeConfig:
     # ppo has a critic and its optimizer, grpo does not
     algorithm: Literal["ppo", "grpo"] = setting("ppo", "RL algorithm", FATAL)
     # the chain is the action: its length defines the policy and tensor shapes
-    denoise_steps: int = setting(4, "denoising steps of the flow chain", FATAL)
+    denoise_steps: int = setting(4, "denoising steps of the flow chain", FATAL, rule=at_least(1))
     # The behaviour policy and the meaning of stored log-probs (PUSHED below): they change what an
     # actor samples and how its log-probs are reduced, but no tensor shape; the learner pushes them
     # with every parameter version, so the actor always samples exactly what the learner scores.
     sigma_min: float = setting(0.08, "Flow-Noise: lower bound of the learned noise std", PUSHED)
     sigma_max: float = setting(0.16, "Flow-Noise: upper bound of the learned noise std", PUSHED)
-    sde_noise_level: float = setting(0.5, "Flow-SDE: sigma_t = sde_noise_level * sqrt(t / (1 - t))", PUSHED)
+    sde_noise_level: float = setting(
+        0.5,
+        "Flow-SDE: sigma_t = sde_noise_level * sqrt(t / (1 - t))",
+        PUSHED,
+        rule=within(0, MAX_NOISE_STD, low_open=True),
+    )
     include_prior: bool = setting(False, "add the initial-noise prior's log-density to the log-prob", PUSHED)
     logprob_action_reduction: Literal["sum", "mean"] = setting(
         "sum", "log-prob reduction over chunk steps x action dims", PUSHED
@@ -242,7 +295,7 @@ class RecipeConfig:
     ratio_mode: Literal["chunk", "element"] = setting(
         "chunk", "PPO ratio per transition (chunk) or per chunk step x action dim (element)", TUNABLE
     )
-    clip: float = setting(0.2, "PPO ratio clip", TUNABLE)
+    clip: float = setting(0.2, "PPO ratio clip", TUNABLE, rule=within(0, 1, low_open=True, high_open=True))
     # Index 0 = the first (noisiest, t = 1) step ... K-1 = the last. Flow-SDE only: a transition's
     # ratio belongs to its one stochastic step, whose index picks the clip.
     clip_per_denoise_step: list[float] = setting(
@@ -250,24 +303,28 @@ class RecipeConfig:
         "Flow-SDE: PPO clip per denoising step, e.g. [0.001, 0.003, 0.006, 0.01] ([] = recipe.clip)",
         TUNABLE,
     )
-    value_clip: float = setting(0.2, "critic value clip", TUNABLE)
-    gamma: float = setting(0.99, "discount factor", TUNABLE)
-    lam: float = setting(0.95, "GAE lambda", TUNABLE)
-    update_epochs: int = setting(4, "epochs over each batch per update", TUNABLE)
-    minibatches: int = setting(2, "minibatches per epoch", TUNABLE)
-    entropy_coef: float = setting(0.0, "entropy bonus coefficient", TUNABLE)
-    grad_clip: float = setting(2.0, "gradient norm clip", TUNABLE)
+    value_clip: float = setting(0.2, "critic value clip", TUNABLE, rule=above(0))
+    gamma: float = setting(0.99, "discount factor", TUNABLE, rule=within(0, 1))
+    lam: float = setting(0.95, "GAE lambda", TUNABLE, rule=within(0, 1))
+    update_epochs: int = setting(4, "epochs over each batch per update", TUNABLE, rule=at_least(1))
+    minibatches: int = setting(2, "minibatches per epoch", TUNABLE, rule=at_least(1))
+    entropy_coef: float = setting(
+        0.0, "entropy bonus coefficient", TUNABLE, rule=at_least(0, "an entropy bonus")
+    )
+    grad_clip: float = setting(2.0, "gradient norm clip", TUNABLE, rule=above(0))
     normalize_advantages: bool = setting(True, "normalise advantages per batch", TUNABLE)
-    lr: float = setting(5e-6, "policy learning rate (AdamW)", TUNABLE)
-    value_lr: float = setting(1e-4, "critic learning rate", TUNABLE)
-    noise_lr: float = setting(1e-4, "Flow-Noise noise-head learning rate", TUNABLE)
+    lr: float = setting(5e-6, "policy learning rate (AdamW)", TUNABLE, rule=LEARNING_RATE)
+    value_lr: float = setting(1e-4, "critic learning rate", TUNABLE, rule=LEARNING_RATE)
+    noise_lr: float = setting(1e-4, "Flow-Noise noise-head learning rate", TUNABLE, rule=LEARNING_RATE)
     critic: Literal["after_vlm", "action_head"] = setting(
         "after_vlm", "where the value head reads its input (its width and meaning)", FATAL
     )
     # No tensor shape, no optimizer group, nothing the actor samples: a learner-only choice.
     critic_detach: bool = setting(True, "stop the critic's gradients at the shared trunk", TUNABLE)
     # pushed: which initial states an actor runs (the episode plan)
-    grpo_group_size: int = setting(2, "GRPO: episodes per group (same initial state)", PUSHED)
+    grpo_group_size: int = setting(
+        2, "GRPO: episodes per group (same initial state)", PUSHED, rule=at_least(2)
+    )
     grpo_filter: bool = setting(
         False, "GRPO: keep only groups whose mean success is in grpo_filter_range", TUNABLE
     )
@@ -294,10 +351,15 @@ class RecipeConfig:
     # mismatch is far above (actor sigma_max 0.5 vs learner 0.8 on toy: 0.35). 1e-3 leaves headroom
     # for float32 on other hardware and kernels; reduced precision (bf16) needs about 1e-2.
     ratio_tolerance: float = setting(
-        1e-3, "largest max |ratio - 1| allowed on an on-policy update's first minibatch", TUNABLE
+        1e-3,
+        "largest max |ratio - 1| allowed on an on-policy update's first minibatch",
+        TUNABLE,
+        rule=above(0),
     )
     # memory follows this size, the step does not change
-    micro_batch_size: int = setting(0, "gradient accumulation inside each minibatch (0 = off)", TUNABLE)
+    micro_batch_size: int = setting(
+        0, "gradient accumulation inside each minibatch (0 = off)", TUNABLE, rule=at_least(0, "0 = off")
+    )
     # "auto": on when actor and learner numerics can differ (dtype != float32 or a non-CPU device).
     recompute_logprobs: Literal["auto"] | bool = setting(
         "auto",
@@ -306,42 +368,61 @@ class RecipeConfig:
     )
     # Catches actor/learner contract bugs that recompute would otherwise hide; exceeding it exits 5.
     logprob_tolerance: float = setting(
-        1.0, "bound on max |rollout log-prob - learner log-prob| (0 = unchecked)", TUNABLE
+        1.0,
+        "bound on max |rollout log-prob - learner log-prob| (0 = unchecked)",
+        TUNABLE,
+        rule=Rule(lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = unchecked)"),
     )
     # which parameters the policy optimizer holds
     train_vlm: bool = setting(True, "train the VLM (false: frozen, not optimised, not pushed)", FATAL)
     target_kl: float = setting(
-        0.0, "PPO early stop once a minibatch's approx_kl exceeds 1.5 * target_kl (0 = off)", TUNABLE
+        0.0,
+        "PPO early stop once a minibatch's approx_kl exceeds 1.5 * target_kl (0 = off)",
+        TUNABLE,
+        rule=Rule(lambda v: math.isfinite(v) and v >= 0, ">= 0 (0 = off)"),
     )
     lr_warmup_updates: int = setting(
-        0, "linear learning-rate warm-up over the first N updates (0 = off)", TUNABLE
+        0,
+        "linear learning-rate warm-up over the first N updates (0 = off)",
+        TUNABLE,
+        rule=at_least(0, "0 = off"),
     )
     # pirl_core/recipe/drift.py: probes evenly spaced over the first update's batch, against the
     # update's start and the run's start; the probe set itself is kept in drift_probe.pt.
     drift_probe_states: int = setting(
-        16, "fixed probe observations for the action_drift telemetry (0 = off)", TUNABLE
+        16,
+        "fixed probe observations for the action_drift telemetry (0 = off)",
+        TUNABLE,
+        rule=at_least(0, "0 = off"),
     )
     # learner update count, so exact across resume; DPPO/ReinFlow: 2
     critic_warmup_updates: int = setting(
-        0, "PPO: the first N updates train the critic only (0 = off)", TUNABLE
+        0, "PPO: the first N updates train the critic only (0 = off)", TUNABLE, rule=at_least(0, "0 = off")
     )
     # pirl_core/sft/cotrain.py: a loss term, no tensor or optimizer group of its own. RLinf: 0.1
     # (0.2 in a co-training config).
     sft_loss_weight: float = setting(
-        0.0, "SFT co-training: weight of LeRobot's X-VLA SFT loss per minibatch (0 = off)", TUNABLE
+        0.0,
+        "SFT co-training: weight of LeRobot's X-VLA SFT loss per minibatch (0 = off)",
+        TUNABLE,
+        rule=at_least(0, "0 = off"),
     )
     sft_dataset: str = setting(
         "", "SFT co-training: demonstration LeRobotDataset (python -m pirl_core.demos)", TUNABLE
     )
-    sft_batch_size: int = setting(16, "SFT co-training: demonstration frames per minibatch", TUNABLE)
+    sft_batch_size: int = setting(
+        16, "SFT co-training: demonstration frames per minibatch", TUNABLE, rule=at_least(1)
+    )
     # checked after each minibatch step, against the update's start
     max_action_drift_mm: float = setting(
-        0.0, "stop an update's epochs once the probe actions moved more than this many mm (0 = off)", TUNABLE
+        0.0,
+        "stop an update's epochs once the probe actions moved more than this many mm (0 = off)",
+        TUNABLE,
+        rule=at_least(0, "0 = off"),
     )
 
     def validate(self) -> None:
         """The recipe section's own rules."""
-        _require(self.denoise_steps >= 1, "recipe.denoise_steps", self.denoise_steps, ">= 1")
         # Actions are normalised to about [-1, 1]: a noise std beyond MAX_NOISE_STD only drowns them.
         _require(
             self.sigma_max <= MAX_NOISE_STD,
@@ -355,13 +436,6 @@ class RecipeConfig:
             self.sigma_min,
             f"in (0, sigma_max={self.sigma_max}]",
         )
-        _require(
-            0 < self.sde_noise_level <= MAX_NOISE_STD,
-            "recipe.sde_noise_level",
-            self.sde_noise_level,
-            f"in (0, {MAX_NOISE_STD:g}]",
-        )
-        _require(0 < self.clip < 1, "recipe.clip", self.clip, "in (0, 1)")
         clips = self.clip_per_denoise_step
         if clips:
             _require(
@@ -377,33 +451,6 @@ class RecipeConfig:
                 f"one clip per denoising step: a list of recipe.denoise_steps = {self.denoise_steps} numbers",
             )
             _require(all(0 < c < 1 for c in clips), "recipe.clip_per_denoise_step", clips, "clips in (0, 1)")
-        _require(self.value_clip > 0, "recipe.value_clip", self.value_clip, "> 0")
-        _require(0 <= self.gamma <= 1, "recipe.gamma", self.gamma, "in [0, 1]")
-        _require(0 <= self.lam <= 1, "recipe.lam", self.lam, "in [0, 1]")
-        _require(self.update_epochs >= 1, "recipe.update_epochs", self.update_epochs, ">= 1")
-        _require(self.minibatches >= 1, "recipe.minibatches", self.minibatches, ">= 1")
-        _require(self.grad_clip > 0, "recipe.grad_clip", self.grad_clip, "> 0")
-        for name in ("lr", "value_lr", "noise_lr"):
-            # AdamW moves each parameter by about lr per step: beyond 1 no setting is meaningful.
-            _require(0 <= getattr(self, name) <= 1, f"recipe.{name}", getattr(self, name), "in [0, 1]")
-        _require(self.entropy_coef >= 0, "recipe.entropy_coef", self.entropy_coef, ">= 0 (an entropy bonus)")
-        _require(self.ratio_tolerance > 0, "recipe.ratio_tolerance", self.ratio_tolerance, "> 0")
-        _require(self.grpo_group_size >= 2, "recipe.grpo_group_size", self.grpo_group_size, ">= 2")
-        _require(
-            self.micro_batch_size >= 0, "recipe.micro_batch_size", self.micro_batch_size, ">= 0 (0 = off)"
-        )
-        _require(
-            math.isfinite(self.logprob_tolerance) and self.logprob_tolerance >= 0,
-            "recipe.logprob_tolerance",
-            self.logprob_tolerance,
-            "a finite number >= 0 (0 = unchecked)",
-        )
-        _require(
-            math.isfinite(self.target_kl) and self.target_kl >= 0,
-            "recipe.target_kl",
-            self.target_kl,
-            ">= 0 (0 = off)",
-        )
         lo_hi = self.grpo_filter_range
         _require(
             len(lo_hi) == 2 and 0.0 <= lo_hi[0] <= lo_hi[1] <= 1.0,
@@ -412,30 +459,10 @@ class RecipeConfig:
             "[low, high] with 0 <= low <= high <= 1 (mean group success kept)",
         )
         _require(
-            self.critic_warmup_updates >= 0,
-            "recipe.critic_warmup_updates",
-            self.critic_warmup_updates,
-            ">= 0 (0 = off)",
-        )
-        _require(
             self.critic_warmup_updates == 0 or self.algorithm == "ppo",
             "recipe.critic_warmup_updates",
             self.critic_warmup_updates,
             "0 with recipe.algorithm = 'grpo' (GRPO has no critic to warm up)",
-        )
-        _require(self.sft_loss_weight >= 0, "recipe.sft_loss_weight", self.sft_loss_weight, ">= 0 (0 = off)")
-        _require(self.sft_batch_size >= 1, "recipe.sft_batch_size", self.sft_batch_size, ">= 1")
-        _require(
-            self.drift_probe_states >= 0,
-            "recipe.drift_probe_states",
-            self.drift_probe_states,
-            ">= 0 (0 = off)",
-        )
-        _require(
-            self.max_action_drift_mm >= 0,
-            "recipe.max_action_drift_mm",
-            self.max_action_drift_mm,
-            ">= 0 (0 = off)",
         )
         if self.max_action_drift_mm > 0:
             _require(
@@ -444,21 +471,20 @@ class RecipeConfig:
                 self.drift_probe_states,
                 "> 0 when recipe.max_action_drift_mm is set (the bound is measured on the probe states)",
             )
-        _require(
-            self.lr_warmup_updates >= 0, "recipe.lr_warmup_updates", self.lr_warmup_updates, ">= 0 (0 = off)"
-        )
 
 
 @dataclass
-class LearnerConfig:
+class LearnerConfig(Section):
     host: str = setting("127.0.0.1", "address the learner binds (not loopback: auth_token required)", TUNABLE)
     # 0: the learner binds any free port and reports it in its "ready" telemetry event (tests)
-    port: int = setting(50151, "port the learner binds (0 = any free port)", TUNABLE)
-    updates: int = setting(2, "policy updates the run performs", TUNABLE)
+    port: int = setting(50151, "port the learner binds (0 = any free port)", TUNABLE, rule=within(0, 65535))
+    updates: int = setting(2, "policy updates the run performs", TUNABLE, rule=at_least(1))
     # pushed: each actor's share follows the learner's
-    episodes_per_update: int = setting(2, "episodes gathered from all actors per update", PUSHED)
+    episodes_per_update: int = setting(
+        2, "episodes gathered from all actors per update", PUSHED, rule=at_least(1)
+    )
     max_staleness: int = setting(
-        0, "oldest policy version a batch may come from (0 = strictly on-policy)", TUNABLE
+        0, "oldest policy version a batch may come from (0 = strictly on-policy)", TUNABLE, rule=at_least(0)
     )
     actor_timeout_s: float = setting(
         600.0,
@@ -483,74 +509,61 @@ class LearnerConfig:
     # checked while it streams in
     max_payload_mb: float = setting(1024.0, "largest rollout payload the learner accepts (MB)", TUNABLE)
     # World size and strategy: how the same update is computed, not what is trained (resume 1 <-> N).
-    nproc: int = setting(1, "learner processes (ranks); > 1 starts it under torchrun", TUNABLE)
+    nproc: int = setting(
+        1,
+        "learner processes (ranks); > 1 starts it under torchrun",
+        TUNABLE,
+        rule=at_least(1, "learner processes"),
+    )
     strategy: Literal["ddp", "fsdp"] = setting(
         "ddp", "how ranks share state: ddp full replicas, fsdp sharded parameters/gradients/AdamW", TUNABLE
     )
     collective_timeout_s: float = setting(
-        300.0, "a rank waiting this long (s) for a peer in an update stops (exit 7)", TUNABLE
+        300.0,
+        "a rank waiting this long (s) for a peer in an update stops (exit 7)",
+        TUNABLE,
+        rule=Rule(lambda v: math.isfinite(v) and v > 0, "a finite number of seconds > 0"),
     )
 
     def validate(self) -> None:
         """The learner section's own rules (transport and security included)."""
-        _require(0 <= self.port <= 65535, "learner.port", self.port, "in [0, 65535]")
-        _require(self.updates >= 1, "learner.updates", self.updates, ">= 1")
-        _require(
-            self.episodes_per_update >= 1,
-            "learner.episodes_per_update",
-            self.episodes_per_update,
-            ">= 1",
-        )
-        _require(self.max_staleness >= 0, "learner.max_staleness", self.max_staleness, ">= 0")
         _validate_transport(self)
-        _require(self.nproc >= 1, "learner.nproc", self.nproc, ">= 1 (learner processes)")
-        _require(
-            math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0,
-            "learner.collective_timeout_s",
-            self.collective_timeout_s,
-            "a finite number of seconds > 0",
-        )
 
 
 @dataclass
-class ActorConfig:
+class ActorConfig(Section):
     # pushed: each actor's share follows the learner's
-    n_actors: int = setting(1, "actor processes", PUSHED)
-    connect_timeout_s: float = setting(300.0, "how long an actor waits for its learner (s)", TUNABLE)
+    n_actors: int = setting(1, "actor processes", PUSHED, rule=at_least(1))
+    connect_timeout_s: float = setting(
+        300.0, "how long an actor waits for its learner (s)", TUNABLE, rule=above(0)
+    )
     # A telemetry event for the console and a heartbeat for the learner (pirl_core/progress.py);
     # no state depends on it.
     progress_every_s: float = setting(
-        3.0, "report collection progress at most every N s (well below learner.actor_timeout_s)", TUNABLE
-    )
-
-    def validate(self) -> None:
-        """The actor section's own rules."""
-        _require(self.n_actors >= 1, "actor.n_actors", self.n_actors, ">= 1")
-        _require(self.connect_timeout_s > 0, "actor.connect_timeout_s", self.connect_timeout_s, "> 0")
-        _require(
-            math.isfinite(self.progress_every_s) and self.progress_every_s > 0,
-            "actor.progress_every_s",
-            self.progress_every_s,
+        3.0,
+        "report collection progress at most every N s (well below learner.actor_timeout_s)",
+        TUNABLE,
+        rule=Rule(
+            lambda v: math.isfinite(v) and v > 0,
             "a finite number of seconds > 0 (well below learner.actor_timeout_s)",
-        )
-
-
-@dataclass
-class CheckpointConfig:
-    every: int = setting(1, "save a checkpoint every N updates (and at the end)", TUNABLE)
-    keep_last: int = setting(
-        0, "keep the newest N checkpoints (0 = all; never the one `last` points to)", TUNABLE
+        ),
     )
 
-    def validate(self) -> None:
-        """The checkpoint section's own rules."""
-        _require(self.every >= 1, "checkpoint.every", self.every, ">= 1")
-        _require(self.keep_last >= 0, "checkpoint.keep_last", self.keep_last, ">= 0")
+
+@dataclass
+class CheckpointConfig(Section):
+    every: int = setting(1, "save a checkpoint every N updates (and at the end)", TUNABLE, rule=at_least(1))
+    keep_last: int = setting(
+        0,
+        "keep the newest N checkpoints (0 = all; never the one `last` points to)",
+        TUNABLE,
+        rule=at_least(0),
+    )
 
 
 @dataclass
-class TelemetryConfig:
-    log_every: int = setting(1, "log metrics every N updates", TUNABLE)
+class TelemetryConfig(Section):
+    log_every: int = setting(1, "log metrics every N updates", TUNABLE, rule=at_least(1))
     # Logging backends, all fed from the JSONL records (pirl_core/sinks). W&B follows LeRobot's
     # conventions.
     wandb: Literal["off", "offline", "online"] = setting(
@@ -568,7 +581,6 @@ class TelemetryConfig:
 
     def validate(self) -> None:
         """The telemetry section's own rules."""
-        _require(self.log_every >= 1, "telemetry.log_every", self.log_every, ">= 1")
         _require(
             self.wandb == "off" or bool(self.wandb_project.strip()),
             "telemetry.wandb_project",
@@ -582,15 +594,20 @@ class TelemetryConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Section):
     # Periodic evaluation during training (pirl_core/eval): actor 0 runs deterministic (ODE)
     # episodes on held-out init states before collecting that version. Must be a multiple of
     # checkpoint.every: `checkpoints/best` can only point at a checkpoint that exists.
-    every: int = setting(0, "evaluate every N updates on held-out init states (0 = off)", TUNABLE)
+    every: int = setting(
+        0, "evaluate every N updates on held-out init states (0 = off)", TUNABLE, rule=at_least(0, "0 = off")
+    )
     # The last N of each task's fixed init states (training then cycles over the others;
     # pirl_core/eval/plan.py).
     episodes_per_task: int = setting(
-        5, "held-out init states per task when val_init_states is unset (the last N)", TUNABLE
+        5,
+        "held-out init states per task when val_init_states is unset (the last N)",
+        TUNABLE,
+        rule=at_least(1),
     )
     # The honest split (all three disjoint, per-task indices like "30-39" or "30-34,38"):
     # validation states serve periodic evaluation and checkpoints/best (what a run selects on);
@@ -603,11 +620,6 @@ class EvalConfig:
         "", "per-task test init states, e.g. '40-49' (the final claim only; nothing selects on them)", PUSHED
     )
 
-    def validate(self) -> None:
-        """The eval section's own rules."""
-        _require(self.every >= 0, "eval.every", self.every, ">= 0 (0 = off)")
-        _require(self.episodes_per_task >= 1, "eval.episodes_per_task", self.episodes_per_task, ">= 1")
-
 
 @dataclass
 class RunConfig:
@@ -616,7 +628,12 @@ class RunConfig:
     # RNG state comes from the checkpoint; pushed: actors derive their rollout streams from it
     seed: int = setting(0, "run seed (actors derive their rollout streams from it)", PUSHED)
     # --resume-from may fork a checkpoint into a new output dir
-    output_dir: str = setting("outputs/smoke", "where checkpoints, telemetry and logs go", TUNABLE)
+    output_dir: str = setting(
+        "outputs/smoke",
+        "where checkpoints, telemetry and logs go",
+        TUNABLE,
+        rule=Rule(bool, "a non-empty path"),
+    )
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
@@ -633,20 +650,16 @@ class RunConfig:
     def output_path(self) -> Path:
         return Path(self.output_dir)
 
-    def sections(self) -> list[Any]:
-        """The section objects (env, policy, ...), in declaration order."""
-        return [
-            getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if dataclasses.is_dataclass(getattr(self, f.name))
-        ]
-
     def validate(self) -> None:
-        """Every section's own rules, then the rules across sections, then the top-level fields."""
-        for section in self.sections():
-            section.validate()
+        """Each field's declared rule and each section's own rules, then the rules across sections,
+        then the top-level fields."""
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                check_rules(section, f"{f.name}.")
+                section.validate()
         validate_across(self)
-        _require(bool(self.output_dir), "output_dir", self.output_dir, "a non-empty path")
+        check_rules(self)
         taken = Path(self.output_dir)
         _require(
             not (taken.exists() and not taken.is_dir()),
@@ -668,6 +681,7 @@ class FieldSpec:
     default: Any
     doc: str
     resume: ResumeClass
+    rule: str = ""  # the declared rule's "expected" text ("" = none of its own)
     fatal_if: tuple[str, Any] | None = None
     secret: bool = False
 
@@ -690,6 +704,7 @@ def field_specs(cls: type = RunConfig, prefix: str = "") -> list[FieldSpec]:
                 default=getattr(defaults, f.name),
                 doc=meta.get(DOC, ""),
                 resume=meta.get(RESUME, ""),
+                rule=meta[RULE].expected if RULE in meta else "",
                 fatal_if=meta.get(FATAL_IF),
                 secret=bool(meta.get(SECRET)),
             )

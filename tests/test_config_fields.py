@@ -64,7 +64,9 @@ def test_help_lists_every_field_with_its_doc_and_default() -> None:
     text = build_parser("python -m pirl_core.actor").format_help()
     for spec in field_specs():
         assert f"--{spec.name}=" in text and spec.doc in text, spec.name
-        assert f"(default {value_text(spec.default)};" in text, spec.name
+        assert (
+            f"(default {value_text(spec.default)}; {spec.rule + '; ' if spec.rule else ''}resume: " in text
+        ), spec.name
     proc = subprocess.run(
         [sys.executable, "-m", "pirl_core.launch", "--help"],
         cwd=ROOT,
@@ -73,9 +75,9 @@ def test_help_lists_every_field_with_its_doc_and_default() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "--recipe.clip=float  (default 0.2; resume: tunable)" in proc.stdout
+    assert "--recipe.clip=float  (default 0.2; in (0, 1); resume: tunable)" in proc.stdout
     assert (
-        "--env.camera_size=int  (default 64; resume: fatal while env.type=libero, else tunable)"
+        "--env.camera_size=int  (default 64; >= 16; resume: fatal while env.type=libero, else tunable)"
         in proc.stdout
     )
     assert "--learner.strategy=ddp|fsdp" in proc.stdout and "PPO ratio clip" in proc.stdout
