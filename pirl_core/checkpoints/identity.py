@@ -141,13 +141,7 @@ class Row:
     fix: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "field": self.field,
-            "checkpoint": self.checkpoint,
-            "current": self.current,
-            "severity": self.severity,
-            "fix": self.fix,
-        }
+        return dataclasses.asdict(self)
 
 
 def _fix(name: str, saved: Any, severity: Severity, configurable: bool) -> str:
