@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pirl_core.argparse_base import UsageParser
-from pirl_core.config import DEFAULT_PROFILE, RunConfig, field_specs, load_config, type_text
+from pirl_core.config import DEFAULT_PROFILE, RunConfig, field_specs, load_config
 from pirl_core.errors import PirlError, interrupted_code
-from pirl_core.quoting import value_text
 
 
 @dataclass
@@ -49,14 +48,7 @@ def config_help() -> str:
         "pushed = the learner sends it to the actors with every update):",
     ]
     for spec in field_specs():
-        resume = spec.resume
-        if spec.fatal_if is not None:  # e.g. env.camera_size: fatal on LIBERO only
-            other, value = spec.fatal_if
-            resume = f"{spec.resume} while {other}={value_text(value)}, else tunable"
-        rule = f"{spec.rule}; " if spec.rule else ""
-        lines.append(
-            f"  --{spec.name}={type_text(spec.type)}  (default {value_text(spec.default)}; {rule}resume: {resume})"
-        )
+        lines.append(f"  {spec.usage()}  ({spec.facts()})")
         lines.append(f"      {spec.doc}")
     return "\n".join(lines)
 

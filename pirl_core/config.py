@@ -32,6 +32,7 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 from pirl_core.errors import ConfigError
+from pirl_core.quoting import value_text
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 DEFAULT_PROFILE = "smoke"
@@ -684,6 +685,19 @@ class FieldSpec:
     rule: str = ""  # the declared rule's "expected" text ("" = none of its own)
     fatal_if: tuple[str, Any] | None = None
     secret: bool = False
+
+    def usage(self) -> str:
+        """``--name=type`` as typed on a command line."""
+        return f"--{self.name}={type_text(self.type)}"
+
+    def facts(self) -> str:
+        """``default X; rule; resume: class`` — how --help and the console's form describe it."""
+        resume = self.resume
+        if self.fatal_if is not None:  # e.g. env.camera_size: fatal on LIBERO only
+            other, value = self.fatal_if
+            resume = f"{self.resume} while {other}={value_text(value)}, else tunable"
+        rule = f"{self.rule}; " if self.rule else ""
+        return f"default {value_text(self.default)}; {rule}resume: {resume}"
 
 
 def field_specs(cls: type = RunConfig, prefix: str = "") -> list[FieldSpec]:

@@ -25,8 +25,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Switch
 
 from pirl_console.run_request import GENERAL_FIELD, RESUME_FIELD, RESUME_FROM_FIELD, normalise_list_text
-from pirl_core.config import SUITES_BY_ENV, FieldSpec, RunConfig, field_specs, type_text
-from pirl_core.quoting import value_text
+from pirl_core.config import SUITES_BY_ENV, FieldSpec, RunConfig, field_specs
 
 # dotted key -> (widget id, label)
 FIELDS: dict[str, tuple[str, str]] = {
@@ -40,11 +39,10 @@ SPECS: dict[str, FieldSpec] = {spec.name: spec for spec in field_specs()}  # eve
 
 
 def field_doc(key: str) -> str:
-    """One line for a field: ``name (type, default X, resume class): doc``; "" for an unknown key."""
+    """One line for a field, as --help gives it: ``--name=type (default X; ...): doc``; "" for an
+    unknown key."""
     spec = SPECS.get(key)
-    if spec is None:
-        return ""
-    return f"{key} ({type_text(spec.type)}, default {value_text(spec.default)}, {spec.resume}): {spec.doc}"
+    return f"{spec.usage()} ({spec.facts()}): {spec.doc}" if spec is not None else ""
 
 
 def _typed_key(text: str) -> tuple[int, str]:
