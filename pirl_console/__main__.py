@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pirl_console.run_request import RunRequest, validate_request, with_run_dir
+from pirl_core.cli import add_run_flags, config_help, stray_argument
 from pirl_core.config import DEFAULT_PROFILE, parse_override
 from pirl_core.errors import ConfigError, ExitCode
 
@@ -39,14 +40,13 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pirl-console",
-        description="pirl control console: pick a profile, run learner and actors, watch telemetry, "
-        "browse checkpoints. Dotted overrides such as --learner.updates=5 change any profile field.",
+        description="pirl control console: pick a profile, run learner and actors, watch telemetry,\n"
+        "browse checkpoints. Dotted overrides such as --learner.updates=5 change any profile field\n"
+        "(listed below; the menu's override form offers the same fields).",
+        epilog=config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--profile", default=None, help="skip the menu and run this profile (name or .toml path)"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
-    parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
+    add_run_flags(parser, None, "skip the menu and run this profile (name or .toml path)")
     parser.add_argument(
         "--no-start", action="store_true", help="with --profile: open the run screen, do not start"
     )
@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: Sequence[str]) -> Launch:
     """What to open. Raises UsageError (exit 2) for input the headless commands would refuse."""
     known, rest = build_parser().parse_known_args(list(argv))
+    stray = stray_argument(rest)
+    if stray is not None:
+        raise UsageError(stray)
     overrides: list[tuple[str, str]] = []
     for item in rest:
-        if not item.startswith("--") or "=" not in item:
-            raise UsageError(f"unrecognised argument {item!r}; overrides look like --section.key=value")
         try:
             key, _value = parse_override(item)
         except ConfigError as err:

@@ -99,7 +99,7 @@ class CoreCheckpointSource:
                     info = None
                 if info is not None:
                     saved = ident.flatten(info.train_config)
-                    fatal = {k for k in saved if ident.FIELD_CLASSES.get(k, ident.FATAL) == ident.FATAL}
+                    fatal = ident.fatal_fields(saved)  # the validator's own classification
             entries.append(
                 CheckpointEntry(
                     step=item.step,

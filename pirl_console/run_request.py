@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pirl_core.checkpoints.identity import value_text
 from pirl_core.checkpoints.layout import has_checkpoints
 from pirl_core.cli import CliArgs
 from pirl_core.config import DEFAULT_PROFILE, PROFILES_DIR, RunConfig, load_config
 from pirl_core.errors import ConfigError
 from pirl_core.launch import choose_run_dir
+from pirl_core.quoting import value_text
 
 # Form fields that are not profile keys but still need an inline message.
 RESUME_FIELD = "resume"

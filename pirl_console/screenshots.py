@@ -71,7 +71,7 @@ def _write_checkpoint_tree() -> None:
 
 def _request(**extra: object):
     from pirl_console.run_request import RunRequest
-    from pirl_core.checkpoints.identity import value_text
+    from pirl_core.quoting import value_text
 
     values = {**TOY_OVERRIDES, "output_dir": RUN_DIR, **extra}
     return RunRequest("toy", overrides=tuple((k, value_text(v)) for k, v in values.items()))

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pirl_core.config import DEFAULT_PROFILE, RunConfig, load_config
-from pirl_core.errors import ExitCode, PirlError, interrupted_code
+from pirl_core.argparse_base import UsageParser
+from pirl_core.config import DEFAULT_PROFILE, RunConfig, field_specs, load_config
+from pirl_core.errors import PirlError, interrupted_code
 
 
 @dataclass
@@ -38,24 +39,41 @@ class CliArgs:
         return any(item.split("=", 1)[0].strip() == key for item in self.overrides)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too, but say what to do
-        self.print_usage(sys.stderr)
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
+def config_help() -> str:
+    """Every config field as ``--help`` lists it, generated from its one declaration in config.py:
+    the flag, its type, the dataclass default, its resume class and its documentation."""
+    lines = [
+        "config fields (set any with --section.key=VALUE, VALUE as TOML; defaults shown are the",
+        "dataclass defaults, a profile may set others; resume: fatal = a resume must keep it,",
+        "pushed = the learner sends it to the actors with every update):",
+    ]
+    for spec in field_specs():
+        lines.append(f"  {spec.usage()}  ({spec.facts()})")
+        lines.append(f"      {spec.doc}")
+    return "\n".join(lines)
+
+
+def add_run_flags(
+    parser: argparse.ArgumentParser,
+    profile_default: str | None = DEFAULT_PROFILE,
+    profile_help: str = "profile name under profiles/ or a .toml path",
+) -> None:
+    """The flags that name a run (``--profile``, ``--resume``, ``--resume-from``): the same for
+    learner, actor, launcher and console, so a command that works in one works in all."""
+    parser.add_argument("--profile", default=profile_default, help=profile_help)
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
+    parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = UsageParser(
         prog=prog,
-        description="pirl: PI-RL online fine-tuning. Dotted overrides such as --env.suite=libero_spatial "
-        "or --learner.updates=5 change any profile field.",
+        description="pirl: PI-RL online fine-tuning. Dotted overrides such as --env.suite=libero_spatial\n"
+        "or --learner.updates=5 change any profile field (listed below).",
+        epilog=config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--profile", default=DEFAULT_PROFILE, help="profile name under profiles/ or a .toml path"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last")
-    parser.add_argument("--resume-from", default=None, metavar="PATH", help="continue from this checkpoint")
+    add_run_flags(parser)
     parser.add_argument("--actor-id", type=int, default=0, help="actor index (actor only)")
     parser.add_argument(
         "--mismatch-json",
@@ -66,14 +84,21 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def dotted_overrides(parser: argparse.ArgumentParser, rest: list[str]) -> list[str]:
-    """The arguments argparse did not know, as ``section.key=value`` overrides (usage error otherwise)."""
-    overrides = []
+def stray_argument(rest: list[str]) -> str | None:
+    """Why ``rest`` (what argparse did not know) is not all ``--section.key=value`` overrides,
+    naming the first stray item; None when it is."""
     for item in rest:
         if not item.startswith("--") or "=" not in item:
-            parser.error(f"unrecognised argument {item!r}; overrides look like --section.key=value")
-        overrides.append(item[2:])
-    return overrides
+            return f"unrecognised argument {item!r}; overrides look like --section.key=value"
+    return None
+
+
+def dotted_overrides(parser: argparse.ArgumentParser, rest: list[str]) -> list[str]:
+    """The arguments argparse did not know, as ``section.key=value`` overrides (usage error otherwise)."""
+    message = stray_argument(rest)
+    if message is not None:
+        parser.error(message)
+    return [item[2:] for item in rest]
 
 
 def parse_args(prog: str, argv: list[str] | None = None) -> CliArgs:

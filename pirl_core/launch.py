@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Literal
 
 from pirl_core.checkpoints import layout
-from pirl_core.checkpoints.identity import value_text
 from pirl_core.cli import CliArgs, parse_args
 from pirl_core.errors import ConfigError, ExitCode, PirlError
+from pirl_core.quoting import value_text
 from pirl_core.redact import argv_secrets, mask, redact_argv
 from pirl_core.runid import run_id
 

@@ -9,12 +9,12 @@ only the files, so it works on a finished run, a live one, or one copied from a 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.checkpoints.identity import flatten
 from pirl_core.cli import run_main
 from pirl_core.errors import ConfigError, ExitCode
@@ -173,15 +173,16 @@ def write_report(dirs: list[str], out: Path | None = None) -> list[Path]:
     return [curves, summary]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise ConfigError(
-            "arguments", " ".join(sys.argv[1:]), "OUTPUT_DIR [OUTPUT_DIR ...] [--out DIR]", hint=message
-        )
+def _usage_error(message: str) -> NoReturn:
+    raise ConfigError(
+        "arguments", " ".join(sys.argv[1:]), "OUTPUT_DIR [OUTPUT_DIR ...] [--out DIR]", hint=message
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pirl_core.report", description=__doc__.split("\n\n")[0])
+    parser = UsageParser(
+        prog="python -m pirl_core.report", description=__doc__.split("\n\n")[0], on_error=_usage_error
+    )
     parser.add_argument("output_dirs", nargs="+", metavar="OUTPUT_DIR", help="run directories to overlay")
     parser.add_argument(
         "--out", type=Path, default=None, help="where to write (default: <OUTPUT_DIR>/report)"

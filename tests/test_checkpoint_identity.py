@@ -154,7 +154,7 @@ def test_every_config_field_is_classified() -> None:
     fields = set(identity.config_fields())
     unclassified = fields - set(identity.FIELD_CLASSES)
     assert not unclassified, (
-        f"classify these RunConfig fields in checkpoints/identity.py: {sorted(unclassified)}"
+        f"declare these RunConfig fields with config.setting(..., resume=...): {sorted(unclassified)}"
     )
     assert not set(identity.FIELD_CLASSES) - fields, "stale entries in FIELD_CLASSES"
     # conditionally fatal fields (FATAL_ONLY_IF) are tunables on the toy profile these tests use

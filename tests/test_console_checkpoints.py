@@ -138,3 +138,22 @@ async def test_real_refused_resume_opens_the_table_and_retry_resumes(tmp_path: P
         assert run.learner.state in (ChildState.READY, ChildState.RUNNING), run.learner.last_lines
         await run.stop_all()
     assert not descendants()
+
+
+def test_browser_marks_fatal_as_the_validator_does(tree: Path) -> None:
+    """The detail view's fatal marks are the validator's: on a toy checkpoint env.camera_size is a
+    tunable (the toy env renders nothing), so it is not marked, and changing it resumes."""
+    from pirl_console.checkpoint_source import CoreCheckpointSource
+
+    source = CoreCheckpointSource()
+    entries = [e for e in source.list(tree) if e.step == 1]
+    (entry,) = entries
+    assert entry.identity["env.type"] == "toy"
+    assert "env.camera_size" not in entry.fatal_fields
+    assert "env.type" in entry.fatal_fields and "recipe.denoise_steps" in entry.fatal_fields
+    request = RunRequest("toy", overrides=toy_overrides(tree, **{"env.camera_size": 96}))
+    result = source.validate(entry.path, request)
+    (row,) = [r for r in result.rows if r.field == "env.camera_size"]
+    assert not row.fatal and result.ok
+    # the view's marks and the validator's verdict come from one classification
+    assert set(entry.fatal_fields) == identity.fatal_fields(entry.identity)

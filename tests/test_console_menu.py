@@ -219,3 +219,33 @@ def test_bad_profile_exits_2_before_the_ui(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no_such_profile" in err
     assert os.environ.get("MUJOCO_GL")
+
+
+async def test_the_form_offers_every_documented_field() -> None:
+    """The override form's fields and their documentation come from the config declarations (what
+    --help lists too): a tooltip on the common fields, completion and a doc line in 'more'."""
+    from pirl_console.widgets.overrides_form import FIELDS, SPECS, FieldSuggester, field_doc
+    from pirl_core.config import field_specs
+
+    specs = {s.name: s for s in field_specs()}
+    assert set(FIELDS) <= set(specs) and set(SPECS) == set(specs)
+    suggester = FieldSuggester()
+    assert (
+        await suggester.get_suggestion("recipe.clip=0.1 --recipe.noi") == "recipe.clip=0.1 --recipe.noise_lr="
+    )
+    assert await suggester.get_suggestion("recipe.clip=0.") is None
+    app = menu_app()
+    async with app.run_test(size=SIZE) as pilot:
+        form = app.screen.query_one(OverridesForm)
+        assert form.query_one("#ov-suite", Input).tooltip == field_doc("env.suite")
+        assert specs["env.suite"].doc in field_doc("env.suite")
+        doc = form.query_one("#ov-extra-doc", Label)
+        assert not doc.has_class("-visible")
+        await type_into(pilot, app, "ov-extra", "recipe.noi", keys=True)
+        await pilot.press("right")  # accept the completion
+        await pilot.pause(0.05)
+        assert form.query_one("#ov-extra", Input).value == "recipe.noise_lr="
+        assert doc.has_class("-visible") and specs["recipe.noise_lr"].doc in str(doc.render())
+        await type_into(pilot, app, "ov-extra", "recipe.clip=0.1 recipe.")  # many fields match
+        await pilot.pause(0.05)
+        assert not doc.has_class("-visible")

@@ -20,7 +20,7 @@ from textual.widgets import Footer, Header, Static
 from pirl_console.checkpoint_source import MismatchRow, ValidationResult
 from pirl_console.run_request import RunRequest, validate_request
 from pirl_console.widgets.mismatch_table import MismatchTable
-from pirl_core.checkpoints.identity import value_text
+from pirl_core.quoting import value_text
 
 # Saved values that are never copied back: they name the run, not what it computes.
 NOT_APPLIED = {"profile", "output_dir"}

@@ -4,6 +4,11 @@ Why blank means "the profile's value": the placeholder shows what the profile sa
 fields the researcher typed in become ``--key=value`` flags, so the command line stays as
 short as the one they would type by hand. The form does not judge values itself; the menu
 screen runs the real validator and hands each message back to the field it belongs to.
+
+Every config field is offered with its documentation from its one declaration in
+``pirl_core/config.py`` (``config.field_specs``, what ``--help`` lists too): the common fields
+carry it as a tooltip, and the free-form field completes any field name and shows the
+documentation of the one being typed.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.suggester import SuggestFromList
+from textual.suggester import Suggester, SuggestFromList
+from textual.widget import Widget
 from textual.widgets import Input, Label, Switch
 
 from pirl_console.run_request import GENERAL_FIELD, RESUME_FIELD, RESUME_FROM_FIELD, normalise_list_text
-from pirl_core.config import SUITES_BY_ENV, RunConfig
+from pirl_core.config import SUITES_BY_ENV, FieldSpec, RunConfig, field_specs
 
 # dotted key -> (widget id, label)
 FIELDS: dict[str, tuple[str, str]] = {
@@ -29,6 +35,50 @@ FIELDS: dict[str, tuple[str, str]] = {
     "output_dir": ("ov-output-dir", "output dir"),
 }
 EXTRA_FIELD = "extra"
+SPECS: dict[str, FieldSpec] = {spec.name: spec for spec in field_specs()}  # every documented field
+
+
+def field_doc(key: str) -> str:
+    """One line for a field, as --help gives it: ``--name=type (default X; ...): doc``; "" for an
+    unknown key."""
+    spec = SPECS.get(key)
+    return f"{spec.usage()} ({spec.facts()}): {spec.doc}" if spec is not None else ""
+
+
+def _typed_key(text: str) -> tuple[int, str]:
+    """Where the last item of the free-form text starts and its key part (``--`` dropped)."""
+    start = len(text) - len(text.split(" ")[-1])
+    return start, text[start:].removeprefix("--").split("=", 1)[0]
+
+
+class FieldSuggester(Suggester):
+    """Completes the last item of the free-form field to a config field name (``key=``)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        start, key = _typed_key(value)
+        if not key or "=" in value[start:]:
+            return None
+        prefix = value[start:]
+        for name in SPECS:
+            if name.startswith(key) and name != key:
+                return value[:start] + prefix[: len(prefix) - len(key)] + name + "="
+        return None
+
+
+def _form_field(
+    field_id: str, label: str, *widgets: Widget, error_id: str, below: Widget | None = None
+) -> Vertical:
+    """A labelled row of widgets with its own (hidden until needed) error line."""
+    return Vertical(
+        Horizontal(Label(label, classes="form-label"), *widgets, classes="form-row"),
+        Label("", classes="field-error", id=error_id, markup=False),
+        *([below] if below is not None else []),
+        classes="form-field",
+        id=field_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,34 +99,48 @@ class OverridesForm(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, classes="overrides-form")
 
+    DEFAULT_CSS = """
+    OverridesForm .field-doc {
+        display: none;
+        color: $text-muted;
+        padding-left: 12;
+        width: 1fr;
+    }
+    OverridesForm .field-doc.-visible {
+        display: block;
+    }
+    """
+
     def compose(self) -> ComposeResult:
         for key, (wid, label) in FIELDS.items():
-            with Vertical(classes="form-field", id=f"{wid}-field"):
-                with Horizontal(classes="form-row"):
-                    yield Label(label, classes="form-label")
-                    yield Input(id=wid, classes="form-input", name=key, compact=True)
-                yield Label("", classes="field-error", id=f"{wid}-error", markup=False)
-        with Vertical(classes="form-field", id="ov-resume-field"):
-            with Horizontal(classes="form-row"):
-                yield Label("resume", classes="form-label")
-                yield Switch(False, id="ov-resume")
-                yield Input(
-                    id="ov-resume-from",
-                    classes="form-input",
-                    placeholder="checkpoint: <output dir>/checkpoints/last",
-                    compact=True,
-                )
-            yield Label("", classes="field-error", id="ov-resume-error", markup=False)
-        with Vertical(classes="form-field", id="ov-extra-field"):
-            with Horizontal(classes="form-row"):
-                yield Label("more", classes="form-label")
-                yield Input(
-                    id="ov-extra",
-                    classes="form-input",
-                    placeholder="other overrides, e.g. recipe.lr=1e-5 actor.n_actors=2",
-                    compact=True,
-                )
-            yield Label("", classes="field-error", id="ov-extra-error", markup=False)
+            box = Input(id=wid, classes="form-input", name=key, compact=True)
+            box.tooltip = field_doc(key)
+            yield _form_field(f"{wid}-field", label, box, error_id=f"{wid}-error")
+        yield _form_field(
+            "ov-resume-field",
+            "resume",
+            Switch(False, id="ov-resume"),
+            Input(
+                id="ov-resume-from",
+                classes="form-input",
+                placeholder="checkpoint: <output dir>/checkpoints/last",
+                compact=True,
+            ),
+            error_id="ov-resume-error",
+        )
+        yield _form_field(
+            "ov-extra-field",
+            "more",
+            Input(
+                id="ov-extra",
+                classes="form-input",
+                placeholder="other overrides, e.g. recipe.lr=1e-5 actor.n_actors=2 (→ completes a field name)",
+                compact=True,
+                suggester=FieldSuggester(),
+            ),
+            error_id="ov-extra-error",
+            below=Label("", classes="field-doc", id="ov-extra-doc", markup=False),
+        )
         yield Label("", classes="field-error", id="ov-general-error", markup=False)
 
     # ------------------------------------------------------------------ profile
@@ -137,7 +201,19 @@ class OverridesForm(Vertical):
     @on(Switch.Changed)
     def _changed(self, event: Input.Changed | Switch.Changed) -> None:
         event.stop()
+        if isinstance(event, Input.Changed) and event.input.id == "ov-extra":
+            self.show_field_doc(event.value)
         self.post_message(self.Changed(self.values()))
+
+    def show_field_doc(self, text: str) -> None:
+        """Under the free-form field: the documentation of the field whose name is being typed
+        (the longest declared name the last item starts with), hidden when there is none."""
+        _start, key = _typed_key(text)
+        names = [key] if key in SPECS else [name for name in SPECS if key and name.startswith(key)]
+        doc = field_doc(names[0]) if len(names) == 1 else ""
+        label = self.query_one("#ov-extra-doc", Label)
+        label.update(doc)
+        label.set_class(bool(doc), "-visible")
 
     # ------------------------------------------------------------------ errors
     def show_errors(self, errors: dict[str, str], extra_keys: set[str]) -> None:

@@ -24,22 +24,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.checkpoints import catalog, layout
 from pirl_core.checkpoints.portable import PortabilityError, absolute_path_warnings, export
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode, PirlError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.print_usage(sys.stderr)
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pirl_core.checkpoints", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = UsageParser(prog="python -m pirl_core.checkpoints", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=UsageParser)
     p_list = sub.add_parser(
         "list", help="checkpoints of an output dir: step, time, size, complete?, last, metrics"
     )

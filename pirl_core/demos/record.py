@@ -18,9 +18,7 @@ Exit 2: bad flags, suite, task or ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.cli import run_main
 from pirl_core.demos.ee6d import to_ee6d
 from pirl_core.errors import ConfigError, ExitCode
@@ -55,12 +54,6 @@ class TaskTally:
     steps_of_successes: int = 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def _task_list(text: str) -> list[int]:
     try:
         tasks = [int(t) for t in text.split(",") if t.strip()]
@@ -72,7 +65,9 @@ def _task_list(text: str) -> list[int]:
 
 
 def parse(argv: list[str] | None) -> RecordArgs:
-    p = _Parser(prog="python -m pirl_core.demos.record", description=__doc__.split("\n\n")[1])
+    p = UsageParser(
+        prog="python -m pirl_core.demos.record", description=__doc__.split("\n\n")[1], usage_on_error=False
+    )
     p.add_argument("--suite", default="libero_object", help="LIBERO suite")
     p.add_argument("--tasks", required=True, help="comma list of task ids, e.g. 0,1")
     p.add_argument("--episodes-per-task", type=int, required=True, help="expert episodes run per task")

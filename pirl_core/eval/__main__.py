@@ -10,23 +10,17 @@ Exit 2: bad flags, suite or task; exit 4: unreadable checkpoint. Nothing existin
 
 from __future__ import annotations
 
-import argparse
-import sys
-
+from pirl_core.argparse_base import UsageParser
 from pirl_core.cli import dotted_overrides, run_main
 from pirl_core.config import DEFAULT_PROFILE
 from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.eval.evaluate import DEFAULT_EPISODES, DEFAULT_VIDEOS, EvalArgs, evaluate
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def parse(argv: list[str] | None) -> EvalArgs:
-    p = _Parser(prog="python -m pirl_core.eval", description=__doc__.split("\n\n")[1])
+    p = UsageParser(
+        prog="python -m pirl_core.eval", description=__doc__.split("\n\n")[1], usage_on_error=False
+    )
     p.add_argument("target", nargs="?", default=None, help="checkpoint dir or run output dir")
     p.add_argument("--best", action="store_true", help="an output dir's checkpoints/best instead of last")
     p.add_argument("--profile", default=DEFAULT_PROFILE, help="profile when no TARGET is given")

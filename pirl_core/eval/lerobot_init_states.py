@@ -21,14 +21,13 @@ its default ``--env.init_states=true`` and uses init states 0, 1, ... exactly as
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.cli import run_main
 from pirl_core.config import LIBERO_SUITES
 from pirl_core.errors import ConfigError, ExitCode
@@ -95,14 +94,12 @@ def _same(path: Path, states: np.ndarray) -> bool:
     return isinstance(saved, np.ndarray) and saved.shape == states.shape and np.array_equal(saved, states)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m pirl_core.eval.lerobot_init_states", description=__doc__.split("\n\n")[0])
+    p = UsageParser(
+        prog="python -m pirl_core.eval.lerobot_init_states",
+        description=__doc__.split("\n\n")[0],
+        usage_on_error=False,
+    )
     p.add_argument("--dir", default=str(DEFAULT_DIR), help="cache directory (LIBERO_CONFIG_PATH)")
     p.add_argument(
         "--suite", action="append", default=None, help="suite(s) to write (default: every suite pirl knows)"

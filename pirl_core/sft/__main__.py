@@ -9,25 +9,20 @@ Exit 2: bad flags, dataset or an existing non-empty --out (left untouched); exit
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.cli import dotted_overrides, run_main
 from pirl_core.config import DEFAULT_PROFILE, load_config
 from pirl_core.errors import ConfigError, ExitCode
 from pirl_core.sft.train import SftArgs, check_out_dir, run_sft
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def parse(argv: list[str] | None) -> SftArgs:
-    p = _Parser(prog="python -m pirl_core.sft", description=__doc__.split("\n\n")[1])
+    p = UsageParser(
+        prog="python -m pirl_core.sft", description=__doc__.split("\n\n")[1], usage_on_error=False
+    )
     p.add_argument(
         "--dataset", required=True, help="LeRobot dataset directory (pirl_core/recipe/demo_schema.py)"
     )

@@ -12,15 +12,14 @@ Exit 2: SRC is not an SFT checkpoint or DST exists and is not empty (left untouc
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 
+from pirl_core.argparse_base import UsageParser
 from pirl_core.checkpoints import model_card
 from pirl_core.cli import run_main
 from pirl_core.errors import ConfigError, ExitCode
@@ -66,14 +65,10 @@ def ship(src: Path, dst: Path) -> int:
     return (dst / WEIGHTS).stat().st_size
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(ExitCode.USAGE)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m pirl_core.sft.ship", description=__doc__.split("\n\n")[0])
+    p = UsageParser(
+        prog="python -m pirl_core.sft.ship", description=__doc__.split("\n\n")[0], usage_on_error=False
+    )
     p.add_argument("src", help="SFT checkpoint directory (python -m pirl_core.sft --out)")
     p.add_argument("dst", help="directory to create (must not exist or be empty)")
     args = p.parse_args(argv)
