@@ -24,8 +24,8 @@ else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
 from pirl_core.errors import ConfigError
+from pirl_core.source import PROFILES_DIR
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 DEFAULT_PROFILE = "smoke"
 
 LIBERO_SUITES: dict[str, int] = {
