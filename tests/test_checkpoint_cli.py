@@ -13,7 +13,7 @@ import pytest
 
 from pirl_core.checkpoints import layout
 from pirl_core.telemetry import Telemetry
-from tests.test_checkpoint_support import SMALL_TOY, saved_run, tree_digest
+from tests.checkpoint_helpers import SMALL_TOY, saved_run, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 

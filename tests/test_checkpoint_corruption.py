@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from pirl_core.checkpoints import layout, resume
 from pirl_core.errors import CheckpointUnreadableError, ConfigError, ExitCode
-from tests.test_checkpoint_support import SMALL_TOY, make_trainer, saved_run, tree_digest
+from tests.checkpoint_helpers import SMALL_TOY, make_trainer, saved_run, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from pirl_core.checkpoints import identity, layout, resume
 from pirl_core.config import RunConfig, parse_override
 from pirl_core.errors import ExitCode, ResumeMismatchError
-from tests.test_checkpoint_support import make_trainer, saved_run, toy_config, tree_digest
+from tests.checkpoint_helpers import make_trainer, saved_run, toy_config, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -318,7 +318,7 @@ def test_learner_process_exits_3_with_the_table_and_writes_nothing(run) -> None:
 
 
 def _small_overrides(cfg: RunConfig) -> dict[str, Any]:
-    from tests.test_checkpoint_support import SMALL_TOY
+    from tests.checkpoint_helpers import SMALL_TOY
 
     return {**SMALL_TOY, "output_dir": cfg.output_dir}
 

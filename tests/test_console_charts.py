@@ -14,7 +14,7 @@ from pirl_console.screens.checkpoints import CheckpointScreen
 from pirl_console.widgets.checkpoint_table import CheckpointTable
 from pirl_console.widgets.line_chart import BRAILLE_BASE, Line, LineChart, render_chart
 from pirl_core.telemetry import Telemetry
-from tests.test_console_support import SIZE, fake_app, fast_settings, wait_for
+from tests.console_helpers import SIZE, fake_app, fast_settings, wait_for
 
 
 def write_run(out: Path, updates: int, slope: float) -> Path:

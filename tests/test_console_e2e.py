@@ -12,8 +12,8 @@ from pirl_console.run_request import RunRequest
 from pirl_console.screens.run import RunScreen
 from pirl_console.supervisor import ChildState
 from pirl_console.widgets.pane_header import badge
+from tests.console_helpers import ROOT, SIZE, descendants, wait_for
 from tests.e2e_helpers import free_port
-from tests.test_console_support import ROOT, SIZE, descendants, wait_for
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ def test_launch_resume_forms(tmp_path: Path) -> None:
 
 def test_learner_writes_the_resume_mismatch_as_json(tmp_path: Path) -> None:
     """Exit 3 with `--mismatch-json FILE`: the printed table for people, the same report as data."""
-    from tests.test_checkpoint_support import SMALL_TOY, saved_run
+    from tests.checkpoint_helpers import SMALL_TOY, saved_run
 
     cfg, _ = saved_run(tmp_path, steps=(1,))
     report = tmp_path / "logs" / "mismatch.json"

@@ -49,7 +49,7 @@ def test_output_dir_naming_a_file_is_one_line_exit_2(tmp_path: Path, module: str
 
 def test_resume_without_updates_left_starts_no_actor_and_exits_2(tmp_path: Path) -> None:
     from pirl_core.checkpoints import layout
-    from tests.test_checkpoint_support import SMALL_TOY, saved_run
+    from tests.checkpoint_helpers import SMALL_TOY, saved_run
 
     cfg, _ = saved_run(tmp_path, steps=(1,))
     before = sorted(p.name for p in layout.checkpoints_root(cfg.output_dir).iterdir())

@@ -1,7 +1,7 @@
-"""Shared helpers for the console tests (no tests here).
+"""Shared helpers for the console tests.
 
 The console under test is the real app; only the children are stand-ins
-(``pirl_console.fake_child``: real processes that print, write real telemetry records and
+(``tools/screenshots/fake_child.py``: real processes that print, write real telemetry records and
 exit with chosen codes), except where a test says it runs the real learner.
 """
 
@@ -16,11 +16,11 @@ import psutil
 from textual.pilot import Pilot
 
 from pirl_console.app import PirlConsole
-from pirl_console.fake_child import FakeCommands
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.run import RunScreen
 from pirl_console.settings import ConsoleSettings
 from pirl_console.supervisor import live_group_members
+from tools.screenshots.fake_child import FakeCommands
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (140, 44)
