@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 
 from pirl_console.app import PirlConsole
 from pirl_console.run_request import RunRequest
+from pirl_console.screens.charts import ChartScreen
 from pirl_console.screens.run import RunScreen
 from pirl_console.settings import ConsoleSettings
 from pirl_console.supervisor import live_group_members
@@ -72,6 +73,15 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
         await pilot.pause(0.05)
+
+
+async def open_charts(app: PirlConsole, pilot: Pilot) -> ChartScreen:
+    """``p``: the chart view, returned once its success-rate chart is drawn."""
+    await pilot.press("p")
+    screen = app.screen
+    assert isinstance(screen, ChartScreen), f"p opened {screen!r}"
+    await wait_for(pilot, lambda: "success rate" in screen.charts, what="charts drawn")
+    return screen
 
 
 def run_screen(app: PirlConsole) -> RunScreen:

@@ -63,4 +63,8 @@ async def test_console_runs_the_smoke_profile_to_completion(
         await pilot.press("q")  # nothing runs any more: quits at once
     assert app.return_value == 0
     assert not descendants()
-    assert ROOT.exists()
+    # the run got its own timestamped dir under the profile's outputs/smoke, relative to the
+    # console's working directory (this test's tmp dir), not to the checkout
+    assert out.parts[:2] == ("outputs", "smoke") and len(out.parts) == 3, out
+    assert out.resolve().parent == (tmp_path / "outputs" / "smoke").resolve()
+    assert not (ROOT / out).exists(), "nothing of the run lands in the checkout"

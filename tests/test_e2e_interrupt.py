@@ -12,7 +12,7 @@ import pytest
 
 from pirl_core.checkpoints.verify import inspect_or_raise
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import free_port, start, wait_all
+from tests.e2e_helpers import free_port, run_flags, start, wait_all
 
 
 def _wait_for_metrics(path: Path, n: int, timeout: float) -> int:
@@ -28,14 +28,7 @@ def _wait_for_metrics(path: Path, n: int, timeout: float) -> int:
 @pytest.mark.slow
 def test_ctrl_c_on_learner_saves_then_exits_130_and_resume_finishes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = [
-        "--profile",
-        "toy",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
-        "--learner.updates=500",
-        "--checkpoint.every=1000",
-    ]
+    args = run_flags(out, "--learner.updates=500", "--checkpoint.every=1000")
     learner = start("pirl_core.learner", args, tmp_path / "learner.log")
     actor = start("pirl_core.actor", args, tmp_path / "actor.log")
     _wait_for_metrics(out / "telemetry" / "learner.jsonl", 2, timeout=120)

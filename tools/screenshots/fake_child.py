@@ -32,6 +32,7 @@ from pathlib import Path
 from pirl_console.commands import ChildSpec, child_env
 from pirl_core.cli import CliArgs
 from pirl_core.errors import ExitCode
+from pirl_core.process_env import configure_process
 from pirl_core.telemetry import Telemetry
 
 
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--event", action="append", default=[], help="learner: after ready, write this telemetry event"
     )
     args = parser.parse_args(argv)
+    configure_process()  # an entrypoint like the real children (it never renders)
     if args.flood < 0:
         args.flood = None
     try:
