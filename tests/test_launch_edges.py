@@ -20,18 +20,11 @@ import pytest
 
 from pirl_core.errors import ExitCode
 from pirl_core.launch import outcome
-from tests.e2e_helpers import ROOT, child_env, free_port
+from tests.e2e_helpers import ROOT, child_env, free_port, run_module
 
 
 def _run(module: str, *argv: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *argv],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module(module, *argv, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize("module", ["pirl_core.learner", "pirl_core.launch"])
