@@ -123,3 +123,31 @@ def run_pair(
         actor = start("pirl_core.actor", args, actor_log)
     codes = wait_all([learner, actor], timeout)
     return codes, learner_log.read_text(errors="replace"), actor_log.read_text(errors="replace")
+
+
+def wait_for_metrics(path: Path, n: int, timeout: float) -> int:
+    """Block until the telemetry file ``path`` holds ``n`` metrics records; returns the count."""
+    from pirl_core.telemetry import read_records
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = sum(1 for r in read_records(path) if r["kind"] == "metrics")
+        if count >= n:
+            return count
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {n} metrics records in {path} after {timeout}s")
+
+
+def start_long_toy_run(
+    tmp_path: Path, updates: int = 2
+) -> tuple[Path, list[str], subprocess.Popen, subprocess.Popen]:
+    """A toy learner and actor on a 500-update run (output ``tmp_path/run``, logs
+    ``tmp_path/{learner,actor}.log``), returned once the learner has logged ``updates`` updates:
+    for the tests that stop a run midway. Returns (output dir, the flags both got, learner, actor);
+    the flags end with ``--learner.updates=500 --checkpoint.every=1000``."""
+    out = tmp_path / "run"
+    args = run_flags(out, "--learner.updates=500", "--checkpoint.every=1000")
+    learner = start("pirl_core.learner", args, tmp_path / "learner.log")
+    actor = start("pirl_core.actor", args, tmp_path / "actor.log")
+    wait_for_metrics(out / "telemetry" / "learner.jsonl", updates, timeout=120)
+    return out, args, learner, actor

@@ -26,7 +26,7 @@ from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode, Interrupted, interrupted_code
 from pirl_core.lifecycle import StopRequest, stop_at_once_on_signals
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import ROOT, child_env, run_flags, start, wait_all
+from tests.e2e_helpers import ROOT, child_env, run_flags, start, start_long_toy_run, wait_all
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -142,12 +142,8 @@ def test_lock_of_a_killed_learner_is_free_again(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_on_learner_checkpoints_exits_143_and_the_actor_says_why(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = run_flags(out, "--learner.updates=500", "--checkpoint.every=1000")
-    learner = start("pirl_core.learner", args, tmp_path / "learner.log")
-    actor = start("pirl_core.actor", args, tmp_path / "actor.log")
+    out, _, learner, actor = start_long_toy_run(tmp_path)
     telemetry = out / "telemetry"
-    _wait_for(lambda: len(_metrics(telemetry / "learner.jsonl")) >= 2, 120, "two updates")
     os.kill(learner.pid, signal.SIGTERM)  # the learner alone, as a scheduler would
     codes = wait_all([learner, actor], timeout=60)
     learner_log = (tmp_path / "learner.log").read_text()
