@@ -21,9 +21,9 @@ from pirl_console.screens.charts import ChartScreen
 from pirl_console.screens.run import RunScreen
 from pirl_console.settings import ConsoleSettings
 from pirl_console.supervisor import live_group_members
+from tests.e2e_helpers import ROOT
 from tools.screenshots.fake_child import FakeCommands
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (140, 44)
 
 
