@@ -36,7 +36,7 @@ console:
 	@venv=$$($(ENSURE)); $$venv/bin/pirl-console $(ARGS)
 
 screenshots:
-	@venv=$$($(ENSURE)); $$venv/bin/python -m pirl_console.screenshots screenshots
+	@venv=$$($(ENSURE)); $$venv/bin/python -m tools.screenshots screenshots
 
 bench:
 	@venv=$$($(ENSURE)); for b in benchmarks/*.py; do case $$b in benchmarks/libero_lift*) continue;; esac; \

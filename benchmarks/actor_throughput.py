@@ -53,7 +53,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pirl_core.envs.libero  # noqa: E402,F401  (MUJOCO_GL before anything imports mujoco)
+from pirl_core.process_env import configure_process  # noqa: E402
+
+configure_process()  # MUJOCO_GL before anything imports mujoco
+
 from pirl_core.config import load_config  # noqa: E402
 from pirl_core.envs.libero import LiberoVectorEnv  # noqa: E402
 from pirl_core.envs.workers import WorkerVectorEnv, available_cores  # noqa: E402

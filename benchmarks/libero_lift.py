@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from libero_lift_compare import plot as plot_runs  # noqa: E402
 
 from pirl_core.config import RunConfig, load_config, split_states  # noqa: E402
 from pirl_core.eval.results import wilson_interval  # noqa: E402
+from pirl_core.process_env import configure_process  # noqa: E402
 
 PROFILE = "libero_small"
 
@@ -190,7 +190,7 @@ def table(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    configure_process()
     overrides = list(args.set)
     if args.updates is not None:
         overrides.append(f"learner.updates={args.updates}")

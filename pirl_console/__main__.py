@@ -15,7 +15,6 @@ opens (exit codes: ``pirl_core.errors.ExitCode``, docs/design.md).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pirl_console.run_request import RunRequest, validate_request, with_run_dir
 from pirl_core.cli import add_run_flags, config_help, stray_argument
 from pirl_core.config import DEFAULT_PROFILE, parse_override
 from pirl_core.errors import ConfigError, ExitCode
+from pirl_core.process_env import configure_process
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def parse(argv: Sequence[str]) -> Launch:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    configure_process()  # the console's children inherit the decision
     try:
         launch = parse(sys.argv[1:] if argv is None else argv)
     except UsageError as err:

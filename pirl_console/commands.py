@@ -14,14 +14,12 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from pirl_core.cli import CliArgs
 from pirl_core.launch import LEARNER_READY_MARKER, Role, child_commands
 from pirl_core.redact import redact_argv
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from pirl_core.source import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -59,14 +57,14 @@ class CommandBuilder(Protocol):
 def child_env(
     base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Unbuffered Python (children think they write to a pipe and would buffer otherwise),
-    software EGL unless the user chose a backend, and the checkout importable."""
+    """Unbuffered Python (children think they write to a pipe and would buffer otherwise) and the
+    checkout importable. ``MUJOCO_GL`` passes through as ``base`` has it: each child is an
+    entrypoint and decides it itself (:func:`pirl_core.process_env.configure_process`)."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("MUJOCO_GL", "egl")
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(PROJECT_ROOT) not in paths:
-        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
+    if str(REPO_ROOT) not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
     env.update(extra or {})
     return env
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from pirl_core.argparse_base import UsageParser
 from pirl_core.config import DEFAULT_PROFILE, RunConfig, field_specs, load_config
 from pirl_core.errors import PirlError, interrupted_code
+from pirl_core.process_env import configure_process
 
 
 @dataclass
@@ -146,7 +147,7 @@ def _mismatch_target(argv: list[str]) -> str | None:
 def run_main(main: Callable[[], int]) -> None:
     """Run an entry point: map PirlError to its exit code, Ctrl-C to 130 and SIGTERM to 143
     (see pirl_core.lifecycle), one line first."""
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco
+    configure_process()  # before anything imports mujoco
     from pirl_core.redact import argv_secrets, mask
     from pirl_core.storage import from_os_error
 

@@ -33,8 +33,8 @@ else:  # pragma: no cover - exercised only on 3.10
 
 from pirl_core.errors import ConfigError
 from pirl_core.quoting import value_text
+from pirl_core.source import PROFILES_DIR
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 DEFAULT_PROFILE = "smoke"
 
 LIBERO_SUITES: dict[str, int] = {
@@ -195,7 +195,7 @@ class EnvConfig(Section):
     render_every_step: bool = setting(
         False, "render every env step, not only those the policy reads", TUNABLE
     )
-    # pirl_core/eval/plan.py, "The split"; data selection, no tensor
+    # pirl_core/init_states.py, "The split"; data selection, no tensor
     train_init_states: str = setting(
         "", "per-task init states RL trains on, e.g. '0-29' ('' = all not held out by eval)", PUSHED
     )
@@ -603,7 +603,7 @@ class EvalConfig(Section):
         0, "evaluate every N updates on held-out init states (0 = off)", TUNABLE, rule=at_least(0, "0 = off")
     )
     # The last N of each task's fixed init states (training then cycles over the others;
-    # pirl_core/eval/plan.py).
+    # pirl_core/init_states.py).
     episodes_per_task: int = setting(
         5,
         "held-out init states per task when val_init_states is unset (the last N)",
@@ -813,7 +813,7 @@ def validate_across(cfg: RunConfig) -> None:
         "true for policy.type = 'mlp' (it has no VLM to freeze)",
     )
     if r.algorithm == "grpo":
-        # Each actor runs whole groups of its own initial states (runtime.episode_plan); any
+        # Each actor runs whole groups of its own initial states (rollout_plan.episode_plan); any
         # remainder would leave the learner waiting for episodes no actor plans to run.
         whole = r.grpo_group_size * cfg.actor.n_actors
         _require(

@@ -35,6 +35,7 @@ from typing import Literal
 from pirl_core.checkpoints import layout
 from pirl_core.cli import CliArgs, parse_args
 from pirl_core.errors import ConfigError, ExitCode, PirlError
+from pirl_core.process_env import configure_process
 from pirl_core.quoting import value_text
 from pirl_core.redact import argv_secrets, mask, redact_argv
 from pirl_core.runid import run_id
@@ -285,7 +286,6 @@ def run(argv: list[str]) -> int:
         )
     args = with_output_dir(args, run_dir)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("MUJOCO_GL", "egl")
     learner, *actors = child_commands(args)
     print(
         f"[launch] run {run_id(args.config)}: the actors start once the learner listens",
@@ -308,6 +308,7 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    configure_process()  # the children inherit the decision
     raise SystemExit(run(sys.argv[1:]))
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from pirl_core.source import git_state
 
 if TYPE_CHECKING:
     from pirl_core.config import RunConfig
@@ -198,23 +199,10 @@ def pirl_version() -> str | None:
         return None
 
 
-def git_commit(repo: Path = Path(__file__).resolve().parents[1]) -> str | None:
+def git_commit() -> str | None:
     """The checkout's commit (``+dirty`` when it has local changes); None outside a git checkout."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    state = git_state()
+    return None if state is None else state.label()
 
 
 def run_record(cfg: RunConfig, **extra: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 
 from pirl_core.errors import ExitCode
+from pirl_core.process_env import configure_process
 
 
 def exit_code_of(failures: dict) -> int:
@@ -41,4 +42,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_process()  # the ranks inherit the decision
     raise SystemExit(main())

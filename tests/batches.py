@@ -16,10 +16,13 @@ def one_chunk_episodes(
     value: Tensor,
     reward: Tensor,
     *,
-    terminated: bool = False,
+    terminated: bool | Tensor = False,
+    success: Tensor | None = None,
+    group_size: int = 1,
 ) -> RolloutBatch:
-    """``len(reward)`` episodes of one chunk each (each its own GRPO group), around the given
-    sampled tensors: no success, no bootstrap value, chunk index 0."""
+    """``len(reward)`` episodes of one chunk each around the given sampled tensors: GRPO groups of
+    ``group_size`` consecutive episodes (default: each its own), no success unless given, no
+    bootstrap value, chunk index 0."""
     n = int(reward.shape[0])
     return RolloutBatch(
         obs=obs,
@@ -29,10 +32,12 @@ def one_chunk_episodes(
         value=value,
         reward=reward,
         done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.full((n,), terminated, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
+        terminated=terminated
+        if isinstance(terminated, Tensor)
+        else torch.full((n,), terminated, dtype=torch.bool),
+        success=torch.zeros(n, dtype=torch.bool) if success is None else success,
         bootstrap_value=torch.zeros(n),
         episode_id=torch.arange(n),
-        group_id=torch.arange(n),
+        group_id=torch.arange(n) // group_size,
         chunk_index=torch.zeros(n, dtype=torch.long),
     )

@@ -13,28 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-FLAGS = [
-    "--profile",
-    "toy",
-    "--env.n_envs=4",
-    "--env.episode_length=6",
-    "--learner.episodes_per_update=4",
-    "--recipe.update_epochs=1",
-    "--policy.hidden_dim=16",
-    "--checkpoint.every=1",
-    "--learner.updates=3",
-]
+from tests.e2e_helpers import TINY_TOY, free_port  # run with PYTHONPATH=<repo root>
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+FLAGS = ["--profile", "toy", *TINY_TOY, "--checkpoint.every=1", "--learner.updates=3"]
 
 
 def fill(path: Path) -> None:

@@ -6,27 +6,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pirl_core.checkpoints import layout
 from pirl_core.telemetry import Telemetry
-from tests.test_checkpoint_support import SMALL_TOY, saved_run, tree_digest
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.checkpoint_helpers import SMALL_TOY, saved_run, tree_digest
+from tests.e2e_helpers import run_module
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pirl_core.checkpoints", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-    )
+    return run_module("pirl_core.checkpoints", *args, timeout=120)
 
 
 @pytest.fixture(scope="module")

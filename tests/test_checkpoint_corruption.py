@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,9 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from pirl_core.checkpoints import layout, resume
 from pirl_core.errors import CheckpointUnreadableError, ConfigError, ExitCode
-from tests.test_checkpoint_support import SMALL_TOY, make_trainer, saved_run, tree_digest
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.checkpoint_helpers import SMALL_TOY, make_trainer, saved_run, tree_digest
+from tests.e2e_helpers import flags_of, run_module
 
 
 def _fix_manifest(ckpt: Path, rel: str) -> None:
@@ -165,23 +161,10 @@ def test_learner_process_exits_4_with_one_actionable_line(tmp_path: Path) -> Non
     cfg, _ = saved_run(tmp_path, steps=(1, 2))
     _truncate("pretrained_model/model.safetensors", keep_manifest=False)(layout.step_dir(cfg.output_dir, 2))
     digest = tree_digest(tmp_path)
-    flags = [f"--{k}={v}" for k, v in SMALL_TOY.items()]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pirl_core.learner",
-            "--profile",
-            "toy",
-            *flags,
-            f"--output_dir={cfg.output_dir}",
-            "--resume",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        "pirl_core.learner",
+        *("--profile", "toy", *flags_of(SMALL_TOY), f"--output_dir={cfg.output_dir}", "--resume"),
         timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 4, proc.stderr[-2000:]
     first = proc.stderr.strip().splitlines()[0]

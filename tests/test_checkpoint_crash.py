@@ -33,7 +33,7 @@ KEEP_LAST = {"checkpoint.keep_last": 2}
 
 def _write_one_step(output_dir: str) -> None:
     from pirl_core.checkpoints import resume
-    from tests.test_checkpoint_support import counters, make_trainer, toy_config, train
+    from tests.checkpoint_helpers import counters, make_trainer, toy_config, train
 
     cfg = toy_config(Path(output_dir), **KEEP_LAST)
     plan = resume.prepare_run(cfg, resume=True)
@@ -57,7 +57,7 @@ def _zygote() -> None:
     import pirl_core.policies.mlp  # noqa: F401
     import pirl_core.recipe.trainer  # noqa: F401
     import pirl_core.rollout  # noqa: F401
-    import tests.test_checkpoint_support  # noqa: F401
+    import tests.checkpoint_helpers  # noqa: F401
 
     for line in sys.stdin:
         output_dir, pause_at = line.split()
@@ -154,7 +154,7 @@ def zygote():
 
 def _check_after_crash(output_dir: Path, expected_step: int, reference: dict) -> None:
     from pirl_core.checkpoints import layout, resume, verify
-    from tests.test_checkpoint_support import assert_bitwise_equal, make_trainer, snapshot, toy_config
+    from tests.checkpoint_helpers import assert_bitwise_equal, make_trainer, snapshot, toy_config
 
     link = layout.last_link(output_dir)
     assert link.is_symlink(), "last must survive any kill"
@@ -175,7 +175,7 @@ def _check_after_crash(output_dir: Path, expected_step: int, reference: dict) ->
 
 
 def test_sigkill_at_every_checkpoint_event_leaves_a_resumable_run(tmp_path: Path, zygote: Zygote) -> None:
-    from tests.test_checkpoint_support import saved_run, snapshot, train
+    from tests.checkpoint_helpers import saved_run, snapshot, train
 
     cfg, trainer = saved_run(tmp_path / "template", steps=(1, 2), **KEEP_LAST)
     reference = {2: snapshot(trainer)}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,8 @@ from safetensors.torch import load_file, save_file
 from pirl_core.checkpoints import identity, layout, resume
 from pirl_core.config import RunConfig, parse_override
 from pirl_core.errors import ExitCode, ResumeMismatchError
-from tests.test_checkpoint_support import make_trainer, saved_run, toy_config, tree_digest
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.checkpoint_helpers import make_trainer, saved_run, toy_config, tree_digest
+from tests.e2e_helpers import ROOT, flags_of, run_module
 
 # One changed value per fatal field (plus what config validation needs alongside it).
 FATAL_CHANGES: dict[str, dict[str, Any]] = {
@@ -292,23 +289,10 @@ def test_model_identity_mismatch_is_refused_at_restore_before_loading(tmp_path: 
 def test_learner_process_exits_3_with_the_table_and_writes_nothing(run) -> None:
     cfg, _ = run
     digest = tree_digest(cfg.output_path)
-    flags = [f"--{k}={identity.value_text(v)}" for k, v in _small_overrides(cfg).items()]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pirl_core.learner",
-            "--profile",
-            "toy",
-            *flags,
-            "--resume",
-            "--recipe.denoise_steps=8",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        "pirl_core.learner",
+        *("--profile", "toy", *flags_of(_small_overrides(cfg)), "--resume", "--recipe.denoise_steps=8"),
         timeout=120,
-        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 3, proc.stderr[-2000:]
     first = proc.stderr.strip().splitlines()[0]
@@ -318,7 +302,7 @@ def test_learner_process_exits_3_with_the_table_and_writes_nothing(run) -> None:
 
 
 def _small_overrides(cfg: RunConfig) -> dict[str, Any]:
-    from tests.test_checkpoint_support import SMALL_TOY
+    from tests.checkpoint_helpers import SMALL_TOY
 
     return {**SMALL_TOY, "output_dir": cfg.output_dir}
 

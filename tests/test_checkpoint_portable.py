@@ -22,8 +22,8 @@ import torch
 
 from pirl_core.checkpoints import layout, portable, resume
 from pirl_core.config import load_config
+from tests.checkpoint_helpers import counters
 from tests.libero_synthetic import synthetic_raw_obs
-from tests.test_checkpoint_support import counters
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SFT = REPO / "pirl_core" / "assets" / "sft" / "libero_object_small"

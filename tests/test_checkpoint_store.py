@@ -14,7 +14,7 @@ import torch
 
 from pirl_core.checkpoints import layout, resume
 from pirl_core.errors import ConfigError, ExitCode
-from tests.test_checkpoint_support import (
+from tests.checkpoint_helpers import (
     assert_bitwise_equal,
     counters,
     global_rng_state,

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from pirl_core.checkpoints import layout, resume
 from pirl_core.config import RunConfig, load_config
-from tests.test_checkpoint_support import assert_bitwise_equal, counters, make_trainer, snapshot
+from tests.checkpoint_helpers import assert_bitwise_equal, counters, make_trainer, snapshot
 from tests.test_xvla_adapter import raw_obs
 
 

@@ -14,7 +14,7 @@ from pirl_console.screens.checkpoints import CheckpointScreen
 from pirl_console.widgets.checkpoint_table import CheckpointTable
 from pirl_console.widgets.line_chart import BRAILLE_BASE, Line, LineChart, render_chart
 from pirl_core.telemetry import Telemetry
-from tests.test_console_support import SIZE, fake_app, fast_settings, wait_for
+from tests.console_helpers import SIZE, fake_app, fast_settings, open_charts, wait_for
 
 
 def write_run(out: Path, updates: int, slope: float) -> Path:
@@ -63,10 +63,7 @@ async def test_p_on_the_run_screen_charts_the_run(tmp_path: Path) -> None:
     out = write_run(tmp_path / "run", updates=8, slope=0.1)
     app = fake_app(out, ["--updates", "1"], autostart=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("p")
-        screen = app.screen
-        assert isinstance(screen, ChartScreen)
-        await wait_for(pilot, lambda: "success rate" in screen.charts, what="charts drawn")
+        screen = await open_charts(app, pilot)
         chart = screen.charts["success rate"]
         assert [line.label for line in chart.lines] == ["learner/success_rate"]
         assert [p[0] for p in chart.lines[0].points] == list(range(1, 9))
@@ -114,10 +111,7 @@ async def test_marked_checkpoints_overlay_their_runs(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: table.row_count == 2, what="two checkpoints listed")
         await pilot.press("space", "down", "space")
         assert str(table.get_row_at(0)[0]).startswith("● last") and str(table.get_row_at(1)[0]) == "● "
-        await pilot.press("p")
-        charts = app.screen
-        assert isinstance(charts, ChartScreen)
-        await wait_for(pilot, lambda: "success rate" in charts.charts, what="charts drawn")
+        charts = await open_charts(app, pilot)
         lines = charts.charts["success rate"].lines
         assert [line.label for line in lines] == [
             "noise · learner/success_rate",
@@ -140,10 +134,7 @@ async def test_a_adds_and_removes_sibling_runs(tmp_path: Path) -> None:
     (tmp_path / "runs" / "not-a-run").mkdir()
     app = fake_app(out, ["--updates", "1"], autostart=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("p")
-        screen = app.screen
-        assert isinstance(screen, ChartScreen)
-        await wait_for(pilot, lambda: "success rate" in screen.charts, what="charts drawn")
+        screen = await open_charts(app, pilot)
         assert "clip fraction" not in screen.charts
         await pilot.press("a")
         await wait_for(pilot, lambda: "clip fraction" in screen.charts, what="sibling charted")

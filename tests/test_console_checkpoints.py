@@ -20,9 +20,9 @@ from pirl_console.widgets.checkpoint_table import CheckpointTable
 from pirl_console.widgets.mismatch_table import MismatchTable
 from pirl_core.checkpoints import identity
 from pirl_core.telemetry import Telemetry
+from tests.checkpoint_helpers import SMALL_TOY, saved_run
+from tests.console_helpers import ROOT, SIZE, as_text, descendants, fast_settings, wait_for
 from tests.e2e_helpers import free_port
-from tests.test_checkpoint_support import SMALL_TOY, saved_run
-from tests.test_console_support import ROOT, SIZE, as_text, descendants, fast_settings, wait_for
 
 
 def toy_overrides(output_dir: Path, **extra: object) -> tuple[tuple[str, str], ...]:

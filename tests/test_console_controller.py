@@ -1,4 +1,4 @@
-"""The run controller without any UI: real stand-in children (``pirl_console.fake_child``) on a
+"""The run controller without any UI: real stand-in children (``tools/screenshots/fake_child.py``) on a
 bare asyncio loop; what it tells the view is the list of messages it posted."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from textual.message import Message
 
-from pirl_console.fake_child import FakeCommands
 from pirl_console.messages import ChildChanged, MismatchFound, Notice
 from pirl_console.run_controller import RunController
 from pirl_console.supervisor import ChildState
 from pirl_core.errors import ExitCode
-from tests.test_console_support import ROOT, descendants, fast_settings, toy_request
+from tests.console_helpers import ROOT, descendants, fast_settings, toy_request
+from tools.screenshots.fake_child import FakeCommands
 
 
 @pytest.fixture(autouse=True)

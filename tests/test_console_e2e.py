@@ -12,8 +12,8 @@ from pirl_console.run_request import RunRequest
 from pirl_console.screens.run import RunScreen
 from pirl_console.supervisor import ChildState
 from pirl_console.widgets.pane_header import badge
+from tests.console_helpers import ROOT, SIZE, descendants, wait_for
 from tests.e2e_helpers import free_port
-from tests.test_console_support import ROOT, SIZE, descendants, wait_for
 
 
 @pytest.mark.slow
@@ -63,4 +63,8 @@ async def test_console_runs_the_smoke_profile_to_completion(
         await pilot.press("q")  # nothing runs any more: quits at once
     assert app.return_value == 0
     assert not descendants()
-    assert ROOT.exists()
+    # the run got its own timestamped dir under the profile's outputs/smoke, relative to the
+    # console's working directory (this test's tmp dir), not to the checkout
+    assert out.parts[:2] == ("outputs", "smoke") and len(out.parts) == 3, out
+    assert out.resolve().parent == (tmp_path / "outputs" / "smoke").resolve()
+    assert not (ROOT / out).exists(), "nothing of the run lands in the checkout"

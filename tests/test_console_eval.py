@@ -19,9 +19,9 @@ from pirl_console.supervisor import ChildState
 from pirl_console.widgets.checkpoint_table import CheckpointTable
 from pirl_core.series import PANELS, load_run
 from pirl_core.telemetry import Telemetry
-from tests.test_checkpoint_support import saved_run
+from tests.checkpoint_helpers import saved_run
+from tests.console_helpers import SIZE, as_text, fast_settings, wait_for
 from tests.test_console_checkpoints import toy_overrides
-from tests.test_console_support import SIZE, as_text, fast_settings, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ from textual.widgets import Button, Input, Label, Switch
 
 from pirl_console.__main__ import UsageError, main, parse
 from pirl_console.app import PirlConsole
-from pirl_console.fake_child import FakeCommands
 from pirl_console.run_request import RunRequest
 from pirl_console.screens.menu import MenuScreen
 from pirl_console.screens.run import RunScreen
 from pirl_console.widgets.overrides_form import OverridesForm
 from pirl_console.widgets.profile_table import ProfileTable
 from pirl_core.launch import child_commands
-from tests.test_console_support import ROOT, SIZE, descendants, fast_settings, wait_for
+from tests.console_helpers import ROOT, SIZE, descendants, fast_settings, wait_for
+from tools.screenshots.fake_child import FakeCommands
 
 
 def menu_app(**kwargs) -> PirlConsole:

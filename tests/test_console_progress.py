@@ -10,7 +10,7 @@ import pytest
 from pirl_console.telemetry_feed import RunTelemetry, round_progress
 from pirl_console.widgets.round_progress import RoundProgress, progress_text
 from pirl_core.progress import VersionProgress
-from tests.test_console_support import SIZE, as_text, descendants, fake_app, run_screen, wait_for
+from tests.console_helpers import SIZE, as_text, descendants, fake_app, run_screen, wait_for
 
 PROGRESS = {"source": "actor-0", "kind": "event", "event": "progress", "step": 3, "ts": 100.0}
 PROGRESS.update(VersionProgress(3, 3, 8, 1560, 31.2, 0.4, 46.8).fields())

@@ -10,7 +10,7 @@ import pytest
 from pirl_console.screens.confirm import ConfirmScreen
 from pirl_console.supervisor import ChildState
 from pirl_console.widgets.pane_header import badge
-from tests.test_console_support import (
+from tests.console_helpers import (
     SIZE,
     descendants,
     fake_app,

@@ -26,11 +26,11 @@ from pirl_console.screens.mismatch import apply_rows
 from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning, strip_ansi
 from pirl_console.telemetry_feed import JsonlTail, RunTelemetry, TelemetryWatcher
 from pirl_console.widgets.output_log import OutputLog
-from pirl_core.checkpoints.identity import value_text
+from pirl_core.quoting import value_text
 from pirl_core.config import parse_override
 from pirl_core.errors import ExitCode
 from pirl_core.launch import child_commands
-from tests.test_console_support import ROOT
+from tests.console_helpers import ROOT
 
 
 def test_request_command_lines_are_the_headless_ones() -> None:
@@ -275,7 +275,7 @@ class _PanelApp(App[None]):
 
 async def test_telemetry_panel_flags_quiet_sources_and_bad_ratio() -> None:
     from pirl_console.widgets.telemetry_panel import TelemetryPanel
-    from tests.test_console_support import as_text
+    from tests.console_helpers import as_text
 
     tel = RunTelemetry()
     tel.apply(

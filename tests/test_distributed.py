@@ -29,7 +29,7 @@ from pirl_core.errors import ExitCode
 from pirl_core.launch import learner_argv
 from pirl_core.rollout import RolloutBatch, collect_rollouts
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import ROOT, child_env, free_port, start, wait_all
+from tests.e2e_helpers import SHAPED_TOY, child_env, free_port, spawn, start, wait_all
 from tests.inprocess.local_loop import build_loop
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -151,34 +151,13 @@ def test_two_gloo_ranks_give_the_one_process_update(tmp_path: Path, strategy: st
 
 # --------------------------------------------------------------------------- the real entry point
 
-FLAGS = [
-    "--profile",
-    "toy",
-    "--env.suite=point_reach_shaped",
-    "--env.n_envs=4",
-    "--env.episode_length=6",
-    "--learner.episodes_per_update=8",
-    "--recipe.update_epochs=2",
-    "--recipe.minibatches=2",
-    "--policy.hidden_dim=32",
-    "--learner.collective_timeout_s=60",
-]
+FLAGS = ["--profile", "toy", *SHAPED_TOY, "--learner.collective_timeout_s=60"]
 
 
 def _learner(nproc: int, args: list[str], log: Path) -> subprocess.Popen:
     """The learner as launch builds it: plain for 1 rank, torchrun for more."""
     cli = parse_args("learner", args)
-    argv = learner_argv(cli, nproc, python=sys.executable)
-    handle = log.open("wb")
-    return subprocess.Popen(
-        list(argv),
-        cwd=ROOT,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=child_env(),
-        start_new_session=True,
-    )
+    return spawn(list(learner_argv(cli, nproc, python=sys.executable)), log)
 
 
 def _run_pair(out: Path, nproc: int, updates: int, *extra: str) -> str:

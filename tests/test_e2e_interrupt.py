@@ -12,33 +12,12 @@ import pytest
 
 from pirl_core.checkpoints.verify import inspect_or_raise
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import free_port, start, wait_all
-
-
-def _wait_for_metrics(path: Path, n: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        count = sum(1 for r in read_records(path) if r["kind"] == "metrics")
-        if count >= n:
-            return count
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {n} metrics records in {path} after {timeout}s")
+from tests.e2e_helpers import run_flags, start, start_long_toy_run, wait_all
 
 
 @pytest.mark.slow
 def test_ctrl_c_on_learner_saves_then_exits_130_and_resume_finishes(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = [
-        "--profile",
-        "toy",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
-        "--learner.updates=500",
-        "--checkpoint.every=1000",
-    ]
-    learner = start("pirl_core.learner", args, tmp_path / "learner.log")
-    actor = start("pirl_core.actor", args, tmp_path / "actor.log")
-    _wait_for_metrics(out / "telemetry" / "learner.jsonl", 2, timeout=120)
+    out, args, learner, actor = start_long_toy_run(tmp_path)
     os.killpg(learner.pid, signal.SIGINT)
     codes = wait_all([learner, actor], timeout=60)
     learner_log = (tmp_path / "learner.log").read_text()
@@ -64,7 +43,7 @@ def test_ctrl_c_on_learner_saves_then_exits_130_and_resume_finishes(tmp_path: Pa
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_on_actor_exits_cleanly(tmp_path: Path, signum: int, code: int) -> None:
     out = tmp_path / "run"
-    args = ["--profile", "toy", f"--output_dir={out}", f"--learner.port={free_port()}"]
+    args = run_flags(out)
     actor = start("pirl_core.actor", args, tmp_path / "actor.log")  # no learner: it waits and retries
     deadline = time.monotonic() + 60
     while "connecting" not in (tmp_path / "actor.log").read_text() and time.monotonic() < deadline:

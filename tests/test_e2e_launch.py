@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from pirl_core.checkpoints.identity import value_text
 from pirl_core.errors import ExitCode
-from tests.e2e_helpers import ROOT, child_env, free_port
+from tests.e2e_helpers import flags_of, free_port, run_module
 
 
 def launch(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pirl_core.launch", "--profile", "toy", "--checkpoint.every=1", *argv],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("pirl_core.launch", "--profile", "toy", "--checkpoint.every=1", *argv, cwd=cwd)
 
 
 def steps(run_dir: Path) -> list[str]:
@@ -69,29 +60,14 @@ def test_launch_resume_forms(tmp_path: Path) -> None:
 
 def test_learner_writes_the_resume_mismatch_as_json(tmp_path: Path) -> None:
     """Exit 3 with `--mismatch-json FILE`: the printed table for people, the same report as data."""
-    from tests.test_checkpoint_support import SMALL_TOY, saved_run
+    from tests.checkpoint_helpers import SMALL_TOY, saved_run
 
     cfg, _ = saved_run(tmp_path, steps=(1,))
     report = tmp_path / "logs" / "mismatch.json"
-    flags = [f"--{k}={value_text(v)}" for k, v in SMALL_TOY.items()]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pirl_core.learner",
-            "--profile",
-            "toy",
-            "--resume",
-            *flags,
-            f"--output_dir={cfg.output_dir}",
-            "--recipe.denoise_steps=8",
-            "--mismatch-json",
-            str(report),
-        ],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
+    proc = run_module(
+        "pirl_core.learner",
+        *("--profile", "toy", "--resume", *flags_of(SMALL_TOY), f"--output_dir={cfg.output_dir}"),
+        *("--recipe.denoise_steps=8", "--mismatch-json", str(report)),
         timeout=120,
     )
     assert proc.returncode == ExitCode.RESUME_MISMATCH, proc.stderr

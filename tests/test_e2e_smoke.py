@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import free_port, run_pair
+from tests.e2e_helpers import run_flags, run_module, run_pair
 
 
 def _metrics(path: Path) -> list[dict]:
@@ -37,13 +37,7 @@ def test_smoke_profile_learner_first_trains_on_real_rewards(tmp_path: Path) -> N
     succeed, so an update sees non-zero returns (not only the critic's baseline) and moves X-VLA."""
     out = tmp_path / "smoke"
     # one update (of make smoke's two) keeps the suite short; its first version already succeeds
-    args = [
-        "--profile",
-        "smoke",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
-        "--learner.updates=1",
-    ]
+    args = run_flags(out, "--learner.updates=1", profile="smoke")
     codes, learner_log, actor_log = run_pair(args, out, timeout=900)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
 
@@ -86,14 +80,7 @@ def test_smoke_profile_learner_first_trains_on_real_rewards(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_toy_run_actor_started_first(tmp_path: Path) -> None:
     out = tmp_path / "toy"
-    args = [
-        "--profile",
-        "toy",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
-        "--learner.updates=3",
-        "--checkpoint.every=2",
-    ]
+    args = run_flags(out, "--learner.updates=3", "--checkpoint.every=2")
     codes, learner_log, actor_log = run_pair(args, out, timeout=300, actor_first=True)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
     ckpts = out / "checkpoints"
@@ -106,15 +93,13 @@ def test_toy_run_actor_started_first(tmp_path: Path) -> None:
 def test_flow_sde_with_grpo_runs_on_libero(tmp_path: Path) -> None:
     """Method and algorithm are flags; the other pair (flow_noise + PPO) is the default above."""
     out = tmp_path / "sde-grpo"
-    args = [
-        "--profile",
-        "libero_tiny",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
+    args = run_flags(
+        out,
         "--recipe.method=flow_sde",
         "--recipe.algorithm=grpo",
         "--learner.updates=1",
-    ]
+        profile="libero_tiny",
+    )
     codes, learner_log, actor_log = run_pair(args, out, timeout=600)
     assert codes == [0, 0], f"learner:\n{learner_log[-3000:]}\nactor:\n{actor_log[-3000:]}"
     _assert_checkpoint_tree(out, updates=1)
@@ -126,30 +111,8 @@ def test_flow_sde_with_grpo_runs_on_libero(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_launcher_runs_learner_and_two_actors_to_completion(tmp_path: Path) -> None:
     """`make smoke`'s runner: the same headless commands, one learner and the profile's actors."""
-    import subprocess
-    import sys
-
-    from tests.e2e_helpers import ROOT, child_env
-
     out = tmp_path / "two-actors"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pirl_core.launch",
-            "--profile",
-            "toy",
-            f"--output_dir={out}",
-            f"--learner.port={free_port()}",
-            "--learner.updates=2",
-            "--actor.n_actors=2",
-        ],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("pirl_core.launch", *run_flags(out, "--learner.updates=2", "--actor.n_actors=2"))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "[launch] finished:" in proc.stdout and "actor-1=0" in proc.stdout
     for actor in ("actor-0", "actor-1"):

@@ -20,18 +20,11 @@ from pirl_core.config import load_config
 from pirl_core.errors import ExitCode
 from pirl_core.eval.best import BestPointer
 from pirl_core.eval.results import wilson_interval
-from tests.e2e_helpers import ROOT, child_env
+from tests.e2e_helpers import ROOT, child_env, run_module
 
 
 def run_eval(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pirl_core.eval", *args],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module("pirl_core.eval", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import ROOT, child_env
+from tests.e2e_helpers import run_module
 
 pytestmark = pytest.mark.slow
 
 
 def test_tiny_checkpoint_eval_with_video(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
     import imageio.v3 as iio
 
@@ -29,15 +27,8 @@ def test_tiny_checkpoint_eval_with_video(tmp_path: Path) -> None:
     cfg = load_config("libero_tiny", {"output_dir": str(run)})
     resume.save(cfg, 1, build_trainer(cfg), {"step": 1, "version": 1, "samples": 0, "episodes": 0})
     out = tmp_path / "ev"
-    res = subprocess.run(
-        [sys.executable, "-m", "pirl_core.eval", str(run), "--episodes=1", "--episode-length=8", "--videos=1"]
-        + [f"--out={out}"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = (str(run), "--episodes=1", "--episode-length=8", "--videos=1", f"--out={out}")
+    res = run_module("pirl_core.eval", *args, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     info = json.loads((out / "eval_info.json").read_text())
     (episode,) = info["per_episode"]

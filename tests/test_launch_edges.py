@@ -20,18 +20,11 @@ import pytest
 
 from pirl_core.errors import ExitCode
 from pirl_core.launch import outcome
-from tests.e2e_helpers import ROOT, child_env, free_port
+from tests.e2e_helpers import ROOT, child_env, free_port, run_module
 
 
 def _run(module: str, *argv: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *argv],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module(module, *argv, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize("module", ["pirl_core.learner", "pirl_core.launch"])
@@ -49,7 +42,7 @@ def test_output_dir_naming_a_file_is_one_line_exit_2(tmp_path: Path, module: str
 
 def test_resume_without_updates_left_starts_no_actor_and_exits_2(tmp_path: Path) -> None:
     from pirl_core.checkpoints import layout
-    from tests.test_checkpoint_support import SMALL_TOY, saved_run
+    from tests.checkpoint_helpers import SMALL_TOY, saved_run
 
     cfg, _ = saved_run(tmp_path, steps=(1,))
     before = sorted(p.name for p in layout.checkpoints_root(cfg.output_dir).iterdir())

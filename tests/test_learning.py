@@ -11,7 +11,6 @@ and 24 (flow_sde+GRPO) updates, 2-6 s each; other seeds take 10-40 updates. The 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from pirl_core.config import load_config
 from tests.inprocess.local_loop import train_in_process
@@ -21,12 +20,7 @@ TARGET = 0.9
 EVAL_EPISODES = 256
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize(

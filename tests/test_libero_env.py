@@ -4,9 +4,6 @@ and a reset ~4 s on one CPU core)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,25 +33,6 @@ def test_init_state_shim_routes_to_the_suite_loader() -> None:
     states = lerobot_libero.get_task_init_states(suite, 0)
     np.testing.assert_array_equal(states, suite.get_task_init_states(0))
     assert states.shape[0] == 50
-
-
-def test_mujoco_gl_defaults_to_egl_before_mujoco_import() -> None:
-    code = (
-        "import os, sys\n"
-        "import pirl_core.envs.libero\n"
-        "print(os.environ['MUJOCO_GL'], 'mujoco' in sys.modules)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["egl", "False"]
-    env["MUJOCO_GL"] = "osmesa"  # an explicit choice is respected
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert out.stdout.split()[0] == "osmesa"
 
 
 def test_init_state_ids_map_to_task_and_state() -> None:

@@ -26,7 +26,7 @@ from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode, Interrupted, interrupted_code
 from pirl_core.lifecycle import StopRequest, stop_at_once_on_signals
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import ROOT, child_env, free_port, start, wait_all
+from tests.e2e_helpers import ROOT, child_env, run_flags, start, start_long_toy_run, wait_all
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -140,18 +140,10 @@ def test_lock_of_a_killed_learner_is_free_again(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def _args(out: Path, *extra: str) -> list[str]:
-    return ["--profile", "toy", f"--output_dir={out}", f"--learner.port={free_port()}", *extra]
-
-
 @pytest.mark.slow
 def test_sigterm_on_learner_checkpoints_exits_143_and_the_actor_says_why(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = _args(out, "--learner.updates=500", "--checkpoint.every=1000")
-    learner = start("pirl_core.learner", args, tmp_path / "learner.log")
-    actor = start("pirl_core.actor", args, tmp_path / "actor.log")
+    out, _, learner, actor = start_long_toy_run(tmp_path)
     telemetry = out / "telemetry"
-    _wait_for(lambda: len(_metrics(telemetry / "learner.jsonl")) >= 2, 120, "two updates")
     os.kill(learner.pid, signal.SIGTERM)  # the learner alone, as a scheduler would
     codes = wait_all([learner, actor], timeout=60)
     learner_log = (tmp_path / "learner.log").read_text()
@@ -184,7 +176,7 @@ def test_sigterm_on_learner_checkpoints_exits_143_and_the_actor_says_why(tmp_pat
 @pytest.mark.slow
 def test_stop_before_the_first_update_writes_no_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = _args(out)
+    args = run_flags(out)
     learner = start("pirl_core.learner", args, tmp_path / "learner.log")  # no actor: waits in gather
     _wait_for(lambda: _events(out / "telemetry" / "learner.jsonl", "ready"), 60, "the learner")
     os.kill(learner.pid, signal.SIGINT)
@@ -196,11 +188,11 @@ def test_stop_before_the_first_update_writes_no_checkpoint(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_a_second_learner_on_the_same_output_dir_exits_2_naming_the_first(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = start("pirl_core.learner", _args(out), tmp_path / "first.log")
+    first = start("pirl_core.learner", run_flags(out), tmp_path / "first.log")
     try:
         _wait_for(lambda: _events(out / "telemetry" / "learner.jsonl", "ready"), 60, "the first learner")
         for extra in ([], ["--resume"]):  # a new run and a resume are refused alike
-            second = start("pirl_core.learner", _args(out, *extra), tmp_path / "second.log")
+            second = start("pirl_core.learner", run_flags(out, *extra), tmp_path / "second.log")
             assert wait_all([second], timeout=60) == [ExitCode.USAGE]
             line = (tmp_path / "second.log").read_text().strip().splitlines()[0]
             assert line.startswith("error: output_dir:") and f"held by pid {first.pid}" in line, line

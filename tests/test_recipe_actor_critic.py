@@ -13,6 +13,7 @@ from pirl_core.policies.mlp import MLPFlowAdapter
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import RolloutBatch
+from tests.batches import one_chunk_episodes
 
 
 def make(
@@ -37,20 +38,16 @@ def fake_batch(ac: ActorCritic, n: int = 16, seed: int = 0) -> RolloutBatch:
     obs = {"state": torch.randn(n, 4, generator=g)}
     out = ac.act(obs, g)
     reward = (torch.rand(n, generator=g) > 0.5).float()
-    return RolloutBatch(
-        obs=obs,
-        chain=out.chain,
-        sde_step=out.sde_step,
-        logp=out.logp,
-        value=out.value,
-        reward=reward,
-        done=torch.ones(n, dtype=torch.bool),
+    return one_chunk_episodes(
+        obs,
+        out.chain,
+        out.sde_step,
+        out.logp,
+        out.value,
+        reward,
         terminated=reward > 0,
         success=reward > 0,
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n) // 4,
-        chunk_index=torch.zeros(n, dtype=torch.long),
+        group_size=4,
     )
 
 

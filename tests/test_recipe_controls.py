@@ -10,13 +10,7 @@ from pirl_core.recipe.advantages import success_advantages
 from pirl_core.rollout import collect_rollouts
 from tests.inprocess.local_loop import build_loop, train_in_process
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_success_only_advantages_are_one_on_successful_episodes_only() -> None:

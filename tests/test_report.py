@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from PIL import Image
@@ -13,8 +12,7 @@ from PIL import Image
 from pirl_core.report import main
 from pirl_core.series import PANELS, load_run
 from pirl_core.telemetry import Telemetry
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.e2e_helpers import run_module
 
 
 def fake_run(root: Path, name: str, lr: float, updates: int = 6, with_eval: bool = False) -> Path:
@@ -91,13 +89,7 @@ def test_series_keep_the_latest_record_of_a_repeated_step(tmp_path: Path) -> Non
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pirl_core.report", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("pirl_core.report", *args, timeout=120)
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:

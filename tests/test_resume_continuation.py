@@ -23,23 +23,12 @@ import pytest
 from safetensors.torch import load_file
 
 from pirl_core.telemetry import read_records
-from tests.e2e_helpers import ROOT, child_env, free_port, run_pair, start, wait_all
+from tests.e2e_helpers import ROOT, SHAPED_TOY, child_env, free_port, run_pair, start, wait_all
 
 pytestmark = pytest.mark.slow  # real learner + actor processes over gRPC
 
 N = 4
-FLAGS = [
-    "--profile",
-    "toy",
-    "--env.suite=point_reach_shaped",
-    "--env.n_envs=4",
-    "--env.episode_length=6",
-    "--learner.episodes_per_update=8",
-    "--recipe.update_epochs=2",
-    "--recipe.minibatches=2",
-    "--policy.hidden_dim=32",
-    "--checkpoint.every=1",
-]
+FLAGS = ["--profile", "toy", *SHAPED_TOY, "--checkpoint.every=1"]
 
 
 def _args(out: Path, updates: int, *extra: str) -> list[str]:

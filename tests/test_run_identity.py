@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,13 @@ from pirl_core.errors import ExitCode, TransportError
 from pirl_core.runid import derive_run_id, run_id
 from pirl_core.transport.client import ActorClient
 from pirl_core.transport.server import LearnerServer
-from tests.e2e_helpers import child_env, free_port
+from tests.e2e_helpers import TINY_TOY, child_env, free_port, run_module
 
 WAIT = 10.0
 
 
 def params() -> dict[str, torch.Tensor]:
     return {"w": torch.arange(4, dtype=torch.float32)}
-
-
-@pytest.fixture
-def made() -> Iterator[list]:
-    things: list = []
-    yield things
-    for thing in things:
-        thing.close() if isinstance(thing, ActorClient) else thing.stop(grace=0)
 
 
 def test_run_id_follows_the_output_dir_and_can_be_set(tmp_path: Path, monkeypatch) -> None:
@@ -119,17 +110,7 @@ def test_refusals_are_counted_under_a_lock(made) -> None:
     assert sum(name.startswith("pirl-learner-rpc") for name in holders) == n, holders
 
 
-SMALL = [
-    "--profile",
-    "toy",
-    "--env.n_envs=4",
-    "--env.episode_length=6",
-    "--learner.episodes_per_update=4",
-    "--recipe.update_epochs=1",
-    "--recipe.minibatches=1",
-    "--policy.hidden_dim=16",
-    "--checkpoint.every=1000",
-]
+SMALL = ["--profile", "toy", *TINY_TOY, "--recipe.minibatches=1", "--checkpoint.every=1000"]
 
 
 def _popen(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -169,12 +150,13 @@ def test_a_second_run_on_the_same_port_never_feeds_the_first(tmp_path: Path) -> 
     try:
         _wait_for_line(run_a, "[actor-0] step", timeout=120)  # A's actor delivers rounds
 
-        run_b = subprocess.run(
-            [sys.executable, "-m", "pirl_core.launch", *SMALL, port, "--learner.updates=5", "--output_dir=B"],
+        run_b = run_module(
+            "pirl_core.launch",
+            *SMALL,
+            port,
+            "--learner.updates=5",
+            "--output_dir=B",
             cwd=tmp_path,
-            env=child_env(),
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert run_b.returncode == ExitCode.TRANSPORT, run_b.stdout + run_b.stderr
@@ -182,20 +164,10 @@ def test_a_second_run_on_the_same_port_never_feeds_the_first(tmp_path: Path) -> 
         assert "actor-0 not started" in run_b.stdout and "actor-0 |" not in run_b.stdout, run_b.stdout
 
         started = time.monotonic()
-        stray = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pirl_core.actor",
-                *SMALL,
-                port,
-                "--output_dir=B",
-                "--actor.connect_timeout_s=300",
-            ],
+        stray = run_module(
+            "pirl_core.actor",
+            *(*SMALL, port, "--output_dir=B", "--actor.connect_timeout_s=300"),
             cwd=tmp_path,
-            env=child_env(),
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert stray.returncode == ExitCode.TRANSPORT, stray.stdout + stray.stderr

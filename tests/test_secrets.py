@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,14 @@ import pytest
 from pirl_core.config import config_from_dict, load_config
 from pirl_core.errors import ExitCode
 from pirl_core.redact import REDACTED, redact_argv, redact_config
-from tests.e2e_helpers import ROOT, child_env, free_port
+from tests.e2e_helpers import TINY_TOY, run_flags, run_module
 
 SECRET = "S3cr3t-tok3n-9f2c"
 FILE_SECRET = "f1le-s3cret-77ab"
 
 
 def _launch(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pirl_core.launch", *argv],
-        cwd=cwd,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("pirl_core.launch", *argv, cwd=cwd)
 
 
 def _files_holding(root: Path, secrets: tuple[str, ...]) -> list[str]:
@@ -48,20 +40,9 @@ def _files_holding(root: Path, secrets: tuple[str, ...]) -> list[str]:
 @pytest.mark.slow
 def test_a_run_writes_and_prints_the_token_nowhere(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    flags = [
-        "--profile",
-        "toy",
-        f"--output_dir={run}",
-        f"--learner.port={free_port()}",
-        "--env.n_envs=4",
-        "--env.episode_length=6",
-        "--learner.episodes_per_update=4",
-        "--recipe.update_epochs=1",
-        "--policy.hidden_dim=16",
-        "--checkpoint.every=1",
-        "--telemetry.tensorboard=true",
-        "--telemetry.wandb=offline",
-    ]
+    flags = run_flags(
+        run, *TINY_TOY, "--checkpoint.every=1", "--telemetry.tensorboard=true", "--telemetry.wandb=offline"
+    )
     first = _launch(tmp_path, *flags, "--learner.updates=2", f"--learner.auth_token={SECRET}")
     printed = first.stdout + first.stderr
     assert first.returncode == 0, printed[-3000:]
@@ -98,14 +79,7 @@ def test_a_run_writes_and_prints_the_token_nowhere(tmp_path: Path) -> None:
 
 def test_error_messages_and_echoed_commands_hide_the_token(tmp_path: Path) -> None:
     # a value the field refuses: the line names the field, not the value
-    proc = subprocess.run(
-        [sys.executable, "-m", "pirl_core.learner", "--profile", "toy", "--learner.auth_token=123456789"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_module("pirl_core.learner", "--profile", "toy", "--learner.auth_token=123456789", timeout=120)
     assert proc.returncode == ExitCode.USAGE
     assert proc.stderr.strip() == f"error: learner.auth_token: got '{REDACTED}', expected a string"
 

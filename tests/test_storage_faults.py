@@ -24,8 +24,8 @@ from pirl_core.checkpoints import fsutil, layout, resume, store
 from pirl_core.errors import ExitCode, StorageError
 from pirl_core.storage import write_text_atomic
 from pirl_core.telemetry import Telemetry, read_records, telemetry_path
+from tests.checkpoint_helpers import counters, saved_run
 from tests.e2e_helpers import ROOT, child_env
-from tests.test_checkpoint_support import counters, saved_run
 
 STAGES = [
     "start",

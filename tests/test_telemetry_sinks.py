@@ -16,7 +16,7 @@ from pirl_core.report import main as report_main
 from pirl_core.sinks import WANDB_RUN_ID_KEY, open_telemetry, resumed_wandb_run_id
 from pirl_core.sinks.scalars import scalars
 from pirl_core.telemetry import Telemetry, read_records, telemetry_path
-from tests.e2e_helpers import free_port, run_pair
+from tests.e2e_helpers import run_flags, run_pair
 
 
 class RaisingSink:
@@ -196,16 +196,14 @@ def tensorboard_series(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.mark.slow
 def test_toy_run_logs_to_wandb_offline_and_tensorboard_then_resume_keeps_the_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = [
-        "--profile=toy",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
+    args = run_flags(
+        out,
         "--learner.episodes_per_update=16",
         "--learner.updates=3",
         "--checkpoint.every=3",
         "--telemetry.wandb=offline",
         "--telemetry.tensorboard=true",
-    ]
+    )
     codes, learner_log, actor_log = run_pair(args, tmp_path / "first", timeout=240)
     assert codes == [0, 0], learner_log + actor_log
     assert "backend=wandb mode=offline" in learner_log and "upload=wandb sync /" in learner_log
@@ -259,14 +257,12 @@ def test_a_failing_backend_does_not_stop_a_real_run(tmp_path: Path, monkeypatch)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     out = tmp_path / "run"
-    args = [
-        "--profile=toy",
-        f"--output_dir={out}",
-        f"--learner.port={free_port()}",
+    args = run_flags(
+        out,
         "--learner.episodes_per_update=16",
         "--learner.updates=2",
         "--telemetry.wandb=online",
-    ]
+    )
     codes, learner_log, actor_log = run_pair(args, tmp_path / "run", timeout=240)
     assert codes == [0, 0], learner_log + actor_log
     assert learner_log.count("telemetry backend 'wandb' failed") == 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -33,14 +32,6 @@ TOKEN = "correct horse battery staple"
 
 def params() -> dict[str, torch.Tensor]:
     return {"w": torch.arange(6, dtype=torch.float32)}
-
-
-@pytest.fixture
-def made() -> Iterator[list]:
-    things: list = []
-    yield things
-    for thing in things:
-        thing.close() if isinstance(thing, ActorClient) else thing.stop(grace=0)
 
 
 def test_every_rpc_refuses_a_missing_or_wrong_token(made) -> None:

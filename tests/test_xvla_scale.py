@@ -16,6 +16,7 @@ from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import RolloutBatch, collect_rollouts
 from pirl_core.transport.push import FINGERPRINT_KEY, load_parameters, parameters_to_tensors, push_nbytes
+from tests.batches import one_chunk_episodes
 from tests.inprocess.local_loop import build_loop
 from tests.libero_synthetic import synthetic_raw_obs
 
@@ -37,21 +38,7 @@ def xvla_batch(ac: ActorCritic, n: int = 8, seed: int = 0) -> RolloutBatch:
     obs = ac.adapter.prepare_obs(synthetic_raw_obs(batch=n, seed=seed, size=64, task=TASK))
     out = ac.act(obs, g)
     reward = torch.linspace(-1.0, 1.0, n)
-    return RolloutBatch(
-        obs=obs,
-        chain=out.chain,
-        sde_step=out.sde_step,
-        logp=out.logp,
-        value=out.value,
-        reward=reward,
-        done=torch.ones(n, dtype=torch.bool),
-        terminated=torch.zeros(n, dtype=torch.bool),
-        success=torch.zeros(n, dtype=torch.bool),
-        bootstrap_value=torch.zeros(n),
-        episode_id=torch.arange(n),
-        group_id=torch.arange(n) // 2,
-        chunk_index=torch.zeros(n, dtype=torch.long),
-    )
+    return one_chunk_episodes(obs, out.chain, out.sde_step, out.logp, out.value, reward, group_size=2)
 
 
 def snapshot(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ from pirl_core.checkpoints import catalog, layout
 from pirl_core.checkpoints.portable import PortabilityError, absolute_path_warnings, export
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode, PirlError
+from pirl_core.process_env import configure_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,4 +149,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    configure_process()
     raise SystemExit(int(main()))

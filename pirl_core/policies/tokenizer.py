@@ -20,7 +20,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+from pirl_core.source import ASSETS_DIR
+
 TOKENIZER_DIR = ASSETS_DIR / "tokenizer" / "libero_wordlevel"
 
 # BART's special-token ids (facebook/bart-large): Florence-2's language config assumes them.
@@ -119,4 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
+    from pirl_core.process_env import configure_process
+
+    configure_process()  # reading LIBERO's instructions imports robosuite
     raise SystemExit(main())

@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from pirl_core.config import CONFIG_SIZES, PROFILES_DIR, RunConfig
+from pirl_core.config import CONFIG_SIZES, RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.device import check_device
 from pirl_core.policies.tokenizer import TOKENIZER_DIR
+from pirl_core.source import REPO_ROOT
 
-SOURCE_ROOT = PROFILES_DIR.parent  # the checkout (or installed tree) holding pirl_core/ and profiles/
 IMAGE_KEYS: tuple[str, ...] = ("observation.images.image", "observation.images.image2")
 STATE_KEY = "observation.state"
 LIBERO_STATE_DIM = 20  # LeRobot's LiberoProcessorStep: [eef_pos(3), rot6d(6), 0, zeros(10)]
@@ -381,8 +381,8 @@ def local_checkpoint_dir(path_text: str) -> Path:
     tree: profiles name the SFT checkpoint pirl ships (``pirl_core/assets/...``) and must work from
     any working directory."""
     path = Path(path_text).expanduser()
-    if not path.is_absolute() and not path.is_dir() and (SOURCE_ROOT / path).is_dir():
-        return SOURCE_ROOT / path
+    if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
+        return REPO_ROOT / path
     return path
 
 

@@ -18,8 +18,8 @@ the telemetry reports once while training goes on.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,10 @@ from pirl_core.config import RunConfig, resolve_profile_path
 from pirl_core.redact import redact_argv
 from pirl_core.sinks.follow import JsonlFollower
 from pirl_core.sinks.scalars import prefix_of, scalars
+from pirl_core.source import git_state
 from pirl_core.telemetry import TELEMETRY_DIR
 
 WANDB_DIR = "wandb"
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -51,23 +51,10 @@ def run_tags(cfg: RunConfig) -> list[str]:
     return [t[:64] for t in dict.fromkeys(tags)]
 
 
-def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
+def git_provenance() -> dict[str, Any]:
     """The commit this code runs from (and whether the tree has uncommitted changes)."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": "unknown", "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    state = git_state()
+    return {"commit": "unknown", "dirty": None} if state is None else asdict(state)
 
 
 def run_config(cfg: RunConfig) -> dict[str, Any]:
@@ -81,7 +68,11 @@ def run_config(cfg: RunConfig) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a profile given as a since-deleted path: config still goes up
         profile_toml = ""
     profile_toml = mask(profile_toml, secret_values(cfg))  # a profile may hold an inline token
-    data["pirl"] = {"git": git_state(), "profile_toml": profile_toml, "output_dir": str(Path(cfg.output_dir))}
+    data["pirl"] = {
+        "git": git_provenance(),
+        "profile_toml": profile_toml,
+        "output_dir": str(Path(cfg.output_dir)),
+    }
     return data
 
 

@@ -1,4 +1,4 @@
-"""``python -m pirl_console.screenshots DIR`` (``make screenshots``): regenerate the console SVGs.
+"""``python -m tools.screenshots DIR`` (``make screenshots``): regenerate the console SVGs.
 
 Each screenshot is the real app driven headless with Textual's Pilot at a fixed terminal size:
 
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from pirl_core.errors import ExitCode
+from pirl_core.process_env import configure_process
 
 SIZE = (150, 44)
 RUN_DIR = "outputs/toy-demo"
@@ -52,11 +53,11 @@ async def _wait(pilot, predicate, timeout: float = 60.0) -> None:
 
 def _write_checkpoint_tree() -> None:
     """Checkpoints at steps 40, 80 and 120 of a toy run, and the learner metrics of a run."""
-    from pirl_console.fake_child import learner_metrics
     from pirl_core.checkpoints import resume
     from pirl_core.config import load_config
     from pirl_core.learner import build_trainer
     from pirl_core.telemetry import Telemetry
+    from tools.screenshots.fake_child import learner_metrics
 
     cfg = load_config("toy", {**TOY_OVERRIDES, "output_dir": RUN_DIR})
     resume.prepare_run(cfg, resume=False)
@@ -199,7 +200,7 @@ async def generate(out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else "screenshots")
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    configure_process()
     with contextlib.suppress(KeyError):
         del os.environ["TEXTUAL"]  # no devtools in headless runs
     for path in asyncio.run(generate(out)):

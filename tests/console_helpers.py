@@ -1,7 +1,7 @@
-"""Shared helpers for the console tests (no tests here).
+"""Shared helpers for the console tests.
 
 The console under test is the real app; only the children are stand-ins
-(``pirl_console.fake_child``: real processes that print, write real telemetry records and
+(``tools/screenshots/fake_child.py``: real processes that print, write real telemetry records and
 exit with chosen codes), except where a test says it runs the real learner.
 """
 
@@ -16,13 +16,14 @@ import psutil
 from textual.pilot import Pilot
 
 from pirl_console.app import PirlConsole
-from pirl_console.fake_child import FakeCommands
 from pirl_console.run_request import RunRequest
+from pirl_console.screens.charts import ChartScreen
 from pirl_console.screens.run import RunScreen
 from pirl_console.settings import ConsoleSettings
 from pirl_console.supervisor import live_group_members
+from tests.e2e_helpers import ROOT
+from tools.screenshots.fake_child import FakeCommands
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (140, 44)
 
 
@@ -72,6 +73,15 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
         await pilot.pause(0.05)
+
+
+async def open_charts(app: PirlConsole, pilot: Pilot) -> ChartScreen:
+    """``p``: the chart view, returned once its success-rate chart is drawn."""
+    await pilot.press("p")
+    screen = app.screen
+    assert isinstance(screen, ChartScreen), f"p opened {screen!r}"
+    await wait_for(pilot, lambda: "success rate" in screen.charts, what="charts drawn")
+    return screen
 
 
 def run_screen(app: PirlConsole) -> RunScreen:

@@ -1,7 +1,9 @@
 """A stand-in learner or actor for the console's tests and screenshots (not used by a real run).
 
-It lives in the package, not in ``tests/``, because ``make screenshots``
-(``python -m pirl_console.screenshots``) drives the console with it too.
+It lives beside the screenshot tool, outside the shipped packages (the console ships no demo
+code), and not in ``tests/`` because ``make screenshots`` (``python -m tools.screenshots``) uses
+its metrics too. It runs as a script (``python tools/screenshots/fake_child.py``), so it works
+from any working directory.
 
 Why it exists: supervising, readiness gating, stop escalation, log files and the telemetry
 panel must be exercised against real child processes, but a real smoke run takes minutes
@@ -10,7 +12,7 @@ console can tell the difference — the ``[learner] ready`` line and ``ready`` e
 records in the real schema (written with ``pirl_core.telemetry``), the ``[learner] done``
 line, exit codes, clean exit 130 on SIGINT — with deterministic numbers and chosen timing.
 
-    python -m pirl_console.fake_child --role learner --output-dir out --updates 5 --interval 0.2
+    python tools/screenshots/fake_child.py --role learner --output-dir out --updates 5 --interval 0.2
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pirl_console.commands import ChildSpec, child_env
 from pirl_core.cli import CliArgs
 from pirl_core.errors import ExitCode
+from pirl_core.process_env import configure_process
 from pirl_core.telemetry import Telemetry
 
 
@@ -190,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pirl_console.fake_child")
+    parser = argparse.ArgumentParser(prog="fake_child.py")
     parser.add_argument("--role", choices=["learner", "actor"], required=True)
     parser.add_argument("--actor-id", type=int, default=0)
     parser.add_argument("--output-dir", required=True)
@@ -213,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--event", action="append", default=[], help="learner: after ready, write this telemetry event"
     )
     args = parser.parse_args(argv)
+    configure_process()  # an entrypoint like the real children (it never renders)
     if args.flood < 0:
         args.flood = None
     try:
@@ -238,8 +243,7 @@ class FakeCommands:
         extra = ["--mismatch-json", args.mismatch_json] if role == "learner" and args.mismatch_json else []
         return (
             self.python,
-            "-m",
-            "pirl_console.fake_child",
+            str(Path(__file__).resolve()),
             "--role",
             role,
             "--actor-id",

@@ -1,4 +1,4 @@
-"""Shared helpers for the checkpoint and resume tests (no tests here).
+"""Shared helpers for the checkpoint and resume tests.
 
 Everything is the real code path: the toy profile, the lead's ``build_trainer`` (adapter ->
 actor-critic -> PolicyTrainer), H1's toy env and rollout collector, real PPO updates.
