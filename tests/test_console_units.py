@@ -26,10 +26,10 @@ from pirl_console.screens.mismatch import apply_rows
 from pirl_console.supervisor import ChildProcess, ChildState, exit_meaning, strip_ansi
 from pirl_console.telemetry_feed import JsonlTail, RunTelemetry, TelemetryWatcher
 from pirl_console.widgets.output_log import OutputLog
-from pirl_core.quoting import value_text
 from pirl_core.config import parse_override
 from pirl_core.errors import ExitCode
 from pirl_core.launch import child_commands
+from pirl_core.quoting import value_text
 from tests.console_helpers import ROOT
 
 
