@@ -15,7 +15,9 @@ relate two of its fields; rules that relate two sections live in :func:`validate
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import ipaddress
 import math
 import sys
@@ -69,6 +71,9 @@ RESUME = "resume"
 RULE = "rule"  # a Rule: the field's own value check (rules across fields: the section's validate())
 FATAL_IF = "fatal_if"  # (other dotted field, value): FATAL only while that field has that value
 SECRET = "secret"  # the field holds a credential
+REDACTED = (
+    "<redacted>"  # what a set secret shows as wherever a value leaves the process (pirl_core/redact.py)
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ def secret_field(doc: str, resume: ResumeClass = TUNABLE) -> Any:
 
 def _require(ok: bool, name: str, value: object, expected: str) -> None:
     if not ok:
-        raise ConfigError(name, value, expected)
+        raise config_error(name, value, expected)
 
 
 def check_rules(obj: Any, prefix: str = "") -> None:
@@ -756,7 +761,7 @@ def parse_init_states(spec: str, name: str) -> list[int]:
         except ValueError:
             a, b = -1, -2
         if a < 0 or b < a:
-            raise ConfigError(
+            raise config_error(
                 name, spec, "per-task init-state indices like '0-29' or '30-34,38' (ranges inclusive)"
             )
         states.update(range(a, b + 1))
@@ -871,11 +876,11 @@ def _validate_transport(lc: LearnerConfig) -> None:
     for name in ("actor_timeout_s", "max_payload_mb"):
         value = getattr(lc, name)
         if not (isinstance(value, float) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"learner.{name}", value, "a finite number > 0")
+            raise config_error(f"learner.{name}", value, "a finite number > 0")
     if lc.auth_token_file and not Path(lc.auth_token_file).is_file():
-        raise ConfigError("learner.auth_token_file", lc.auth_token_file, "a readable file holding the token")
+        raise config_error("learner.auth_token_file", lc.auth_token_file, "a readable file holding the token")
     if not is_loopback(lc.host) and not (lc.auth_token or lc.auth_token_file):
-        raise ConfigError(
+        raise config_error(
             "learner.auth_token",
             lc.auth_token,
             f"a shared secret because learner.host={lc.host!r} is not loopback",
@@ -883,11 +888,11 @@ def _validate_transport(lc: LearnerConfig) -> None:
             "and every actor, or bind --learner.host=127.0.0.1",
         )
     if lc.tls_key and not lc.tls_cert:
-        raise ConfigError("learner.tls_cert", "", "the certificate that goes with learner.tls_key")
+        raise config_error("learner.tls_cert", "", "the certificate that goes with learner.tls_key")
     for name in ("tls_cert", "tls_key", "tls_ca"):
         path = getattr(lc, name)
         if path and not Path(path).is_file():
-            raise ConfigError(f"learner.{name}", path, "an existing PEM file")
+            raise config_error(f"learner.{name}", path, "an existing PEM file")
 
 
 # --------------------------------------------------------------------------- loading
@@ -903,11 +908,11 @@ def resolve_profile_path(name_or_path: str, profiles_dir: Path = PROFILES_DIR) -
     if candidate.suffix == ".toml" or "/" in name_or_path:
         if candidate.is_file():
             return candidate
-        raise ConfigError("--profile", name_or_path, "an existing .toml file", hint="check the path")
+        raise config_error("--profile", name_or_path, "an existing .toml file", hint="check the path")
     path = profiles_dir / f"{name_or_path}.toml"
     if path.is_file():
         return path
-    raise ConfigError(
+    raise config_error(
         "--profile", name_or_path, f"one of {available_profiles(profiles_dir)} or a path to a .toml file"
     )
 
@@ -922,7 +927,7 @@ def load_config(
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("--profile", str(path), "valid TOML", hint=str(exc)) from exc
+        raise config_error("--profile", str(path), "valid TOML", hint=str(exc)) from exc
     cfg = _build(RunConfig, data, prefix="")
     cfg.profile = path.stem if path.parent.resolve() == profiles_dir.resolve() else str(path)
     items = overrides.items() if isinstance(overrides, dict) else [parse_override(o) for o in overrides or []]
@@ -933,21 +938,42 @@ def load_config(
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig saved with ``to_dict`` (e.g. train_config.json); strict like profiles.
-    A redacted secret comes back unset: the saved file never holds it (pirl_core/redact.py)."""
-    from pirl_core.redact import unredact_config
-
-    data = unredact_config(data)
+    A redacted secret comes back unset: the saved file never holds it (pirl_core/redact.py), so
+    whoever resumes supplies the secret again."""
+    data = copy.deepcopy(dict(data))
+    for name in secret_fields():
+        *path, leaf = name.split(".")
+        node: Any = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(leaf) == REDACTED:
+            node[leaf] = ""
     profile = data.pop("profile", DEFAULT_PROFILE)
     cfg = _build(RunConfig, data, prefix="")
     cfg.profile = profile
     return validate(cfg)
 
 
+@functools.cache
+def secret_fields() -> frozenset[str]:
+    """Dotted names of every field declared secret (``learner.auth_token``): the one mark that
+    redaction (pirl_core/redact.py) and this module's own errors derive from."""
+    return frozenset(spec.name for spec in field_specs() if spec.secret)
+
+
+def config_error(field: str, value: object, expected: str, *, hint: str = "") -> ConfigError:
+    """A ConfigError whose value is hidden when ``field`` is secret: an error message is printed
+    and logged, so a token given in the wrong form must not appear in it."""
+    if value and field.removeprefix("--") in secret_fields():
+        value = REDACTED
+    return ConfigError(field, value, expected, hint=hint)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``env.suite=libero_spatial`` -> ("env.suite", "libero_spatial"); values parse as TOML."""
     text = text.removeprefix("--")
     if "=" not in text:
-        raise ConfigError("override", text, "KEY=VALUE, e.g. --env.suite=libero_spatial")
+        raise config_error("override", text, "KEY=VALUE, e.g. --env.suite=libero_spatial")
     key, raw = text.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -962,7 +988,7 @@ def apply_override(cfg: RunConfig, dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         sub = getattr(target, part, None) if part in _field_types(type(target)) else None
         if not dataclasses.is_dataclass(sub):
-            raise ConfigError(
+            raise config_error(
                 dotted, value, f"a known key; valid sections: {sorted(_field_types(RunConfig))}"
             )
         target = sub
@@ -970,7 +996,7 @@ def apply_override(cfg: RunConfig, dotted: str, value: Any) -> None:
     types_ = _field_types(type(target))
     if leaf not in types_:
         section = ".".join(parts[:-1])
-        raise ConfigError(dotted, value, f"a known key in [{section or 'top level'}]: {sorted(types_)}")
+        raise config_error(dotted, value, f"a known key in [{section or 'top level'}]: {sorted(types_)}")
     setattr(target, leaf, _coerce(types_[leaf], value, dotted))
 
 
@@ -981,12 +1007,12 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(prefix or "profile", data, "a table")
+        raise config_error(prefix or "profile", data, "a table")
     types_ = _field_types(cls)
     for key in data:
         if key not in types_:
             name = f"{prefix}{key}"
-            raise ConfigError(
+            raise config_error(
                 name, data[key], f"a known key in [{prefix.rstrip('.') or 'top level'}]: {sorted(types_)}"
             )
     kwargs = {}
@@ -1005,7 +1031,7 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if origin is Literal:
         allowed = get_args(hint)
         if value not in allowed:
-            raise ConfigError(name, value, f"one of {list(allowed)}")
+            raise config_error(name, value, f"one of {list(allowed)}")
         return value
     if origin in (typing.Union, types.UnionType):
         for option in get_args(hint):
@@ -1013,36 +1039,36 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
                 return _coerce(option, value, name)
             except ConfigError:
                 continue
-        raise ConfigError(name, value, f"a value of type {hint}")
+        raise config_error(name, value, f"a value of type {hint}")
     if origin is list:
         (item,) = get_args(hint)
         if not isinstance(value, list):
-            raise ConfigError(name, value, f"a list of {item.__name__}")
+            raise config_error(name, value, f"a list of {item.__name__}")
         return [_coerce(item, v, name) for v in value]
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(name, value, "true or false")
+            raise config_error(name, value, "true or false")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(name, value, "an integer")
+            raise config_error(name, value, "an integer")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(name, value, "a number")
+            raise config_error(name, value, "a number")
         try:  # TOML and the command line both accept nan, inf and integers beyond any float
             number = float(value)
         except OverflowError:
             number = math.inf
         if not math.isfinite(number):
-            raise ConfigError(name, value, "a finite number")
+            raise config_error(name, value, "a finite number")
         return number
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(name, value, "a string")
+            raise config_error(name, value, "a string")
         return value
     if hint is type(None):
         if value is not None:
-            raise ConfigError(name, value, "nothing")
+            raise config_error(name, value, "nothing")
         return None
     raise TypeError(f"unsupported config field type {hint!r} for {name}")  # programming error

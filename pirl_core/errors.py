@@ -48,15 +48,14 @@ class PirlError(Exception):
 
 
 class ConfigError(PirlError):
-    """A profile or override is wrong: names the field, the value found and what is allowed."""
+    """A profile or override is wrong: names the field, the value found and what is allowed.
+
+    The value is printed and logged as given: a secret field's value is hidden by whoever raises
+    (``pirl_core.config.config_error``, the only place that knows which fields are secret)."""
 
     exit_code = ExitCode.USAGE
 
     def __init__(self, field: str, value: object, expected: str, *, hint: str = "") -> None:
-        from pirl_core.redact import REDACTED, is_secret_field  # lazy: it reads the config's marks
-
-        if value and is_secret_field(field):  # an error message is printed and logged: no secret
-            value = REDACTED
         message = f"{field}: got {value!r}, expected {expected}"
         if hint:
             message += f" ({hint})"

@@ -13,42 +13,21 @@ covered by marking it. Where a run's values go and what happens to a secret ther
 
 A config rebuilt from a saved one (``config.config_from_dict``) gets ``""`` back for a redacted field,
 so a resumed run asks for the token again (flag or file form) instead of reading it from disk.
+The mark, ``REDACTED`` and :func:`secret_fields` live in ``pirl_core.config`` (which redacts its own
+errors with them, ``config.config_error``); this module builds on them and nothing below imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import typing
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pirl_core.config import RunConfig
+from pirl_core.config import REDACTED, RunConfig, secret_fields
 
-REDACTED = "<redacted>"
-
-
-@cache
-def secret_fields() -> frozenset[str]:
-    """Dotted names of every config field marked ``secret`` (``learner.auth_token``)."""
-    from pirl_core.config import SECRET, RunConfig
-
-    found: set[str] = set()
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{prefix}{f.name}.")
-            elif f.metadata.get(SECRET):
-                found.add(f"{prefix}{f.name}")
-
-    walk(RunConfig, "")
-    return frozenset(found)
+__all__ = ["REDACTED", "secret_fields"]
 
 
 def is_secret_field(name: str) -> bool:
@@ -72,17 +51,6 @@ def redact_config(cfg: RunConfig | Mapping[str, Any]) -> dict[str, Any]:
         if node is not None and node.get(leaf):
             node[leaf] = REDACTED
     return data
-
-
-def unredact_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A saved config dict ready to rebuild a RunConfig: redacted secrets become ``""`` (unset), so
-    whoever resumes supplies the secret again."""
-    out = copy.deepcopy(dict(data))
-    for name in secret_fields():
-        node, leaf = _nested(out, name)
-        if node is not None and node.get(leaf) == REDACTED:
-            node[leaf] = ""
-    return out
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

@@ -59,7 +59,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("pirl_core.batch",               4, ""),
     ("pirl_core.rollout_plan",        4, "what one actor collects per policy version"),
     ("pirl_core.progress",            4, "progress within a round of rollouts"),
-    ("pirl_core.behaviour",           4, "the actor's sampling policy built from pushed fields"),
+    ("pirl_core.behaviour",           5, "applies a parameter push's behaviour settings (transport level)"),
     ("pirl_core.transport",           5, ""),
     ("pirl_core.checkpoints",         5, ""),
     ("pirl_core.distributed",         5, "between learner ranks, as transport is between roles"),
