@@ -193,11 +193,10 @@ def configure(cfg: RunConfig, args: EvalArgs) -> RunConfig:
 def standard_episode_length(cfg: RunConfig) -> int:
     """LIBERO: LeRobot's per-suite limits (``lerobot.envs.libero.TASK_SUITE_MAX_STEPS``, what
     ``lerobot-eval`` runs); the toy env: its configured length."""
-    if cfg.env.type == "libero":
-        from lerobot.envs.libero import TASK_SUITE_MAX_STEPS
+    from pirl_core.envs.registry import env_family
 
-        return int(TASK_SUITE_MAX_STEPS[cfg.env.suite])
-    return cfg.env.episode_length
+    standard = env_family(cfg.env.type).standard_episode_length
+    return standard(cfg.env) if standard is not None else cfg.env.episode_length
 
 
 def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
@@ -220,18 +219,17 @@ def make_eval_env(cfg: RunConfig, render_size: int | None):
     process, e.g. 256 as ``lerobot-eval`` does: the policy then resizes the frames itself
     (``resize_imgs_with_padding``), exactly as under ``lerobot-eval``."""
     from pirl_core.envs.factory import make_env
+    from pirl_core.envs.registry import env_family
 
     if render_size is None:
         return make_env(cfg)
-    if cfg.env.type != "libero":
+    family = env_family(cfg.env.type)
+    if family.video_frame is None:
         raise ConfigError(
-            "--render-size", render_size, "no --render-size for env.type 'toy' (it has no cameras)"
+            "--render-size", render_size, f"no --render-size for env.type {cfg.env.type!r} (it has no cameras)"
         )
-    from pirl_core.envs.factory import libero_benchmark
-    from pirl_core.envs.libero import LiberoVectorEnv
-
-    libero_benchmark()
-    return LiberoVectorEnv(cfg.env, render_size=render_size)
+    family.install_check()
+    return family.make(cfg.env, render_size=render_size)
 
 
 def default_out(args: EvalArgs, info: CheckpointInfo | None) -> Path:
@@ -256,7 +254,8 @@ def prepare_out(path: Path) -> Path:
 def evaluate(args: EvalArgs) -> EvalResult:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from pirl_core.envs.factory import task_descriptions
-    from pirl_core.eval.runner import libero_frame, run_episodes
+    from pirl_core.envs.registry import env_family
+    from pirl_core.eval.runner import no_frame, run_episodes
     from pirl_core.runtime import limit_threads
 
     limit_threads()
@@ -272,7 +271,8 @@ def evaluate(args: EvalArgs) -> EvalResult:
         n_init = env.num_init_states()
         states = select_states(args.init_states, args.episodes, n_init, n_tasks)
         ids = state_ids(n_init, n_tasks, states)
-        videos = VideoWriter(out / "videos", args.videos if cfg.env.type == "libero" else 0, ids, n_tasks)
+        frame_fn = env_family(cfg.env.type).video_frame
+        videos = VideoWriter(out / "videos", args.videos if frame_fn is not None else 0, ids, n_tasks)
         episodes = run_episodes(
             env,
             actor_critic,
@@ -282,7 +282,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
             seed=cfg.seed,
             deterministic=not args.stochastic,
             video_slots=videos.slots,
-            frame_fn=libero_frame,
+            frame_fn=frame_fn or no_frame,
             on_wave=videos.write,
         )
     finally:
