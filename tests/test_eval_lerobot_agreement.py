@@ -57,7 +57,7 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     from pirl_core.eval.plan import state_ids
     from pirl_core.eval.runner import RecordingEnv, eval_generator, run_episodes
     from pirl_core.learner import build_trainer
-    from pirl_core.policies.xvla_processors import make_env_processors
+    from pirl_core.policies.xvla.processors import make_env_processors
     from pirl_core.runtime import derived_seed
 
     cfg = load_config(
