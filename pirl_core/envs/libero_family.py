@@ -51,6 +51,8 @@ LIBERO = register_env_family(
         default_workers=0,  # one per core: a step is physics plus two camera renders
         instructions_in_obs=True,
         video_frame=video_frame,
+        # absolute control: env actions are end-effector targets in metres plus a gripper command
+        action_space=lambda env_cfg: "ee_metres" if env_cfg.control_mode == "absolute" else "plain",
         standard_episode_length=lambda env_cfg: _sim().standard_episode_length(env_cfg),
     )
 )

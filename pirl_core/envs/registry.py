@@ -54,6 +54,9 @@ class EnvFamily:
     video_frame: Callable[[dict[str, Any], int], Frame] | None = None
     """Sub-env ``slot``'s camera frame of a raw observation batch (evaluation videos); None: the
     family has no cameras (no videos, no ``--render-size``)."""
+    action_space: Callable[[EnvConfig], str] = lambda env_cfg: "plain"
+    """What an env action means, for the drift probe's distances (:mod:`pirl_core.recipe.drift`):
+    ``"ee_metres"`` (end-effector targets in metres, then a gripper command) or ``"plain"``."""
     standard_episode_length: Callable[[EnvConfig], int] | None = None
     """The episode limit of the benchmark's own evaluator for ``env_cfg.suite`` (None: the
     configured ``env.episode_length``)."""
