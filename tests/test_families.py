@@ -78,7 +78,7 @@ def test_toy_env_through_its_family() -> None:
 
 def test_a_new_env_family_needs_only_its_registration(monkeypatch: pytest.MonkeyPatch) -> None:
     """The factory, env workers and task descriptions pick a registered family up by name."""
-    monkeypatch.setattr(env_registry, "_FAMILIES", dict(env_registry._FAMILIES))
+    monkeypatch.setattr(env_registry.ENV_FAMILIES, "_records", dict(env_registry.ENV_FAMILIES._records))
     toy = env_family("toy")
     checked = []
     grid = register_env_family(
@@ -110,7 +110,9 @@ def test_mlp_and_xvla_are_records_of_the_same_shape() -> None:
 
 
 def test_a_new_policy_family_needs_only_its_registration(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy_registry, "_FAMILIES", dict(policy_registry._FAMILIES))
+    monkeypatch.setattr(
+        policy_registry.POLICY_FAMILIES, "_records", dict(policy_registry.POLICY_FAMILIES._records)
+    )
     mlp = policy_family("mlp")
     calls = []
 

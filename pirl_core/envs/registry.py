@@ -19,7 +19,7 @@ from typing import Any
 from pirl_core.config import EnvConfig
 from pirl_core.envs.base import PirlVectorEnv
 from pirl_core.envs.shm import FieldSpec
-from pirl_core.errors import ConfigError
+from pirl_core.registry import Registry
 
 Frame = Any  # an (H, W, 3) uint8 image, or None where the observation has no camera for it
 
@@ -62,26 +62,7 @@ class EnvFamily:
     configured ``env.episode_length``)."""
 
 
-_FAMILIES: dict[str, EnvFamily] = {}
-
-
-def register_env_family(family: EnvFamily) -> EnvFamily:
-    """Make ``family`` known under ``family.name`` (once: a second registration is a bug)."""
-    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
-        raise ValueError(f"env family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
-    return family
-
-
-def env_families() -> tuple[str, ...]:
-    """The registered family names, sorted."""
-    return tuple(sorted(_FAMILIES))
-
-
-def env_family(name: str) -> EnvFamily:
-    """The family registered as ``name``, or a :class:`ConfigError` naming the known ones."""
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        known = ", ".join(repr(n) for n in env_families()) or "none"
-        raise ConfigError("env.type", name, f"a registered env family: one of {known}") from None
+ENV_FAMILIES: Registry[EnvFamily] = Registry("env.type", "env family")
+register_env_family = ENV_FAMILIES.register
+env_families = ENV_FAMILIES.names
+env_family = ENV_FAMILIES.get

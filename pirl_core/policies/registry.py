@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pirl_core.config import RunConfig
-from pirl_core.errors import ConfigError
 from pirl_core.policies.base import FlowPolicyAdapter
+from pirl_core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -52,32 +52,15 @@ class PolicyFamily:
     sft: SftSupport | None = None  # None: the family cannot be trained on demonstrations
 
 
-_FAMILIES: dict[str, PolicyFamily] = {}
-
-
-def register_policy_family(family: PolicyFamily) -> PolicyFamily:
-    """Make ``family`` known under ``family.name`` (once: a second registration is a bug)."""
-    if family.name in _FAMILIES and _FAMILIES[family.name] is not family:
-        raise ValueError(f"policy family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
-    return family
-
-
-def policy_families() -> tuple[str, ...]:
-    """The registered family names, sorted."""
-    return tuple(sorted(_FAMILIES))
-
-
-def policy_family(name: str) -> PolicyFamily:
-    """The family registered as ``name``, or a :class:`ConfigError` naming the known ones."""
-    try:
-        return _FAMILIES[name]
-    except KeyError:
-        known = ", ".join(repr(n) for n in policy_families()) or "none"
-        raise ConfigError("policy.type", name, f"a registered policy family: one of {known}") from None
+POLICY_FAMILIES: Registry[PolicyFamily] = Registry("policy.type", "policy family")
+register_policy_family = POLICY_FAMILIES.register
+policy_families = POLICY_FAMILIES.names
+policy_family = POLICY_FAMILIES.get
 
 
 def lerobot_policy_family(lerobot_type: str | None) -> PolicyFamily | None:
     """The family whose saved LeRobot ``config.json`` has ``type`` = ``lerobot_type`` (None: no
     registered family reads it)."""
-    return next((f for f in _FAMILIES.values() if f.lerobot_type and f.lerobot_type == lerobot_type), None)
+    return next(
+        (f for f in POLICY_FAMILIES.records() if f.lerobot_type and f.lerobot_type == lerobot_type), None
+    )
