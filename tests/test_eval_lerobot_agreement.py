@@ -53,7 +53,7 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     from pirl_core.envs.factory import make_env
     from pirl_core.envs.libero import install_init_state_shim, render_size_for
     from pirl_core.envs.libero import video_frame as libero_frame
-    from pirl_core.eval.evaluate import build_policy
+    from pirl_core.eval.evaluate import load_eval_policy
     from pirl_core.eval.plan import state_ids
     from pirl_core.eval.runner import RecordingEnv, eval_generator, run_episodes
     from pirl_core.learner import build_trainer
@@ -72,7 +72,7 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     path = resume.save(cfg, 1, build_trainer(cfg), {"step": 1, "version": 1, "samples": 0, "episodes": 0})
 
     # pirl: the evaluation's own code path, one episode per wave (n_envs = 1)
-    actor_critic = build_policy(cfg, inspect(path))
+    actor_critic = load_eval_policy(cfg, inspect(path))
     recorder = RecordingEnv(make_env(cfg), libero_frame)
     pirl_actions = []
     try:

@@ -200,7 +200,8 @@ def standard_episode_length(cfg: RunConfig) -> int:
     return standard(cfg.env) if standard is not None else cfg.env.episode_length
 
 
-def build_policy(cfg: RunConfig, info: CheckpointInfo | None):
+def load_eval_policy(cfg: RunConfig, info: CheckpointInfo | None):
+    """The actor-critic of ``cfg`` with the checkpoint's weights (``info``; None: as built), in RL mode."""
     from pirl_core.actor import build_policy as build_actor_policy
     from pirl_core.checkpoints import store
 
@@ -264,7 +265,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
     cfg = configure(cfg, args)
     n_tasks = len(cfg.env.task_ids)
     instructions = dict(zip(cfg.env.task_ids, task_descriptions(cfg), strict=True))
-    actor_critic = build_policy(cfg, info)
+    actor_critic = load_eval_policy(cfg, info)
     out = prepare_out(Path(args.out) if args.out else default_out(args, info))
     started = time.monotonic()
     env = make_eval_env(cfg, args.render_size)
