@@ -14,7 +14,6 @@ from pirl_core.config import PROFILES_DIR
 from pirl_core.errors import ConfigError
 
 SOURCE_ROOT = PROFILES_DIR.parent  # the checkout (or installed tree) holding pirl_core/ and profiles/
-CHECKPOINT_TOKENIZER_DIR = "tokenizer"  # checkpoints carry their tokenizer in this subdirectory
 
 
 def _fetch_hint(repo: str) -> str:
@@ -79,9 +78,9 @@ def resolve_local_tokenizer(name_or_dir: str) -> str:
 
 
 def checkpoint_tokenizer(snap: Path, tokenizer_name: str) -> str:
-    """A relative ``tokenizer_name`` that names a directory inside the checkpoint (what pirl's SFT
-    writes: :data:`CHECKPOINT_TOKENIZER_DIR`) resolves against the checkpoint, so the checkpoint is
-    portable; anything else (a hub id, an absolute path) is returned unchanged."""
+    """A relative ``tokenizer_name`` that names a directory inside the checkpoint (what pirl writes:
+    :data:`pirl_core.policies.xvla.portable.TOKENIZER_SUBDIR`) resolves against the checkpoint, so
+    the checkpoint is portable; anything else (a hub id, an absolute path) is returned unchanged."""
     inside = snap / tokenizer_name
     if not Path(tokenizer_name).is_absolute() and inside.is_dir():
         return str(inside)
