@@ -2,7 +2,7 @@
 
 Why: PPO bounds the change of what it scores (the Flow-Noise chain of the executed xyz and rot6d
 channels), measured as approx_kl and clip fraction. X-VLA's gripper is a logit outside the chain
-(pirl_core/policies/xvla.py): PPO's ratio never sees it, yet it shares every weight with the scored
+(pirl_core/policies/xvla/adapter.py): PPO's ratio never sees it, yet it shares every weight with the scored
 channels. This compares both policies' deterministic chunks (LeRobot's ``predict_action_chunk``,
 same noise) on the same frames with the expert's actions: xyz error in mm and gripper decisions.
 Usage::
@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import load_config  # noqa: E402
-from pirl_core.policies.xvla_config import build_policy  # noqa: E402
-from pirl_core.policies.xvla_processors import make_demo_processor, make_policy_processors  # noqa: E402
+from pirl_core.policies.xvla.build import build_xvla_policy  # noqa: E402
+from pirl_core.policies.xvla.processors import make_demo_processor, make_policy_processors  # noqa: E402
 from pirl_core.recipe import demo_schema as schema  # noqa: E402
 from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info  # noqa: E402
 
@@ -33,7 +33,7 @@ XYZ = slice(0, 3)
 def chunks(policy_dir: str, profile: str, demos: Path, frames: int, seed: int) -> tuple[torch.Tensor, ...]:
     """(predicted chunks, expert chunks) for ``frames`` evenly spaced dataset frames."""
     cfg = load_config(profile, [f"policy.pretrained_path={policy_dir}"])
-    built = build_policy(cfg)
+    built = build_xvla_policy(cfg)
     policy = built.policy.eval()
     policy_pre, _ = make_policy_processors(policy.config, built.domain_id)
     batcher = DemoBatcher(make_demo_processor(cfg.env.camera_size), policy_pre)

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import load_config  # noqa: E402
-from pirl_core.policies.xvla import XVLAAdapter, build_xvla_adapter  # noqa: E402
+from pirl_core.policies.xvla.adapter import XVLAAdapter, build_xvla_adapter  # noqa: E402
 from pirl_core.recipe.actor_critic import build_actor_critic  # noqa: E402
 from tests.libero_synthetic import DEFAULT_TASK, synthetic_raw_obs  # noqa: E402
 

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import RunConfig, load_config  # noqa: E402
 from pirl_core.policies.factory import COMPUTE_DTYPES, make_adapter  # noqa: E402
-from pirl_core.policies.xvla import VLM_PREFIX  # noqa: E402
+from pirl_core.policies.xvla.adapter import VLM_PREFIX  # noqa: E402
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic  # noqa: E402
 from pirl_core.recipe.trainer import PolicyTrainer  # noqa: E402
 from pirl_core.rollout import RolloutBatch  # noqa: E402

@@ -28,10 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.xvla_encoding import timeit  # noqa: E402  (one median-of-N timer for the X-VLA benchmarks)
 from pirl_core.config import load_config  # noqa: E402
-from pirl_core.policies.tokenizer import TOKENIZER_DIR  # noqa: E402
-from pirl_core.policies.xvla import XVLAAdapter  # noqa: E402
-from pirl_core.policies.xvla_config import (  # noqa: E402
-    LIBERO_DOMAIN_ID,
+from pirl_core.policies.xvla.adapter import XVLAAdapter  # noqa: E402
+from pirl_core.policies.xvla.build import (  # noqa: E402
     XVLA_ARCHS,
     BuiltPolicy,
     XVLAArch,
@@ -39,11 +37,13 @@ from pirl_core.policies.xvla_config import (  # noqa: E402
     init_uninitialised_params,
     quiet_transformers,
 )
-from pirl_core.policies.xvla_processors import (  # noqa: E402
+from pirl_core.policies.xvla.libero import LIBERO_DOMAIN_ID  # noqa: E402
+from pirl_core.policies.xvla.processors import (  # noqa: E402
     XVLAProcessors,
     make_env_processors,
     make_policy_processors,
 )
+from pirl_core.policies.xvla.tokenizer import TOKENIZER_DIR  # noqa: E402
 from pirl_core.recipe.actor_critic import build_actor_critic  # noqa: E402
 from tests.libero_synthetic import synthetic_raw_obs  # noqa: E402
 

@@ -22,6 +22,7 @@ import torch
 
 from pirl_core.checkpoints import layout, portable, resume
 from pirl_core.config import load_config
+from pirl_core.policies.xvla.portable import EMBEDDED_TOKENIZER_CLASS
 from tests.checkpoint_helpers import counters
 from tests.libero_synthetic import synthetic_raw_obs
 
@@ -68,7 +69,7 @@ def test_checkpoint_carries_image_size_tokenizer_and_card(moved) -> None:
     steps = {
         s.get("registry_name", s.get("class")): s for s in _json(model / "policy_preprocessor.json")["steps"]
     }
-    tok_step = steps[portable.EMBEDDED_TOKENIZER_CLASS]
+    tok_step = steps[EMBEDDED_TOKENIZER_CLASS]
     assert tok_step["config"]["tokenizer_name"] == "tokenizer"
     assert (model / tok_step["state_file"]).is_file()  # the tokenizer's files, as LeRobot step state
     assert (model / "tokenizer" / "tokenizer.json").is_file()
@@ -146,7 +147,7 @@ def _lerobot_model_input(model_dir: Path, raw: dict) -> tuple[torch.Tensor, obje
 
 
 def _pirl_model_input(model_dir: Path, raw: dict) -> torch.Tensor:
-    from pirl_core.policies.xvla import build_xvla_adapter
+    from pirl_core.policies.xvla.adapter import build_xvla_adapter
 
     cfg = load_config(
         "smoke",
@@ -192,7 +193,7 @@ def test_lerobot_train_preprocessing_equals_pirl_sft(moved, monkeypatch) -> None
     from lerobot.datasets.factory import IMAGENET_STATS
     from lerobot.policies.factory import make_pre_post_processors
 
-    from pirl_core.policies.xvla_processors import make_demo_processor
+    from pirl_core.policies.xvla.processors import make_demo_processor
 
     gen = torch.Generator().manual_seed(0)
     batch = {
@@ -261,7 +262,7 @@ def _age(checkpoint: Path, tokenizer: Path) -> None:
     (model / "config.json").write_text(json.dumps(config, indent=4))
     pre = _json(model / "policy_preprocessor.json")
     for step in pre["steps"]:
-        if step.get("class") == portable.EMBEDDED_TOKENIZER_CLASS:  # back to LeRobot's own step
+        if step.get("class") == EMBEDDED_TOKENIZER_CLASS:  # back to LeRobot's own step
             (model / step.pop("state_file")).unlink()
             del step["class"]
             step["registry_name"] = "tokenizer_processor"
@@ -319,7 +320,7 @@ def test_shipped_sft_is_self_contained() -> None:
     assert portable.absolute_path_warnings(SHIPPED_SFT) == []
     assert (SHIPPED_SFT / "README.md").is_file() and (SHIPPED_SFT / "tokenizer" / "tokenizer.json").is_file()
     steps = _json(SHIPPED_SFT / "policy_preprocessor.json")["steps"]
-    tok = [s for s in steps if s.get("class") == portable.EMBEDDED_TOKENIZER_CLASS]
+    tok = [s for s in steps if s.get("class") == EMBEDDED_TOKENIZER_CLASS]
     assert len(tok) == 1 and (SHIPPED_SFT / tok[0]["state_file"]).is_file()
     from safetensors import safe_open
 

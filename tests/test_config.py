@@ -15,7 +15,7 @@ from pirl_core.config import (
     parse_override,
 )
 from pirl_core.errors import ConfigError, ExitCode
-from pirl_core.policies.xvla_config import local_checkpoint_dir
+from pirl_core.policies.xvla.hub import local_checkpoint_dir
 
 
 def test_shipped_profiles_load_and_smoke_starts_from_the_shipped_sft_checkpoint(

@@ -34,7 +34,7 @@ DOWN = np.array(
 
 def _env_post(actions_ee6d: np.ndarray) -> np.ndarray:
     """pirl's env postprocessor (LeRobot's XVLARotation6DToAxisAngleProcessorStep), as XVLAProcessors.action."""
-    from pirl_core.policies.xvla_processors import make_env_processors
+    from pirl_core.policies.xvla.processors import make_env_processors
 
     _, post = make_env_processors(128)
     return post({"action": torch.from_numpy(actions_ee6d)})["action"].numpy()

@@ -53,7 +53,7 @@ def test_smoke_profile_learner_first_trains_on_real_rewards(tmp_path: Path) -> N
     # the update is real: it moved the X-VLA weights away from the shipped SFT checkpoint's
     from safetensors.torch import load_file
 
-    from pirl_core.policies.xvla_config import local_checkpoint_dir
+    from pirl_core.policies.xvla.hub import local_checkpoint_dir
 
     shipped = load_file(local_checkpoint_dir(train_config["policy"]["pretrained_path"]) / "model.safetensors")
     trained = load_file(final / "pretrained_model" / "model.safetensors")

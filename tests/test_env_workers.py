@@ -268,7 +268,7 @@ def test_render_at_64_matches_lerobots_256_render_resized(libero_in_process) -> 
     from lerobot.envs.utils import preprocess_observation
 
     from pirl_core.envs.libero import LiberoVectorEnv
-    from pirl_core.policies.xvla_processors import ResizeImagesProcessorStep
+    from pirl_core.policies.xvla.processors import ResizeImagesProcessorStep
 
     big = LiberoVectorEnv(dataclasses.replace(LIBERO, n_envs=1), render_size=256)
     try:

@@ -52,11 +52,12 @@ def test_pirl_eval_and_lerobot_rollout_agree(tmp_path: Path, denoise_steps: int)
     from pirl_core.config import load_config
     from pirl_core.envs.factory import make_env
     from pirl_core.envs.libero import install_init_state_shim, render_size_for
+    from pirl_core.envs.libero import video_frame as libero_frame
     from pirl_core.eval.evaluate import load_policy
-    from pirl_core.eval.runner import RecordingEnv, eval_generator, libero_frame, run_episodes
+    from pirl_core.eval.runner import RecordingEnv, eval_generator, run_episodes
     from pirl_core.init_states import state_ids
     from pirl_core.learner import build_trainer
-    from pirl_core.policies.xvla_processors import make_env_processors
+    from pirl_core.policies.xvla.processors import make_env_processors
     from pirl_core.seeding import derived_seed
 
     cfg = load_config(

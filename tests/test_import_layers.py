@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, int, str]] = [
     ("pirl_core.stopwatch",           1, "wall seconds per named part"),
     ("pirl_core.quoting",             1, "values back into command-line text"),
     ("pirl_core.argparse_base",       1, "the one argparse base"),
+    ("pirl_core.registry",            1, "the generic name -> family record table"),
     ("pirl_core.envs",                2, ""),
     ("pirl_core.policies",            2, ""),
     ("pirl_core.recipe",              3, ""),

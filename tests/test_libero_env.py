@@ -148,7 +148,7 @@ def env():
 
 @pytest.mark.slow
 def test_reset_step_and_the_full_xvla_chain(env: LiberoVectorEnv) -> None:
-    from pirl_core.policies.xvla import build_xvla_adapter
+    from pirl_core.policies.xvla.adapter import build_xvla_adapter
     from pirl_core.recipe.actor_critic import build_actor_critic
 
     raw = env.reset([0, 1])

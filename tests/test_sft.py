@@ -86,13 +86,13 @@ def test_sft_loss_drops(trained) -> None:
 def test_sft_checkpoint_loads_with_lerobot_and_pirl(trained) -> None:
     from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
 
-    from pirl_core.policies.xvla_config import build_policy
+    from pirl_core.policies.xvla.build import build_xvla_policy
 
     result, _ = trained
     out = result.out
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
     lerobot_policy = XVLAPolicy.from_pretrained(str(out), local_files_only=True)
-    pirl_policy = build_policy(pretrained_cfg(out)).policy
+    pirl_policy = build_xvla_policy(pretrained_cfg(out)).policy
     from safetensors.torch import load_file
 
     saved = load_file(str(out / "model.safetensors"))
@@ -101,7 +101,7 @@ def test_sft_checkpoint_loads_with_lerobot_and_pirl(trained) -> None:
         for key, value in saved.items():
             assert torch.equal(state[key], value), key
     # the weights are the trained ones, not a fresh build with the same seed
-    fresh = build_policy(load_config("libero_tiny", [f"env.camera_size={CAMERA}"])).policy.state_dict()
+    fresh = build_xvla_policy(load_config("libero_tiny", [f"env.camera_size={CAMERA}"])).policy.state_dict()
     assert any(not torch.equal(fresh[k], v) for k, v in saved.items())
 
 
@@ -147,11 +147,11 @@ def test_sft_refuses_existing_out_and_leaves_it(demos, tmp_path, capsys) -> None
 
 
 def test_pretrained_camera_size_mismatch_is_clear(trained) -> None:
-    from pirl_core.policies.xvla_config import build_policy
+    from pirl_core.policies.xvla.build import build_xvla_policy
 
     result, _ = trained
     with pytest.raises(ConfigError) as err:
-        build_policy(pretrained_cfg(result.out, camera=64))
+        build_xvla_policy(pretrained_cfg(result.out, camera=64))
     assert err.value.field == "env.camera_size"
     assert err.value.value == 64
     assert f"{CAMERA} (checkpoint" in err.value.expected
@@ -166,16 +166,16 @@ def test_sft_refuses_dataset_without_meta(tmp_path) -> None:
 
 
 def test_small_size_is_built_from_its_table_entry() -> None:
-    from pirl_core.policies.xvla_config import XVLA_ARCHS, build_policy
+    from pirl_core.policies.xvla.build import XVLA_ARCHS, build_xvla_policy
 
     cfg = load_config("libero_tiny", ["policy.size=small", "env.camera_size=128", "policy.hidden_dim=32"])
-    config = build_policy(cfg).policy.config
+    config = build_xvla_policy(cfg).policy.config
     arch = XVLA_ARCHS["small"]
     assert config.hidden_size == arch.hidden_size  # small fixes its own width; hidden_dim is tiny's
     assert config.depth == arch.depth
     assert config.florence_config["vision_config"]["dim_embed"] == list(arch.davit_dims)
     assert list(config.image_features.values())[0].shape == (3, 128, 128)
-    tiny = build_policy(load_config("libero_tiny", ["policy.hidden_dim=32"])).policy.config
+    tiny = build_xvla_policy(load_config("libero_tiny", ["policy.hidden_dim=32"])).policy.config
     assert tiny.hidden_size == 32 and tiny.depth == XVLA_ARCHS["tiny"].depth
 
 
@@ -193,7 +193,7 @@ def test_shipped_copy_halves_the_weights_and_loads_as_float32(trained, tmp_path:
     """``python -m pirl_core.sft.ship``: what the repository carries for smoke (float16 on disk)."""
     from safetensors.torch import load_file
 
-    from pirl_core.policies.xvla_config import build_policy
+    from pirl_core.policies.xvla.build import build_xvla_policy
     from pirl_core.sft.ship import main as ship_main
     from pirl_core.sft.ship import ship
 
@@ -205,7 +205,7 @@ def test_shipped_copy_halves_the_weights_and_loads_as_float32(trained, tmp_path:
     assert all(v.dtype != torch.float32 for v in load_file(str(dst / "model.safetensors")).values())
     info = json.loads((dst / "sft_info.json").read_text())
     assert info["weights_dtype"] == "float16" and info["shipped_from"] == result.out.name
-    loaded = build_policy(pretrained_cfg(dst)).policy.state_dict()
+    loaded = build_xvla_policy(pretrained_cfg(dst)).policy.state_dict()
     for key, value in load_file(str(result.out / "model.safetensors")).items():
         assert loaded[key].dtype == torch.float32
         torch.testing.assert_close(loaded[key], value, rtol=1e-3, atol=1e-4)

@@ -14,8 +14,8 @@ import torch
 
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode
-from pirl_core.policies.xvla import XVLAAdapter, build_xvla_adapter
-from pirl_core.policies.xvla_config import build_tiny_policy
+from pirl_core.policies.xvla.adapter import XVLAAdapter, build_xvla_adapter
+from pirl_core.policies.xvla.build import build_tiny_policy
 from tests.libero_synthetic import synthetic_raw_obs
 
 TASK = "put both the alphabet soup and the tomato sauce in the basket"

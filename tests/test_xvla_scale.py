@@ -11,7 +11,7 @@ import torch
 from pirl_core.config import load_config
 from pirl_core.errors import ConfigError, ExitCode, RatioCheckError, TransportError
 from pirl_core.policies.factory import make_adapter
-from pirl_core.policies.xvla import VLM_PREFIX
+from pirl_core.policies.xvla.adapter import VLM_PREFIX
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic
 from pirl_core.recipe.trainer import PolicyTrainer
 from pirl_core.rollout import RolloutBatch, collect_rollouts
@@ -343,10 +343,10 @@ def test_new_defaults_are_neutral_for_smoke_and_toy() -> None:
 @pytest.mark.slow
 def test_full_size_builds_offline_with_the_default_architecture() -> None:
     """LeRobot 0.4.4's default X-VLA (~0.88 B) from config, random init, no hub; construct only."""
-    from pirl_core.policies.xvla_config import build_policy
+    from pirl_core.policies.xvla.build import build_xvla_policy
 
     cfg = xvla_cfg(**{"policy.size": "full", "env.camera_size": 256})
-    built = build_policy(cfg)
+    built = build_xvla_policy(cfg)
     policy = built.policy
     total = sum(p.numel() for p in policy.parameters())
     vlm = sum(p.numel() for p in policy.model.vlm.parameters())

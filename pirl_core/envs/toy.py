@@ -34,6 +34,11 @@ NUM_TASKS = 4
 QUADRANTS = ("east-north", "north-west", "west-south", "south-east")
 
 
+def observation_spec() -> list[FieldSpec]:
+    """The raw observation of one sub-env: ``state`` = [p, g - p]."""
+    return [FieldSpec(("state",), (OBS_DIM,), "float32")]
+
+
 def task_description(task_id: int) -> str:
     return f"move the point to the goal ({QUADRANTS[task_id % NUM_TASKS]} of the start)"
 
@@ -94,7 +99,7 @@ class PointReachEnv(PirlVectorEnv):
         return StepResult(obs=self._obs(), reward=reward, terminated=success.copy(), success=success)
 
     def observation_spec(self) -> list[FieldSpec]:
-        return [FieldSpec(("state",), (OBS_DIM,), "float32")]
+        return observation_spec()
 
     def task_descriptions(self) -> list[str]:
         return [task_description(t) for t in self._tasks]

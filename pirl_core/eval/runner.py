@@ -23,14 +23,10 @@ from pirl_core.seeding import derived_seed
 Frame = np.ndarray
 
 
-def libero_frame(raw: dict[str, Any], slot: int) -> Frame | None:
-    """Main camera and wrist camera side by side, upright (LeRobot's ``LiberoEnv.render`` flips
-    both axes for display the same way)."""
-    pixels = raw.get("pixels") if isinstance(raw, dict) else None
-    if not isinstance(pixels, dict) or "image" not in pixels:
-        return None
-    views = [np.asarray(pixels[k][slot])[::-1, ::-1] for k in ("image", "image2") if k in pixels]
-    return np.ascontiguousarray(np.concatenate(views, axis=1))
+def no_frame(raw: dict[str, Any], slot: int) -> Frame | None:
+    """The frame of an env family without cameras: none. A family's own is its
+    ``EnvFamily.video_frame`` (:mod:`pirl_core.envs.registry`)."""
+    return None
 
 
 class RecordingEnv(PirlVectorEnv):
@@ -127,7 +123,7 @@ def run_episodes(
     seed: int,
     deterministic: bool = True,
     video_slots: Callable[[list[int]], set[int]] | None = None,
-    frame_fn: Callable[[dict[str, Any], int], Frame | None] = libero_frame,
+    frame_fn: Callable[[dict[str, Any], int], Frame | None] = no_frame,
     on_wave: Callable[[Wave], None] | None = None,
 ) -> list[EpisodeResult]:
     """One episode per global init-state id, ``env.num_envs`` at a time. ``video_slots(wave_ids)``

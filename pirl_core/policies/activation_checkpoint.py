@@ -2,7 +2,7 @@
 
 Why a wrapper rather than the libraries' own switches: LeRobot's action transformer has none, and
 BART's ``gradient_checkpointing`` only acts in train mode, while pirl keeps X-VLA in eval mode at
-all times (dropout off, see ``xvla.py``). Wrapping each block's ``forward`` in a non-reentrant
+all times (dropout off, see ``xvla/adapter.py``). Wrapping each block's ``forward`` in a non-reentrant
 ``torch.utils.checkpoint`` works in eval mode, under autocast, and leaves no-grad passes (the
 actor's sampling) untouched. Forward values are identical; the backward recomputes each block's
 activations instead of keeping them, so gradients are equal up to float rounding.

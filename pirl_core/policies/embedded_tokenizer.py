@@ -15,6 +15,9 @@ names it in the processor JSON by its import path (``"class":
 "pirl_core.policies.embedded_tokenizer.EmbeddedTokenizerStep"``), which its loader imports itself
 (``_resolve_step_class``, tier 2), so LeRobot's CLI tools find it wherever pirl is installed,
 without a plugin, and a pipeline ``lerobot-train`` saves again keeps the same form (state included).
+Processor files in the wild name that path (pirl's shipped checkpoint does), so this module stays
+where it is (:data:`pirl_core.policies.xvla.portable.EMBEDDED_TOKENIZER_CLASS`). It is not X-VLA's:
+any LeRobot policy with a tokenizer step can carry its tokenizer this way.
 """
 
 from __future__ import annotations
@@ -27,7 +30,18 @@ from typing import Any
 import torch
 from lerobot.processor.tokenizer_processor import TokenizerProcessorStep
 
-from pirl_core.checkpoints.portable import TOKENIZER_FILES
+# Files of a saved tokenizer directory (transformers' names); anything else there is left behind.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "added_tokens.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def read_tokenizer_files(directory: Path) -> dict[str, torch.Tensor]:

@@ -48,8 +48,8 @@ class SftCoTraining:
     def __init__(
         self, adapter, dataset_dir: str | Path, chunk_size: int, camera_size: int, batch_size: int, seed: int
     ) -> None:
-        from pirl_core.policies.xvla import check_instructions
-        from pirl_core.policies.xvla_processors import make_demo_processor
+        from pirl_core.policies.xvla.adapter import check_instructions
+        from pirl_core.policies.xvla.processors import make_demo_processor
 
         root = Path(dataset_dir)
         try:

@@ -13,7 +13,7 @@ Why this way:
   right continuation of a finished demonstration. The fraction of padded steps is reported.
 * Images and state in the dataset are already what ``LiberoProcessorStep`` produces
   (``pirl_core.recipe.demo_schema``), so a batch goes through the rest of the rollout chain only
-  (:func:`pirl_core.policies.xvla_processors.make_demo_processor`, then the policy preprocessor).
+  (:func:`pirl_core.policies.xvla.processors.make_demo_processor`, then the policy preprocessor).
 * The dataset directory must hold ``meta/info.json``: without it LeRobot would fetch metadata from
   the hub, which pirl never does.
 """

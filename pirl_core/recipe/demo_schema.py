@@ -22,16 +22,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from pirl_core.policies.xvla.libero import (
+    EE6D_ACTION_DIM,
+    GRIPPER_CHANNEL,
+    IMAGE_KEYS,
+    LIBERO_STATE_DIM,
+    STATE_KEY,
+)
+
 FPS = 20  # LIBERO's control frequency (robosuite control_freq=20)
 ROBOT_TYPE = "panda"
-AGENTVIEW_KEY = "observation.images.image"
-WRIST_KEY = "observation.images.image2"
-IMAGE_KEYS: tuple[str, ...] = (AGENTVIEW_KEY, WRIST_KEY)
-STATE_KEY = "observation.state"
+AGENTVIEW_KEY, WRIST_KEY = IMAGE_KEYS  # X-VLA's LIBERO keys (pirl_core/policies/xvla/libero.py)
 ACTION_KEY = "action"
-STATE_DIM = 20
-ACTION_DIM = 20
-GRIPPER_CHANNEL = 9  # ee6d channel holding the first arm's gripper (1 = close, 0 = open)
+STATE_DIM = LIBERO_STATE_DIM
+ACTION_DIM = EE6D_ACTION_DIM
+__all__ = [
+    "ACTION_DIM",
+    "ACTION_KEY",
+    "AGENTVIEW_KEY",
+    "FPS",
+    "GRIPPER_CHANNEL",
+    "IMAGE_KEYS",
+    "ROBOT_TYPE",
+    "STATE_DIM",
+    "STATE_KEY",
+    "WRIST_KEY",
+    "features",
+]
 
 
 def features(camera_size: int) -> dict[str, dict[str, Any]]:

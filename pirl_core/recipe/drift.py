@@ -42,9 +42,9 @@ POSITION_DIMS = 3  # LIBERO: absolute end-effector target x, y, z in metres
 def action_space_of(cfg) -> ActionSpace:
     """LIBERO with absolute control: env actions are end-effector targets in metres plus a
     gripper command (sign = decision); anything else is compared as a plain vector."""
-    if cfg.env.type == "libero" and cfg.env.control_mode == "absolute":
-        return "ee_metres"
-    return "plain"
+    from pirl_core.envs.registry import env_family
+
+    return env_family(cfg.env.type).action_space(cfg.env)
 
 
 @dataclass

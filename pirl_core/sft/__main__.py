@@ -16,6 +16,7 @@ from pirl_core.argparse_base import UsageParser
 from pirl_core.cli import dotted_overrides, run_main
 from pirl_core.config import DEFAULT_PROFILE, load_config
 from pirl_core.errors import ConfigError, ExitCode
+from pirl_core.policies.registry import policy_families, policy_family
 from pirl_core.sft.train import SftArgs, check_out_dir, run_sft
 
 
@@ -51,8 +52,9 @@ def parse(argv: list[str] | None) -> SftArgs:
     if known.grad_clip <= 0:
         raise ConfigError("--grad-clip", known.grad_clip, "> 0")
     cfg = load_config(known.profile, overrides)
-    if cfg.policy.type != "xvla":
-        raise ConfigError("policy.type", cfg.policy.type, "'xvla' (SFT trains an X-VLA)")
+    if policy_family(cfg.policy.type).sft is None:
+        trainable = " or ".join(repr(n) for n in policy_families() if policy_family(n).sft is not None)
+        raise ConfigError("policy.type", cfg.policy.type, f"{trainable} (a policy family SFT can train)")
     out = Path(known.out)
     check_out_dir(out)
     return SftArgs(

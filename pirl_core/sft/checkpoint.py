@@ -9,7 +9,7 @@ Layout (what ``XVLAPolicy.from_pretrained``, ``lerobot-eval`` and pirl's ``polic
     OUT/sft_info.json                              how it was trained (dataset name, steps, losses)
     OUT/README.md                                  the model card
 
-Self-contained by :func:`pirl_core.checkpoints.portable.finalize` (the same rules as every RL
+Self-contained by :func:`pirl_core.policies.xvla.portable.finalize` (the same rules as every RL
 checkpoint): ``config.json`` and the preprocessor name the tokenizer ``"tokenizer"`` (relative: an
 absolute path of this machine would break the checkpoint anywhere else, and a marker for "pirl's
 shipped tokenizer" would silently change meaning if that vocabulary were ever rebuilt), and
@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from pirl_core.checkpoints import model_card
-from pirl_core.checkpoints.portable import finalize
+from pirl_core.policies.xvla.portable import finalize
 
 SFT_INFO = model_card.SFT_INFO
 

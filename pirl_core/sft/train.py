@@ -81,21 +81,19 @@ def _loader(dataset, batch_size: int, workers: int, seed: int):
 
 
 def run_sft(args: SftArgs, log=print) -> SftResult:
-    from pirl_core.policies.xvla import check_instructions
-    from pirl_core.policies.xvla_config import build_policy, quiet_transformers
-    from pirl_core.policies.xvla_processors import make_demo_processor, make_policy_processors
+    from pirl_core.policies.registry import policy_family
     from pirl_core.sft.checkpoint import save_sft_checkpoint
 
     check_out_dir(args.out)
     cfg = args.cfg
     info = read_info(args.dataset, args.repo_id)
     dataset = open_demos(args.dataset, info, cfg.policy.chunk_size)
-    with quiet_transformers():
-        built = build_policy(cfg)
+    sft = policy_family(cfg.policy.type).sft
+    built = sft.build(cfg)
     policy = built.policy
-    policy_pre, policy_post = make_policy_processors(policy.config, built.domain_id)
-    check_instructions(policy_pre, [str(t) for t in dataset.meta.tasks.index], ConfigError)
-    batcher = DemoBatcher(make_demo_processor(cfg.env.camera_size), policy_pre)
+    policy_pre, policy_post = sft.policy_processors(policy.config, built.domain_id)
+    sft.check_instructions(policy_pre, [str(t) for t in dataset.meta.tasks.index], ConfigError)
+    batcher = DemoBatcher(sft.demo_processor(cfg.env.camera_size), policy_pre)
     params = [p for p in policy.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in policy.parameters())
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)

@@ -40,12 +40,13 @@ from torch import Tensor
 
 from pirl_core.config import RunConfig
 from pirl_core.policies.base import Context, CriticPlacement, FlowPolicyAdapter, Prediction
-from pirl_core.policies.xvla_config import BuiltPolicy, build_policy
-from pirl_core.policies.xvla_processors import XVLAProcessors, make_env_processors, make_policy_processors
+from pirl_core.policies.xvla.build import BuiltPolicy, build_xvla_policy
+from pirl_core.policies.xvla.lerobot_shim import model_inputs, target_dtype
+from pirl_core.policies.xvla.libero import ENV_ACTION_DIM, EXECUTED_ACTION_DIMS
+from pirl_core.policies.xvla.portable import finalize
+from pirl_core.policies.xvla.processors import XVLAProcessors, make_env_processors, make_policy_processors
 
 VLM_PREFIX = "policy.model.vlm"  # Florence-2: DaViT vision tower + BART encoder (+ shared embeddings)
-ENV_ACTION_DIM = 7  # LIBERO: xyz, axis-angle, gripper
-EXECUTED_ACTION_DIMS = 10  # ee6d channels the LIBERO env postprocessor reads (first arm)
 
 
 class XVLAAdapter(FlowPolicyAdapter):
@@ -111,8 +112,8 @@ class XVLAAdapter(FlowPolicyAdapter):
     def encode(self, obs: dict[str, Tensor]) -> Context:
         """The Florence-2 pass, once per observation batch (under no-grad when the VLM is frozen:
         no activations are kept for a backward that would not use them)."""
-        inputs = self.policy._build_model_inputs(obs)
-        dtype = self.model._get_target_dtype()
+        inputs = model_inputs(self.policy, obs)
+        dtype = target_dtype(self.model)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.vlm_frozen):
             enc = self.model.forward_vlm(
                 inputs["input_ids"], inputs["image_input"].to(dtype), inputs["image_mask"]
@@ -162,7 +163,7 @@ class XVLAAdapter(FlowPolicyAdapter):
 
     def predict(self, x_t: Tensor, t: Tensor, ctx: Context) -> Prediction:
         """â (B, C, 20) — gripper channels are logits — and action-token features (B, C, hidden)."""
-        dtype = self.model._get_target_dtype()
+        dtype = target_dtype(self.model)
         t = t.to(dtype=dtype).reshape(-1)
         if t.numel() == 1:
             t = t.expand(x_t.shape[0])
@@ -221,9 +222,7 @@ class XVLAAdapter(FlowPolicyAdapter):
     def save_pretrained(self, directory: Path) -> None:
         """LeRobot's layout: config.json + model.safetensors (loads with ``XVLAPolicy.from_pretrained``)
         plus the policy pre/post-processor files, made self-contained (the tokenizer copied inside
-        and named relative to it, the image size in config.json: ``pirl_core.checkpoints.portable``)."""
-        from pirl_core.checkpoints.portable import finalize
-
+        and named relative to it, the image size in config.json: :mod:`pirl_core.policies.xvla.portable`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.policy.save_pretrained(directory)
@@ -271,7 +270,7 @@ def build_xvla_adapter(cfg: RunConfig, task_descriptions: list[str]) -> XVLAAdap
     unknown words would reach the model as ``<unk>`` tokens: refuse it)."""
     from pirl_core.errors import ConfigError
 
-    built = build_policy(cfg)
+    built = build_xvla_policy(cfg)
     policy_pre, policy_post = make_policy_processors(built.policy.config, built.domain_id)
     env_pre, env_post = make_env_processors(cfg.env.camera_size)
     processors = XVLAProcessors(
@@ -300,7 +299,7 @@ def check_instructions(policy_pre, texts: list[str], error_cls) -> None:
                 "policy.tokenizer",
                 tokenizer_step.tokenizer_name,
                 f"a tokenizer that knows every word of {text!r}",
-                hint="rebuild pirl's tokenizer with `python -m pirl_core.policies.tokenizer` or set policy.tokenizer",
+                hint="rebuild pirl's tokenizer with `python -m pirl_core.policies.xvla.tokenizer` or set policy.tokenizer",
             )
         if len(ids) > tokenizer_step.max_length:
             raise error_cls(

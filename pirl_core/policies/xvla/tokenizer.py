@@ -9,7 +9,7 @@ directory. It is BART-compatible where it matters: ``<s>``=0, ``<pad>``=1, ``</s
 (the ids Florence-2's BART config assumes) and the ``<s> ... </s>`` template.
 
 The shipped files are a deterministic function of the instruction texts. Rebuild them with
-``python -m pirl_core.policies.tokenizer [OUT_DIR]`` (reads the instructions from the installed
+``python -m pirl_core.policies.xvla.tokenizer [OUT_DIR]`` (reads the instructions from the installed
 ``libero`` package); ``tests/test_xvla_tokenizer.py`` checks that a rebuild matches the shipped copy.
 """
 

@@ -19,7 +19,7 @@ classes, without those two image steps.
 Camera size: LeRobot's ``LiberoEnv`` renders at its constructor's size (256 by default; the
 ``LiberoEnv`` *config* never forwards ``observation_height/width``). pirl renders at
 ``env.camera_size`` (up to 256). The resize to the policy's image size is the policy's own:
-``XVLAConfig.resize_imgs_with_padding`` (set by :func:`pirl_core.policies.xvla_config.make_portable`),
+``XVLAConfig.resize_imgs_with_padding`` (set by :func:`pirl_core.policies.xvla.build.make_portable`),
 applied inside ``XVLAPolicy`` — so pirl, ``lerobot-eval`` and ``XVLAPolicy.from_pretrained`` resize
 the same way with nothing but the checkpoint, and a frame that already has the policy's size (pirl's
 own renders) is passed through untouched. Resizing after the ImageNet step instead of before it is

@@ -1,7 +1,7 @@
-"""Building LeRobot ``XVLAPolicy`` objects for pirl: tiny or small offline ones, or a cached pretrained one.
+"""Building LeRobot ``XVLAPolicy`` objects for pirl: from config (tiny, small, full) or a cached pretrained one.
 
-Why a separate module: the adapter (``xvla.py``) should only talk about RL; *which* X-VLA is built
-and the LeRobot traps around building one live here:
+Why a separate module: the adapter (``adapter.py``) should only talk about RL; *which* X-VLA is
+built and the LeRobot traps around building one live here:
 
 * Florence-2's ``image_projection`` is created with ``torch.empty`` and never initialised (values
   up to 1e22, NaN for some seeds). :func:`init_uninitialised_params` fixes it for every policy
@@ -10,9 +10,10 @@ and the LeRobot traps around building one live here:
 * Florence-2 enables dropout and drop-path by default. The tiny config zeroes every rate; the
   adapter additionally runs the policy in eval mode (LeRobot's action transformer hard-codes
   dropout 0.1), because train-mode noise breaks the PPO ratio.
-* ``policy.size = "pretrained"`` must never download: weights and tokenizer are looked up in the
-  local Hugging Face cache only, and a miss raises :class:`ConfigError` (exit 2) naming the
-  command that fetches them.
+* ``policy.size = "pretrained"`` must never download (:mod:`pirl_core.policies.xvla.hub`).
+
+:func:`build_xvla_policy` is the one entry: the bare LeRobot policy plus what its processors need
+(:class:`BuiltPolicy`); the RL adapter around it is :func:`pirl_core.policies.xvla.adapter.build_xvla_adapter`.
 """
 
 from __future__ import annotations
@@ -29,18 +30,18 @@ import torch
 from pirl_core.config import CONFIG_SIZES, RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.device import check_device
-from pirl_core.policies.tokenizer import TOKENIZER_DIR
-from pirl_core.source import REPO_ROOT
+from pirl_core.policies.xvla.hub import checkpoint_tokenizer, resolve_local_snapshot, resolve_local_tokenizer
+from pirl_core.policies.xvla.libero import (
+    EE6D_ACTION_DIM,
+    IMAGE_KEYS,
+    LIBERO_DOMAIN_ID,
+    LIBERO_STATE_DIM,
+    STATE_KEY,
+    TOKENIZER_MAX_LENGTH,
+)
+from pirl_core.policies.xvla.tokenizer import TOKENIZER_DIR
 
-IMAGE_KEYS: tuple[str, ...] = ("observation.images.image", "observation.images.image2")
-STATE_KEY = "observation.state"
-LIBERO_STATE_DIM = 20  # LeRobot's LiberoProcessorStep: [eef_pos(3), rot6d(6), 0, zeros(10)]
-EE6D_ACTION_DIM = 20  # X-VLA ee6d: two arms x [xyz(3), rot6d(6), gripper logit(1)]
-LIBERO_DOMAIN_ID = 3  # the embodiment id lerobot/xvla-libero was trained with
-
-TOKENIZER_MAX_LENGTH = 24  # longest LIBERO instruction is 21 tokens incl. <s> </s>
 MAX_STATE_DIM = 32  # same padding as the released X-VLA
-CHECKPOINT_TOKENIZER_DIR = "tokenizer"  # checkpoints carry their tokenizer in this subdirectory
 DAVIT_DOWNSAMPLE = 32  # product of DaViT's patch strides (4, 2, 2, 2)
 
 
@@ -236,7 +237,7 @@ def arch_xvla_config(cfg: RunConfig, tokenizer_path: str, arch: XVLAArch | None 
     only narrower and shallower."""
     from lerobot.policies.xvla.configuration_xvla import XVLAConfig
 
-    from pirl_core.policies.tokenizer import tokenizer_vocab_size
+    from pirl_core.policies.xvla.tokenizer import tokenizer_vocab_size
 
     arch = XVLA_ARCHS[cfg.policy.size] if arch is None else arch
     camera = cfg.env.camera_size
@@ -372,77 +373,6 @@ def build_tiny_policy(cfg: RunConfig, seed: int | None = None) -> BuiltPolicy:
 # --------------------------------------------------------------------------- pretrained
 
 
-def _fetch_hint(repo: str) -> str:
-    return f"fetch it first with: huggingface-cli download {repo}"
-
-
-def local_checkpoint_dir(path_text: str) -> Path:
-    """``path_text`` as given, or, when it is relative and missing there, relative to pirl's source
-    tree: profiles name the SFT checkpoint pirl ships (``pirl_core/assets/...``) and must work from
-    any working directory."""
-    path = Path(path_text).expanduser()
-    if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
-        return REPO_ROOT / path
-    return path
-
-
-def resolve_local_snapshot(repo_or_dir: str, required: tuple[str, ...], field: str) -> Path:
-    """A local directory, or the cached snapshot of a hub repo id. Never downloads."""
-    path = local_checkpoint_dir(repo_or_dir)
-    if path.is_dir():
-        missing = [f for f in required if not (path / f).is_file()]
-        if missing:
-            raise ConfigError(
-                field, repo_or_dir, f"a directory holding {list(required)}", hint=f"missing {missing}"
-            )
-        return path
-    from huggingface_hub import snapshot_download
-
-    try:
-        snap = Path(snapshot_download(repo_or_dir, local_files_only=True, allow_patterns=list(required)))
-    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, OfflineModeIsEnabled...
-        raise ConfigError(
-            field,
-            repo_or_dir,
-            "weights present in the local Hugging Face cache",
-            hint=_fetch_hint(repo_or_dir),
-        ) from exc
-    missing = [f for f in required if not (snap / f).is_file()]
-    if missing:
-        raise ConfigError(
-            field, repo_or_dir, f"a cached snapshot holding {list(required)}", hint=_fetch_hint(repo_or_dir)
-        )
-    return snap
-
-
-def resolve_local_tokenizer(name_or_dir: str) -> str:
-    """A tokenizer directory, or the cached snapshot of a hub tokenizer. Never downloads."""
-    if Path(name_or_dir).expanduser().is_dir():
-        return str(Path(name_or_dir).expanduser())
-    from transformers import AutoTokenizer
-
-    try:
-        AutoTokenizer.from_pretrained(name_or_dir, local_files_only=True)
-    except Exception as exc:
-        raise ConfigError(
-            "policy.tokenizer",
-            name_or_dir,
-            "a tokenizer in the local Hugging Face cache",
-            hint=_fetch_hint(name_or_dir),
-        ) from exc
-    return name_or_dir
-
-
-def checkpoint_tokenizer(snap: Path, tokenizer_name: str) -> str:
-    """A relative ``tokenizer_name`` that names a directory inside the checkpoint (what pirl's SFT
-    writes: :data:`CHECKPOINT_TOKENIZER_DIR`) resolves against the checkpoint, so the checkpoint is
-    portable; anything else (a hub id, an absolute path) is returned unchanged."""
-    inside = snap / tokenizer_name
-    if not Path(tokenizer_name).is_absolute() and inside.is_dir():
-        return str(inside)
-    return tokenizer_name
-
-
 def check_camera_size(config: Any, cfg: RunConfig) -> None:
     """The checkpoint's declared image size must be ``env.camera_size``: a model trained on 128 px
     images sees other token counts and scales at 64 px, and would run without complaint."""
@@ -499,7 +429,9 @@ def build_pretrained_policy(cfg: RunConfig) -> BuiltPolicy:
     return BuiltPolicy(policy, tokenizer, LIBERO_DOMAIN_ID, str(cfg.policy.pretrained_path))
 
 
-def build_policy(cfg: RunConfig) -> BuiltPolicy:
+def build_xvla_policy(cfg: RunConfig) -> BuiltPolicy:
+    """The LeRobot ``XVLAPolicy`` of ``cfg.policy``: built from config for ``policy.size`` in
+    :data:`~pirl_core.config.CONFIG_SIZES`, else loaded from ``policy.pretrained_path`` (locally)."""
     if cfg.policy.size in CONFIG_SIZES:
         return build_tiny_policy(cfg)
     return build_pretrained_policy(cfg)
