@@ -16,7 +16,7 @@ help:
 	@echo "make test-fast    the suite without end-to-end tests marked slow"
 	@echo "make console      open pirl-console"
 	@echo "make screenshots  regenerate screenshots/*.svg"
-	@echo "make bench        run benchmarks/ (prints figures and ratios; not the hour-long lift or its tools)"
+	@echo "make bench        run benchmarks/ (prints figures and ratios; not the hour-long lift, its tools or the gradient control)"
 	@echo "make lift         demos -> SFT -> eval -> RL -> eval on LIBERO (~1 h on 2 cores; ARGS for flags)"
 	@echo "make lint         ruff check + ruff format --check"
 
@@ -39,7 +39,7 @@ screenshots:
 	@venv=$$($(ENSURE)); $$venv/bin/python -m tools.screenshots screenshots
 
 bench:
-	@venv=$$($(ENSURE)); for b in benchmarks/*.py; do case $$b in benchmarks/libero_lift*) continue;; esac; \
+	@venv=$$($(ENSURE)); for b in benchmarks/*.py; do case $$b in benchmarks/libero_lift*|benchmarks/gradient_control*) continue;; esac; \
 		echo "== $$b"; $$venv/bin/python $$b; done
 
 lift:
