@@ -102,7 +102,7 @@ def test_every_entrypoint_decides_mujoco_gl() -> None:
 
 def test_source_tree_paths_have_one_home() -> None:
     from pirl_core import config, telemetry
-    from pirl_core.policies import tokenizer
+    from pirl_core.policies.xvla import tokenizer
 
     assert PACKAGE_DIR == REPO_ROOT / "pirl_core" and (PACKAGE_DIR / "source.py").is_file()
     assert (REPO_ROOT / "pirl_console").is_dir() and (PROFILES_DIR / "smoke.toml").is_file()
