@@ -5,6 +5,11 @@ SHELL := bash
 ENSURE := scripts/ensure_env.sh
 ARGS ?=
 PYTEST_ARGS ?=
+# The suite runs on two pytest-xdist workers (one per core; a test file stays on one worker, so its
+# module fixtures are built once): its end-to-end tests spend much of their time waiting on child
+# processes. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: help install smoke test test-fast lint format screenshots bench lift console
 
@@ -27,10 +32,10 @@ smoke:
 	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pirl_core.launch --profile smoke $(ARGS)
 
 test:
-	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest $(PYTEST_ARGS)
+	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast:
-	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	@venv=$$($(ENSURE)); MUJOCO_GL=$${MUJOCO_GL:-egl} $$venv/bin/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 console:
 	@venv=$$($(ENSURE)); $$venv/bin/pirl-console $(ARGS)
