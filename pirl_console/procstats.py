@@ -33,7 +33,7 @@ class TreeStats:
 
 
 def _rank_of(proc: psutil.Process) -> int | None:
-    """The torchrun rank a process runs as, read once from its environment."""
+    """The torchrun rank a process runs as, from its environment (None: none, or not readable yet)."""
     with contextlib.suppress(psutil.Error, ValueError):
         value = proc.environ().get("RANK")
         return int(value) if value is not None else None
@@ -45,7 +45,9 @@ class TreeSampler:
 
     def __init__(self) -> None:
         self._procs: dict[int, dict[int, psutil.Process]] = {}
-        self._ranks: dict[int, dict[int, int | None]] = {}  # per root: pid -> rank, environ read once
+        self._ranks: dict[
+            int, dict[int, int | None]
+        ] = {}  # per root: pid -> rank (found ranks are not re-read)
 
     def sample(self, root_pid: int) -> TreeStats | None:
         try:
@@ -71,7 +73,11 @@ class TreeSampler:
                 cpu += proc_cpu
                 rss += proc_rss
                 current[proc.pid] = proc
-                rank = known_ranks[proc.pid] if proc.pid in known_ranks else _rank_of(proc)
+                # A found rank is kept; a process without one is asked again next time: right after
+                # it starts, its environment can read empty for a moment (seen under load).
+                rank = known_ranks.get(proc.pid)
+                if rank is None:
+                    rank = _rank_of(proc)
                 current_ranks[proc.pid] = rank
                 if rank is not None and proc.pid != root_pid:
                     ranks.append(RankStats(rank, proc.pid, proc_cpu, proc_rss))

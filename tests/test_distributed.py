@@ -258,7 +258,12 @@ def test_console_sampler_lists_torchrun_ranks_with_memory() -> None:
     agent = subprocess.Popen([sys.executable, "-c", spawn_ranks], stdout=subprocess.PIPE, env=child_env())
     try:
         assert agent.stdout is not None and agent.stdout.readline() == b"up\n"
-        stats = TreeSampler().sample(agent.pid)
+        sampler = TreeSampler()
+        deadline = time.monotonic() + 10  # sampled about once a second, as the learner pane does
+        while (stats := sampler.sample(agent.pid)) is not None and len(stats.ranks) < 2:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert stats is not None and [r.rank for r in stats.ranks] == [0, 1]
         assert all(r.rss_bytes > 0 for r in stats.ranks)
         lines = rank_lines(stats)
@@ -319,3 +324,33 @@ def test_torchrun_wrapper_keeps_rank_0s_exit_code() -> None:
     assert exit_code_of({0: failed(3), 1: failed(-15)}) == ExitCode.RESUME_MISMATCH  # rank 0 chose it
     assert exit_code_of({1: failed(-9), 0: failed(-15)}) == ExitCode.RANK_FAILED  # rank 0 was torn down
     assert exit_code_of({1: failed(1)}) == ExitCode.RANK_FAILED
+
+
+def test_a_rank_unreadable_at_first_is_found_on_a_later_sample(monkeypatch) -> None:
+    """A process's environment can read empty right after it starts (seen under load): the sampler
+    must ask again rather than remember "no rank" for that pid."""
+    from pirl_console import procstats
+
+    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env=child_env())
+    reads: list[int] = []
+
+    def flaky_rank(proc) -> int | None:  # the agent's environment: empty at the first read only
+        if proc.pid != agent.pid:
+            return None
+        reads.append(proc.pid)
+        return None if len(reads) == 1 else 3
+
+    monkeypatch.setattr(procstats, "_rank_of", flaky_rank)
+    try:
+        sampler = procstats.TreeSampler()
+        root = procstats.psutil.Process(agent.pid)
+        # the root itself is never listed as a rank, so sample the parent of the agent: this process
+        first = sampler.sample(root.ppid())
+        second = sampler.sample(root.ppid())
+        assert first is not None and second is not None
+        assert agent.pid not in [r.pid for r in first.ranks]
+        assert [(r.pid, r.rank) for r in second.ranks if r.pid == agent.pid] == [(agent.pid, 3)]
+        assert reads == [agent.pid, agent.pid]
+    finally:
+        agent.kill()
+        agent.wait()
