@@ -9,6 +9,7 @@ the old one (``os.replace`` is atomic, so ``last`` is never missing or half-writ
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -125,3 +126,14 @@ def dir_size(path: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def read_json_dict(path: Path) -> dict:
+    """A JSON object file's contents, or {} while it is missing, being written, unreadable or not
+    an object: for files that describe something (a lock's holder, a checkpoint's configs) and
+    whose absence only means "unknown"."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

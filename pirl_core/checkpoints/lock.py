@@ -18,6 +18,7 @@ import socket
 import time
 from pathlib import Path
 
+from pirl_core.checkpoints.fsutil import read_json_dict
 from pirl_core.errors import ConfigError
 
 LOCK_NAME = ".learner.lock"
@@ -29,11 +30,7 @@ def lock_path(output_dir: Path | str) -> Path:
 
 def read_holder(path: Path) -> dict[str, object]:
     """What the lock file says about its holder ({} while it is being written or unreadable)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_dict(path)
 
 
 class OutputDirLock:

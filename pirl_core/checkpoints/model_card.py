@@ -13,22 +13,14 @@ its last path components.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pirl_core.checkpoints import layout
+from pirl_core.checkpoints.fsutil import read_json_dict
 
 MODEL_CARD = "README.md"
 SFT_INFO = "sft_info.json"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _short(path_text: str) -> str:
@@ -74,11 +66,11 @@ def render(
     from huggingface_hub import ModelCardData
 
     directory = Path(directory)
-    config = _read(directory / layout.MODEL_CONFIG)
-    train = _read(directory / layout.TRAIN_CONFIG)
-    sft = _read(directory / SFT_INFO)
+    config = read_json_dict(directory / layout.MODEL_CONFIG)
+    train = read_json_dict(directory / layout.TRAIN_CONFIG)
+    sft = read_json_dict(directory / SFT_INFO)
     if step_record is None:
-        step_record = _read(directory.parent / layout.TRAINING_STATE_DIR / layout.TRAINING_STEP)
+        step_record = read_json_dict(directory.parent / layout.TRAINING_STATE_DIR / layout.TRAINING_STEP)
     policy_type = str(config.get("type", "unknown"))
     policy = train.get("policy", {})
     env = train.get("env", {})
