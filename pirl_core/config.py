@@ -217,7 +217,7 @@ class EnvConfig(Section):
 
 @dataclass
 class PolicyConfig(Section):
-    type: Literal["xvla", "mlp"] = setting("xvla", "policy family", FATAL)
+    type: Literal["xvla", "mlp", "pi0", "pi05"] = setting("xvla", "policy family", FATAL)
     # "tiny": built from config, random init, offline. "small": the same, a few M parameters (the
     # size pirl's SFT trains on demonstrations). "full": LeRobot's default X-VLA architecture
     # (~0.88 B) built the same way (benchmarks, GPU checks). "pretrained": loaded from pretrained_path.
@@ -789,7 +789,7 @@ def validate_across(cfg: RunConfig) -> None:
             cfg.policy.type == "xvla",
             "recipe.sft_loss_weight",
             r.sft_loss_weight,
-            "0 for policy.type = 'mlp' (the co-training loss is LeRobot's X-VLA SFT loss)",
+            f"0 for policy.type = {cfg.policy.type!r} (the co-training loss is LeRobot's X-VLA SFT loss)",
         )
         _require(
             (Path(r.sft_dataset) / "meta" / "info.json").is_file(),
@@ -812,7 +812,7 @@ def validate_across(cfg: RunConfig) -> None:
             f"0 with learner.nproc = {cfg.learner.nproc} (drift is measured in one learner process)",
         )
     _require(
-        r.train_vlm or cfg.policy.type == "xvla",
+        r.train_vlm or cfg.policy.type != "mlp",
         "recipe.train_vlm",
         r.train_vlm,
         "true for policy.type = 'mlp' (it has no VLM to freeze)",

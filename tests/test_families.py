@@ -38,11 +38,12 @@ def test_unknown_env_family_names_the_known_ones() -> None:
 
 def test_unknown_policy_family_names_the_known_ones() -> None:
     with pytest.raises(ConfigError) as err:
-        policy_family("pi0")
+        policy_family("smolvla")
     assert (
-        str(err.value) == "policy.type: got 'pi0', expected a registered policy family: one of 'mlp', 'xvla'"
+        str(err.value)
+        == "policy.type: got 'smolvla', expected a registered policy family: one of 'mlp', 'pi0', 'pi05', 'xvla'"
     )
-    assert policy_families() == ("mlp", "xvla")
+    assert policy_families() == ("mlp", "pi0", "pi05", "xvla")
 
 
 def test_toy_and_libero_are_records_of_the_same_shape() -> None:
@@ -137,7 +138,7 @@ def test_families_register_without_loading_a_simulator_or_lerobot() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "('libero', 'toy') ('mlp', 'xvla') []"
+    assert out.stdout.strip() == "('libero', 'toy') ('mlp', 'pi0', 'pi05', 'xvla') []"
 
 
 def test_the_shipped_checkpoint_names_the_embedded_tokenizer_step_by_its_import_path() -> None:

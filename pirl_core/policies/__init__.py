@@ -6,4 +6,5 @@ cheap to import: no LeRobot code is loaded until a policy is built). A new famil
 """
 
 from pirl_core.policies import mlp_family  # noqa: F401  (registration)
+from pirl_core.policies.pi import family as pi_family  # noqa: F401  (registration)
 from pirl_core.policies.xvla import family  # noqa: F401  (registration)

@@ -21,8 +21,8 @@ def make_adapter(cfg: RunConfig, task_descriptions: list[str]) -> FlowPolicyAdap
         raise ConfigError(
             "policy.type",
             cfg.policy.type,
-            "'xvla' when env.type is not 'toy'",
-            hint="the MLP policy reads the toy env's state vector; use --policy.type=xvla for LIBERO",
+            "'xvla', 'pi0' or 'pi05' when env.type is not 'toy'",
+            hint="the MLP policy reads the toy env's state vector; use --policy.type=xvla (or pi05) for LIBERO",
         )
     if cfg.policy.size not in MLP.config_sizes:
         raise ConfigError(

@@ -48,40 +48,37 @@ def libero_instructions(suites: Iterable[str] = LIBERO_VOCAB_SUITES) -> list[str
     return texts
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     """The same split the saved tokenizer applies (lowercase, then ``\\w+|[^\\w\\s]+``)."""
     from tokenizers.pre_tokenizers import Whitespace
 
     return [w for w, _ in Whitespace().pre_tokenize_str(text.lower())]
 
 
-def build_wordlevel_tokenizer(instructions: Iterable[str], out_dir: Path) -> Path:
-    """Write a BART-compatible word-level ``PreTrainedTokenizerFast`` for ``instructions``.
-
-    Deterministic: the vocabulary is the special tokens followed by the sorted set of words.
-    """
+def save_wordlevel(
+    texts: Iterable[str],
+    out_dir: Path,
+    *,
+    specials: tuple[str, ...],
+    template: tuple[str, str],
+    template_tokens: tuple[str, ...],
+    names: dict[str, str],
+) -> Path:
+    """Write a word-level ``PreTrainedTokenizerFast`` whose vocabulary is ``specials`` followed by
+    the sorted set of words of ``texts``; ``template`` = (single, pair) post-processing, with
+    ``template_tokens`` the specials it names; ``names`` the special-token roles. Deterministic."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted({w for text in instructions for w in _words(text)} - set(SPECIAL_TOKENS))
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *words])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    words = sorted({w for text in texts for w in words_of(text)} - set(specials))
+    vocab = {tok: i for i, tok in enumerate([*specials, *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=names["unk_token"]))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", vocab["<s>"]), ("</s>", vocab["</s>"])],
+        single=template[0], pair=template[1], special_tokens=[(t, vocab[t]) for t in template_tokens]
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-        model_max_length=1024,
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=1024, **names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out_dir))
@@ -89,18 +86,31 @@ def build_wordlevel_tokenizer(instructions: Iterable[str], out_dir: Path) -> Pat
     # the shipped files are stable.
     cfg_path = out_dir / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text())
-    keep = {
-        "bos_token",
-        "eos_token",
-        "pad_token",
-        "unk_token",
-        "mask_token",
-        "model_max_length",
-        "tokenizer_class",
-    }
+    keep = {*names, "model_max_length", "tokenizer_class"}
     cfg = {k: v for k, v in sorted(cfg.items()) if k in keep}
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return out_dir
+
+
+def build_wordlevel_tokenizer(instructions: Iterable[str], out_dir: Path) -> Path:
+    """Write a BART-compatible word-level ``PreTrainedTokenizerFast`` for ``instructions``.
+
+    Deterministic: the vocabulary is the special tokens followed by the sorted set of words.
+    """
+    return save_wordlevel(
+        instructions,
+        out_dir,
+        specials=SPECIAL_TOKENS,
+        template=("<s> $A </s>", "<s> $A </s> </s> $B </s>"),
+        template_tokens=("<s>", "</s>"),
+        names={
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "pad_token": "<pad>",
+            "unk_token": "<unk>",
+            "mask_token": "<mask>",
+        },
+    )
 
 
 def tokenizer_vocab_size(path: str | Path) -> int:

@@ -1,0 +1,100 @@
+"""The LeRobot processor chain between a raw LIBERO observation and π0/π0.5, and back to an action.
+
+    raw LIBERO obs batch + "task" strings
+      -> lerobot.envs.utils.preprocess_observation        (CHW float [0, 1], torch)
+      -> env preprocessor    [LiberoProcessorStep: flip both views, 8-dim state]
+                             (what ``make_env_pre_post_processors`` builds for LIBERO)
+      -> policy preprocessor [LeRobot's π pipeline: rename -> add batch -> normalise
+                              -> (π0.5: state bins into the prompt) -> tokenizer -> device]
+      -> π0/π0.5 (resize with padding to the model's image size, [-1, 1])
+      -> policy postprocessor [unnormalise -> cpu]          -> 7-dim LIBERO relative action
+
+The policy pipelines are LeRobot's own (``make_pi05_pre_post_processors`` /
+``make_pi0_pre_post_processors``) with one substitution: the tokenizer step is pirl's
+:class:`~pirl_core.policies.embedded_tokenizer.EmbeddedTokenizerStep`, which carries the tokenizer
+files inside the saved pipeline, so ``PI05Policy.from_pretrained`` + the saved processors run a
+pirl checkpoint on a machine without hub access.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from lerobot.processor import PolicyProcessorPipeline
+
+from pirl_core.policies.embedded_tokenizer import EmbeddedTokenizerStep
+from pirl_core.policies.pi.libero import ACTION_DIM, normalisation_stats
+
+
+def _tensor_stats(stats: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, torch.Tensor]]:
+    return {k: {s: torch.tensor(v, dtype=torch.float32) for s, v in d.items()} for k, d in stats.items()}
+
+
+def make_policy_processors(
+    policy_type: str, config: Any, tokenizer_dir: str, stats: dict | None = None
+) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
+    """LeRobot's π pre/post-processors for ``config`` with ``stats`` (default: pirl's LIBERO bounds,
+    :mod:`pirl_core.policies.pi.libero`) and the tokenizer of ``tokenizer_dir`` embedded.
+
+    LeRobot's factory is called as it is; only the tokenizer step it constructs is pirl's (the
+    factory's ``TokenizerProcessorStep`` name is rebound for the call): LeRobot's would download
+    ``google/paligemma-3b-pt-224`` while being constructed."""
+    if policy_type == "pi05":
+        from lerobot.policies.pi05 import processor_pi05 as module
+
+        make = module.make_pi05_pre_post_processors
+    else:
+        from lerobot.policies.pi0 import processor_pi0 as module
+
+        make = module.make_pi0_pre_post_processors
+
+    def embedded_tokenizer(*, tokenizer_name: str, **kwargs: Any) -> EmbeddedTokenizerStep:
+        del tokenizer_name
+        return EmbeddedTokenizerStep(
+            tokenizer_name="pirl_pi_tokenizer", tokenizer_dir=tokenizer_dir, **kwargs
+        )
+
+    saved = module.TokenizerProcessorStep
+    module.TokenizerProcessorStep = embedded_tokenizer
+    try:
+        return make(config, dataset_stats=_tensor_stats(stats or normalisation_stats()))
+    finally:
+        module.TokenizerProcessorStep = saved
+
+
+def make_env_preprocessor() -> PolicyProcessorPipeline:
+    """LeRobot's LIBERO env preprocessor (flip both views, 8-dim state), as ``lerobot-eval`` builds it."""
+    from lerobot.processor.env_processor import LiberoProcessorStep
+
+    return PolicyProcessorPipeline[dict[str, Any], dict[str, Any]](
+        steps=[LiberoProcessorStep()], name="env_preprocessor"
+    )
+
+
+@dataclass
+class PiProcessors:
+    """The pipelines, applied in LeRobot's order."""
+
+    env_pre: PolicyProcessorPipeline
+    policy_pre: PolicyProcessorPipeline
+    policy_post: PolicyProcessorPipeline
+
+    def observation(self, raw_obs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Raw LIBERO obs batch (with ``task``: the instructions) -> π input tensors."""
+        from lerobot.envs.utils import preprocess_observation
+
+        if "task" not in raw_obs:
+            raise KeyError("raw LIBERO observation needs 'task' (the instructions) for the tokenizer")
+        obs = preprocess_observation({k: v for k, v in raw_obs.items() if k != "task"})
+        obs["task"] = list(raw_obs["task"])
+        obs = self.env_pre(obs)
+        obs = self.policy_pre(obs)
+        return {k: v for k, v in obs.items() if isinstance(v, torch.Tensor)}
+
+    def action(self, actions: torch.Tensor) -> np.ndarray:
+        """(N, D) normalised actions -> (N, 7) LIBERO relative actions, clipped to LIBERO's [-1, 1]."""
+        act = self.policy_post(actions[..., :ACTION_DIM])
+        return act.detach().cpu().numpy().astype(np.float32).clip(-1.0, 1.0)
