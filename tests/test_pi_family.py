@@ -78,6 +78,18 @@ def test_builds_lerobot_policy_at_tiny_size(adapter: PiAdapter) -> None:
     adaptive = f"{expert_norm}.dense.weight" in names  # openpi's parameter names
     assert adaptive == (adapter.policy_type == "pi05")
     assert (f"{expert_norm}.weight" in names) == (adapter.policy_type == "pi0")
+    # the expert's vocabulary head is never called: never trained, never pushed
+    head = "policy.model.paligemma_with_expert.gemma_expert.lm_head.weight"
+    assert adapter.is_frozen(head) and not dict(adapter.named_parameters())[head].requires_grad
+
+
+def test_shipped_tokenizer_is_a_rebuild_of_the_libero_instructions(tmp_path: Path) -> None:
+    from pirl_core.policies.pi.tokenizer import PI_TOKENIZER_DIR, build_pi_tokenizer
+    from pirl_core.policies.xvla.tokenizer import libero_instructions
+
+    built = build_pi_tokenizer(libero_instructions(), tmp_path / "tok")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert (built / name).read_text() == (PI_TOKENIZER_DIR / name).read_text(), name
 
 
 def test_cached_prefix_equals_lerobot_joint_pass(adapter: PiAdapter, obs: dict) -> None:

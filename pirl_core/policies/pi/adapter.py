@@ -38,6 +38,10 @@ from pirl_core.policies.pi.libero import ACTION_DIM
 from pirl_core.policies.pi.processors import PiProcessors, make_env_preprocessor, make_policy_processors
 
 VLM_PREFIX = "policy.model.paligemma_with_expert.paligemma"  # SigLIP + PaliGemma language model
+# LeRobot builds the action expert as a GemmaForCausalLM and removes its embedding, but keeps its
+# vocabulary head (263 M parameters at full size) that nothing calls: frozen from the start, so it
+# is neither optimised nor pushed to actors.
+UNUSED_EXPERT_HEAD = "policy.model.paligemma_with_expert.gemma_expert.lm_head"
 
 
 class PiAdapter(FlowPolicyAdapter):
@@ -58,6 +62,7 @@ class PiAdapter(FlowPolicyAdapter):
         self.chunk_size = int(cfg.chunk_size)
         self.action_dim = int(cfg.max_action_dim)
         self.action_steps = int(action_steps)
+        self.frozen_prefixes = (UNUSED_EXPERT_HEAD,)
         self.set_rl_mode()
 
     # ------------------------------------------------------------------ modes

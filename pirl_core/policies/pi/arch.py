@@ -78,10 +78,10 @@ PI_ARCHS: dict[str, PiArch] = {
         depth=2, head_dim=8, kv_heads=1, vlm_width=64, vlm_mlp=128, expert_width=32, expert_mlp=64,
         vision_width=32, vision_depth=1, vision_heads=2, vision_mlp=64, patch_size=16, vocab_size=512,
     ),
-    # a few M parameters: CPU experiments
+    # ~2 M parameters (X-VLA "small"'s size): CPU experiments
     "small": PiArch(
-        depth=4, head_dim=32, kv_heads=1, vlm_width=256, vlm_mlp=1024, expert_width=128, expert_mlp=512,
-        vision_width=128, vision_depth=2, vision_heads=4, vision_mlp=512, patch_size=16, vocab_size=512,
+        depth=4, head_dim=16, kv_heads=1, vlm_width=160, vlm_mlp=512, expert_width=96, expert_mlp=320,
+        vision_width=96, vision_depth=2, vision_heads=4, vision_mlp=384, patch_size=16, vocab_size=512,
     ),
 }  # fmt: skip
 

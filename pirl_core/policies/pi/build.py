@@ -136,11 +136,16 @@ def load_weights_strictly(policy: Any, directory: Path) -> None:
     """LeRobot's key fixes (``_fix_pytorch_state_dict_keys``, the ``model.`` prefix), then a load
     that refuses missing or unexpected tensors. A tensor tied to one that was loaded (PaliGemma's
     ``lm_head`` and ``embed_tokens`` share storage; safetensors keeps one name) is not missing."""
+    import logging
+
     from safetensors.torch import load_file
 
-    state = policy._fix_pytorch_state_dict_keys(
-        load_file(str(Path(directory) / "model.safetensors")), policy.config
-    )  # noqa: SLF001
+    logging.disable(logging.WARNING)  # LeRobot warns on every patch-embedding key it passes through
+    try:
+        raw = load_file(str(Path(directory) / "model.safetensors"))
+        state = policy._fix_pytorch_state_dict_keys(raw, policy.config)  # noqa: SLF001
+    finally:
+        logging.disable(logging.NOTSET)
     state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
     try:
         missing, unexpected = policy.load_state_dict(state, strict=False)
@@ -170,6 +175,7 @@ def load_pi_policy(
     """A π policy from a local LeRobot checkpoint directory, at the size it was saved with."""
     from lerobot.configs.policies import PreTrainedConfig
 
+    policy_classes(policy_type)  # registers LeRobot's config class for the type, or draccus cannot read it
     config = PreTrainedConfig.from_pretrained(str(directory), local_files_only=True)
     if config.type != policy_type:
         raise ConfigError(
