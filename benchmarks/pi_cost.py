@@ -6,11 +6,12 @@ recipe's ``ActorCritic`` exactly as actor and learner build it, and fed the same
 observations (``tests/libero_synthetic.py``) through its own LeRobot processors:
 
 * **chunk**: ``ActorCritic.act`` — encode once + K noisy denoising steps + the value head — for one
-  observation (what one env step of one sub-env costs the actor), median of ``--reps``;
+  observation (what one inference of one sub-env costs the actor), median of ``--reps``;
 * **update**: ``ActorCritic.evaluate`` (re-encode, re-score the stored chain, values) forward +
   backward over ``--batch`` transitions, per transition (what the learner pays per sample and epoch).
 
-The ratio column is against X-VLA of the same size label in the same run. Full sizes (LeRobot's
+The ratio column is against X-VLA of the same size label in the same run; the families are timed
+in turn, repetition by repetition, so background load falls on all of them alike. Full sizes (LeRobot's
 own numbers) are built on the ``meta`` device: counts only, no memory.
 
     OMP_NUM_THREADS=2 python benchmarks/pi_cost.py            # ~2 min on 2 cores
@@ -48,34 +49,49 @@ def build(policy_type: str, size: str):
     return build_actor_critic(adapter, cfg.recipe, seed=0)
 
 
-def timed(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Subject:
+    """One family at one size: its actor-critic, inputs and the two timed operations."""
 
+    def __init__(self, policy_type: str, size: str, batch: int) -> None:
+        from tests.libero_synthetic import synthetic_raw_obs
 
-def measure(policy_type: str, size: str, batch: int, reps: int) -> dict[str, float]:
-    from tests.libero_synthetic import synthetic_raw_obs
+        self.ac = build(policy_type, size)
+        self.params = sum(p.numel() for p in self.ac.adapter.parameters())
+        side = CAMERA[size]
+        self.one = self.ac.adapter.prepare_obs(synthetic_raw_obs(batch=1, size=side, task=TASK))
+        self.many = self.ac.adapter.prepare_obs(synthetic_raw_obs(batch=batch, size=side, task=TASK))
+        self.gen = torch.Generator().manual_seed(0)
+        self.out = self.ac.act(self.many, self.gen)
+        self.batch = batch
+        self.chunk_s: list[float] = []
+        self.update_s: list[float] = []
 
-    ac = build(policy_type, size)
-    params = sum(p.numel() for p in ac.adapter.parameters())
-    one = ac.adapter.prepare_obs(synthetic_raw_obs(batch=1, size=CAMERA[size], task=TASK))
-    many = ac.adapter.prepare_obs(synthetic_raw_obs(batch=batch, size=CAMERA[size], task=TASK))
-    gen = torch.Generator().manual_seed(0)
-    chunk_s = timed(lambda: ac.act(one, gen), reps)
-    out = ac.act(many, gen)
+    def chunk(self) -> None:
+        self.ac.act(self.one, self.gen)
 
-    def update() -> None:
-        logp, _, value = ac.evaluate(many, out.chain, out.sde_step)
+    def update(self) -> None:
+        logp, _, value = self.ac.evaluate(self.many, self.out.chain, self.out.sde_step)
         (-(logp.mean()) + value.pow(2).mean()).backward()
-        ac.zero_grad(set_to_none=True)
+        self.ac.zero_grad(set_to_none=True)
 
-    update_s = timed(update, reps)
-    return {"params": params, "chunk_ms": 1e3 * chunk_s, "update_ms": 1e3 * update_s / batch}
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(families: list[str], size: str, batch: int, reps: int) -> dict[str, Subject]:
+    """Round-robin over the families, so background load hits each of them alike."""
+    subjects = {f: Subject(f, size, batch) for f in families}
+    for subject in subjects.values():  # warm-up
+        subject.chunk()
+        subject.update()
+    for _ in range(reps):
+        for subject in subjects.values():
+            subject.chunk_s.append(_time(subject.chunk))
+            subject.update_s.append(_time(subject.update) / batch)
+    return subjects
 
 
 def full_counts() -> list[tuple[str, float, float]]:
@@ -115,16 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{'family':6} {'size':6} {'params':>9} {'chunk ms':>9} {'x xvla':>7} {'update ms/tr':>13} {'x xvla':>7}"
     )
     for size in args.sizes:
-        base = None
-        for family in args.families:
-            row = measure(family, size, args.batch, args.reps)
-            if family == "xvla":
-                base = row
-            ratio_c = f"{row['chunk_ms'] / base['chunk_ms']:.2f}" if base else "-"
-            ratio_u = f"{row['update_ms'] / base['update_ms']:.2f}" if base else "-"
+        subjects = measure(args.families, size, args.batch, args.reps)
+        base = subjects.get("xvla")
+        for family, subject in subjects.items():
+            chunk_ms = 1e3 * statistics.median(subject.chunk_s)
+            update_ms = 1e3 * statistics.median(subject.update_s)
+            if base is not None:
+                ratio_c = f"{chunk_ms / (1e3 * statistics.median(base.chunk_s)):.2f}"
+                ratio_u = f"{update_ms / (1e3 * statistics.median(base.update_s)):.2f}"
+            else:
+                ratio_c = ratio_u = "-"
             print(
-                f"{family:6} {size:6} {row['params'] / 1e6:8.2f}M {row['chunk_ms']:9.1f} {ratio_c:>7} "
-                f"{row['update_ms']:13.1f} {ratio_u:>7}",
+                f"{family:6} {size:6} {subject.params / 1e6:8.2f}M {chunk_ms:9.1f} {ratio_c:>7} "
+                f"{update_ms:13.1f} {ratio_u:>7}",
                 flush=True,
             )
     print("\nfull sizes (LeRobot's numbers, built offline on the meta device):")
