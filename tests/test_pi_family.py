@@ -276,3 +276,38 @@ def test_unknown_words_and_non_libero_envs_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="env.type"):
         policy_family("pi05").make_adapter(load_config("toy", ["policy.type=pi05"]), ["x"])
+
+
+def test_gradient_checkpointing_and_bf16_keep_the_contract() -> None:
+    """policy.gradient_checkpointing recomputes the Gemma layers: same log-probs, same gradients;
+    policy.dtype=bfloat16 (autocast) keeps the actor/learner ratio at 1."""
+    cfg = cfg_for("pi05")
+    plain = build_actor_critic(build_pi_adapter(cfg, [TASK]), cfg.recipe, seed=0)
+    ckpt_cfg = cfg_for("pi05", "policy.gradient_checkpointing=true")
+    recomputed = build_actor_critic(build_pi_adapter(ckpt_cfg, [TASK]), ckpt_cfg.recipe, seed=0)
+    assert recomputed.adapter.recompute_layers
+    wire = plain.adapter.prepare_obs(raw_obs(batch=2, seed=3))
+    out = plain.act(wire, torch.Generator().manual_seed(1))
+    grads = []
+    for ac in (plain, recomputed):
+        logp, _, _ = ac.evaluate(wire, out.chain, out.sde_step)
+        (-logp.mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in ac.adapter.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5)
+
+    from pirl_core.policies.factory import make_adapter
+
+    bf = cfg_for("pi05", "policy.dtype=bfloat16")
+    actor = build_actor_critic(make_adapter(bf, [TASK]), bf.recipe, seed=0)
+    learner = build_actor_critic(make_adapter(bf, [TASK]), bf.recipe, seed=0)
+    assert actor.adapter.compute_dtype == torch.bfloat16
+    wire = actor.adapter.prepare_obs(raw_obs(batch=2, seed=4))
+    out = actor.act(wire, torch.Generator().manual_seed(2))
+    assert torch.isfinite(out.chain).all()
+    with torch.no_grad():
+        logp, _, _ = learner.evaluate(wire, out.chain, out.sde_step)
+        fp32, _, _ = plain.evaluate(wire, out.chain, out.sde_step)
+    assert (torch.exp(logp - out.logp) - 1).abs().max().item() < 1e-5
+    assert not torch.equal(logp, fp32)  # autocast really ran in bfloat16

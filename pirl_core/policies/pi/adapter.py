@@ -63,6 +63,7 @@ class PiAdapter(FlowPolicyAdapter):
         self.action_dim = int(cfg.max_action_dim)
         self.action_steps = int(action_steps)
         self.frozen_prefixes = (UNUSED_EXPERT_HEAD,)
+        self.recompute_layers = False  # policy.gradient_checkpointing
         self.set_rl_mode()
 
     # ------------------------------------------------------------------ modes
@@ -91,12 +92,12 @@ class PiAdapter(FlowPolicyAdapter):
         self.freeze(VLM_PREFIX)
 
     def enable_gradient_checkpointing(self) -> int:
-        from pirl_core.policies.activation_checkpoint import checkpoint_blocks
-
-        blocks = list(self._pwe.gemma_expert.model.layers)
-        if not self.vlm_frozen:
-            blocks += list(self._pwe.paligemma.model.language_model.layers)
-        return checkpoint_blocks(blocks)
+        """Recompute each Gemma layer's activations in the backward (expert, and the VLM when it
+        trains; a frozen VLM runs under no-grad and keeps none). pirl's passes call the layers'
+        parts directly (:mod:`pirl_core.policies.pi.layers`), so the switch lives there."""
+        self.recompute_layers = True
+        layers = len(self._pwe.gemma_expert.model.layers)
+        return layers if self.vlm_frozen else 2 * layers
 
     # ------------------------------------------------------------------ observations
 
@@ -128,6 +129,7 @@ class PiAdapter(FlowPolicyAdapter):
                 embs,
                 self.model._prepare_attention_masks_4d(mask2d),  # noqa: SLF001
                 torch.cumsum(pad, dim=1) - 1,
+                recompute=self.recompute_layers,
             )
         ctx: Context = {
             "prefix_keys": cache.keys,
@@ -169,6 +171,7 @@ class PiAdapter(FlowPolicyAdapter):
             positions,
             cond=cond,
             past=PrefixCache(ctx["prefix_keys"], ctx["prefix_values"]),
+            recompute=self.recompute_layers,
         )
         return out[:, -self.chunk_size :].to(torch.float32)
 

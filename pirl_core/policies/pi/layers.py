@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from pirl_core.policies.pi.openpi_gemma import gated_residual
 
@@ -47,6 +48,33 @@ def _qkv(layer: nn.Module, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return q, k, v
 
 
+def _layer(
+    layer: nn.Module,
+    attn_module: nn.Module,
+    hidden: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    mask4d: Tensor,
+    cond: Tensor | None,
+    past_k: Tensor | None,
+    past_v: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One Gemma layer (openpi norms); returns the new hidden states and this layer's own k, v."""
+    from transformers.models.gemma import modeling_gemma
+
+    normed, gate = layer.input_layernorm(hidden, cond=cond)
+    q, k, v = _qkv(layer, normed)
+    q, k = modeling_gemma.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
+    k_all = k if past_k is None else torch.cat([past_k, k], dim=2)
+    v_all = v if past_v is None else torch.cat([past_v, v], dim=2)
+    att = _attention(attn_module, q, k_all, v_all, mask4d)
+    if att.dtype != layer.self_attn.o_proj.weight.dtype and not torch.is_autocast_enabled():
+        att = att.to(layer.self_attn.o_proj.weight.dtype)
+    hidden = gated_residual(hidden, layer.self_attn.o_proj(att), gate)
+    normed, gate = layer.post_attention_layernorm(hidden, cond=cond)
+    return gated_residual(hidden, layer.mlp(normed), gate), k, v
+
+
 def gemma_pass(
     layers: nn.ModuleList,
     final_norm: nn.Module,
@@ -57,27 +85,22 @@ def gemma_pass(
     position_ids: Tensor,
     cond: Tensor | None = None,
     past: PrefixCache | None = None,
+    recompute: bool = False,
 ) -> tuple[Tensor, PrefixCache]:
     """One stream through Gemma ``layers`` (openpi norms), attending to ``past`` keys/values first
-    when given. Returns the final-normed hidden states and this stream's own keys/values."""
-    from transformers.models.gemma import modeling_gemma
-
+    when given. Returns the final-normed hidden states and this stream's own keys/values.
+    ``recompute``: activation checkpointing per layer when gradients are on (same values)."""
     cos, sin = rotary(hidden, position_ids)
     keys, values = [], []
     for i, layer in enumerate(layers):
-        normed, gate = layer.input_layernorm(hidden, cond=cond)
-        q, k, v = _qkv(layer, normed)
-        q, k = modeling_gemma.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
+        past_k = None if past is None else past.keys[:, i]
+        past_v = None if past is None else past.values[:, i]
+        args = (layer, attn_modules[i], hidden, cos, sin, mask4d, cond, past_k, past_v)
+        if recompute and torch.is_grad_enabled():
+            hidden, k, v = checkpoint(_layer, *args, use_reentrant=False)
+        else:
+            hidden, k, v = _layer(*args)
         keys.append(k)
         values.append(v)
-        if past is not None:
-            k = torch.cat([past.keys[:, i], k], dim=2)
-            v = torch.cat([past.values[:, i], v], dim=2)
-        att = _attention(attn_modules[i], q, k, v, mask4d)
-        if att.dtype != layer.self_attn.o_proj.weight.dtype and not torch.is_autocast_enabled():
-            att = att.to(layer.self_attn.o_proj.weight.dtype)
-        hidden = gated_residual(hidden, layer.self_attn.o_proj(att), gate)
-        normed, gate = layer.post_attention_layernorm(hidden, cond=cond)
-        hidden = gated_residual(hidden, layer.mlp(normed), gate)
     out, _ = final_norm(hidden, cond=cond)
     return out, PrefixCache(torch.stack(keys, dim=1), torch.stack(values, dim=1))
