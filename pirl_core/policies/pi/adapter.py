@@ -314,7 +314,12 @@ def check_prompts(policy_pre, texts: list[str], error_cls) -> None:
             raise error_cls(
                 "policy.tokenizer",
                 tokenizer_step.tokenizer_name,
-                f"a tokenizer that knows every word of {text!r}",
+                f"a tokenizer that knows every word of {text!r}"
+                + (
+                    " and of the π0.5 prompt around it (task, state, action, the bins 0-255)"
+                    if state_step
+                    else ""
+                ),
                 hint="rebuild pirl's π tokenizer with `python -m pirl_core.policies.pi.tokenizer` or set policy.tokenizer",
             )
         if len(ids) > tokenizer_step.max_length:

@@ -19,6 +19,7 @@ pirl checkpoint on a machine without hub access.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,9 @@ def make_policy_processors(
     def embedded_tokenizer(*, tokenizer_name: str, **kwargs: Any) -> EmbeddedTokenizerStep:
         del tokenizer_name
         return EmbeddedTokenizerStep(
-            tokenizer_name="pirl_pi_tokenizer", tokenizer_dir=tokenizer_dir, **kwargs
+            tokenizer_name=Path(tokenizer_dir).name,  # a label in the saved JSON and in errors
+            tokenizer_dir=tokenizer_dir,
+            **kwargs,
         )
 
     saved = module.TokenizerProcessorStep

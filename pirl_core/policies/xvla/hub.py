@@ -38,6 +38,9 @@ def resolve_local_snapshot(repo_or_dir: str, required: tuple[str, ...], field: s
                 field, repo_or_dir, f"a directory holding {list(required)}", hint=f"missing {missing}"
             )
         return path
+    if path.is_absolute() or repo_or_dir.startswith((".", "~")) or repo_or_dir.count("/") > 1:
+        # a filesystem path that is not there: never a hub repo id (those are "owner/name")
+        raise ConfigError(field, repo_or_dir, f"an existing directory holding {list(required)}")
     from huggingface_hub import snapshot_download
 
     try:
