@@ -311,3 +311,61 @@ def test_gradient_checkpointing_and_bf16_keep_the_contract() -> None:
         fp32, _, _ = plain.evaluate(wire, out.chain, out.sde_step)
     assert (torch.exp(logp - out.logp) - 1).abs().max().item() < 1e-5
     assert not torch.equal(logp, fp32)  # autocast really ran in bfloat16
+
+
+def _lerobot_native_checkpoint(adapter: PiAdapter, d: Path) -> Path:
+    """A checkpoint as LeRobot writes one: its own TokenizerProcessorStep naming PaliGemma's hub
+    tokenizer, no pirl tokenizer inside (the tiny arch file stays: LeRobot cannot name tiny sizes)."""
+    import json
+
+    from lerobot.processor import TokenizerProcessorStep
+
+    from pirl_core.policies.pi.tokenizer import PI_TOKENIZER_DIR
+
+    adapter.save_pretrained(d)
+    pre = adapter.processors.policy_pre
+    steps = list(pre.steps)
+    i = next(k for k, s in enumerate(steps) if isinstance(s, TokenizerProcessorStep))
+    old = steps[i]
+    steps[i] = TokenizerProcessorStep(
+        tokenizer_name=str(PI_TOKENIZER_DIR),
+        max_length=old.max_length,
+        padding=old.padding,
+        padding_side=old.padding_side,
+    )
+    for f in d.glob("policy_preprocessor*"):
+        f.unlink()
+    type(pre)(steps=steps, name=pre.name).save_pretrained(d)
+    path = d / "policy_preprocessor.json"
+    config = json.loads(path.read_text())
+    for step in config["steps"]:
+        if step.get("registry_name") == "tokenizer_processor":
+            step["config"]["tokenizer_name"] = "google/paligemma-3b-pt-224"
+    path.write_text(json.dumps(config))
+    return d
+
+
+def test_a_lerobot_checkpoint_reads_its_own_tokenizer_files_or_refuses_with_the_fetch_command(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from pirl_core.policies.pi.tokenizer import PI_TOKENIZER_DIR
+
+    adapter = build_pi_adapter(cfg_for("pi05"), [TASK])
+    d = _lerobot_native_checkpoint(adapter, tmp_path / "lerobot_pi05")
+    pretrained = ("policy.size=pretrained", f"policy.pretrained_path={d}")
+    with pytest.raises(ConfigError, match="huggingface-cli download google/paligemma-3b-pt-224"):
+        build_pi_adapter(cfg_for("pi05", *pretrained), [TASK])  # not cached, nothing inside: refused
+    for f in PI_TOKENIZER_DIR.iterdir():  # the checkpoint ships its tokenizer files
+        shutil.copy(f, d / f.name)
+    loaded = build_pi_adapter(cfg_for("pi05", *pretrained), [TASK])
+    raw = raw_obs(seed=5)
+    a, b = adapter.prepare_obs(raw), loaded.prepare_obs(raw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(2, adapter.chunk_size, adapter.action_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.predict(x, torch.full((2,), 0.5), loaded.encode(b)).value,
+            adapter.predict(x, torch.full((2,), 0.5), adapter.encode(a)).value,
+        )

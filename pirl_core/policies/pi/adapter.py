@@ -35,7 +35,12 @@ from pirl_core.policies.base import Context, CriticPlacement, FlowPolicyAdapter,
 from pirl_core.policies.pi.build import BuiltPi, build_pi_policy, write_arch
 from pirl_core.policies.pi.layers import PrefixCache, gemma_pass
 from pirl_core.policies.pi.libero import ACTION_DIM
-from pirl_core.policies.pi.processors import PiProcessors, make_env_preprocessor, make_policy_processors
+from pirl_core.policies.pi.processors import (
+    PiProcessors,
+    checkpoint_processors,
+    make_env_preprocessor,
+    make_policy_processors,
+)
 
 VLM_PREFIX = "policy.model.paligemma_with_expert.paligemma"  # SigLIP + PaliGemma language model
 # LeRobot builds the action expert as a GemmaForCausalLM and removes its embedding, but keeps its
@@ -255,23 +260,16 @@ class PiAdapter(FlowPolicyAdapter):
 
 def make_processors(built: BuiltPi) -> PiProcessors:
     """A checkpoint's own processors when it has them (its statistics, its tokenizer), else pirl's."""
-    from lerobot.processor import PolicyProcessorPipeline
-
-    device = str(built.policy.config.device)
+    pre, post = make_policy_processors(built.policy_type, built.policy.config, built.tokenizer_dir)
     ckpt = built.checkpoint_dir
     if ckpt is not None and (ckpt / "policy_preprocessor.json").is_file():
-        pre = PolicyProcessorPipeline.from_pretrained(
-            str(ckpt), "policy_preprocessor.json", overrides={"device_processor": {"device": device}}
+        pre, post = checkpoint_processors(
+            ckpt,
+            str(built.policy.config.device),
+            post.to_transition,
+            post.to_output,
+            built.tokenizer_override,
         )
-        _, post = make_policy_processors(built.policy_type, built.policy.config, built.tokenizer_dir)
-        post = PolicyProcessorPipeline.from_pretrained(
-            str(ckpt),
-            "policy_postprocessor.json",
-            to_transition=post.to_transition,
-            to_output=post.to_output,
-        )
-    else:
-        pre, post = make_policy_processors(built.policy_type, built.policy.config, built.tokenizer_dir)
     return PiProcessors(env_pre=make_env_preprocessor(), policy_pre=pre, policy_post=post)
 
 

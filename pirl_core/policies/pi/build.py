@@ -47,6 +47,7 @@ class BuiltPi:
     tokenizer_dir: str
     source: str  # "tiny(seed=N)" or the checkpoint it came from
     checkpoint_dir: Path | None = None  # its processors are used when present
+    tokenizer_override: str = ""  # policy.tokenizer as given (a checkpoint's own tokenizer otherwise)
 
 
 def policy_classes(policy_type: str) -> tuple[type, type]:
@@ -218,7 +219,13 @@ def build_pretrained(cfg: RunConfig) -> BuiltPi:
         )
     tokenizer_dir = cfg.policy.tokenizer or str(PI_TOKENIZER_DIR)
     return BuiltPi(
-        policy, cfg.policy.type, arch, tokenizer_dir, str(cfg.policy.pretrained_path), checkpoint_dir=snap
+        policy,
+        cfg.policy.type,
+        arch,
+        tokenizer_dir,
+        str(cfg.policy.pretrained_path),
+        checkpoint_dir=snap,
+        tokenizer_override=cfg.policy.tokenizer,
     )
 
 

@@ -68,6 +68,48 @@ def make_policy_processors(
         module.TokenizerProcessorStep = saved
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+LEROBOT_TOKENIZER_STEP = "tokenizer_processor"  # the registry name LeRobot's TokenizerProcessorStep saves
+
+
+def checkpoint_tokenizer_source(ckpt: Path, saved_name: str, explicit: str) -> str:
+    """Where a LeRobot π checkpoint's tokenizer comes from, never a download: ``policy.tokenizer``
+    when set; else the checkpoint's own tokenizer files (in it or in ``tokenizer/``); else the name
+    its preprocessor saved (``google/paligemma-3b-pt-224``), if the local Hugging Face cache has it."""
+    from pirl_core.policies.xvla.hub import resolve_local_tokenizer
+
+    if explicit:
+        return resolve_local_tokenizer(explicit)
+    for candidate in (ckpt, ckpt / "tokenizer"):
+        if any((candidate / name).is_file() for name in TOKENIZER_FILES):
+            return str(candidate)
+    return resolve_local_tokenizer(saved_name)
+
+
+def checkpoint_processors(
+    ckpt: Path, device: str, to_transition: Any, to_output: Any, tokenizer: str = ""
+) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
+    """A checkpoint's own pre/post-processors (its statistics, its prompt format), on ``device``.
+
+    pirl's checkpoints carry their tokenizer inside (``EmbeddedTokenizerStep``); a LeRobot one names
+    it, and :func:`checkpoint_tokenizer_source` finds it locally (``tokenizer``: ``policy.tokenizer``)."""
+    import json
+
+    config = json.loads((ckpt / "policy_preprocessor.json").read_text())
+    overrides: dict[str, dict[str, Any]] = {"device_processor": {"device": device}}
+    for step in config.get("steps", []):
+        if step.get("registry_name") == LEROBOT_TOKENIZER_STEP:
+            saved = str(step.get("config", {}).get("tokenizer_name", ""))
+            overrides[LEROBOT_TOKENIZER_STEP] = {
+                "tokenizer_name": checkpoint_tokenizer_source(ckpt, saved, tokenizer)
+            }
+    pre = PolicyProcessorPipeline.from_pretrained(str(ckpt), "policy_preprocessor.json", overrides=overrides)
+    post = PolicyProcessorPipeline.from_pretrained(
+        str(ckpt), "policy_postprocessor.json", to_transition=to_transition, to_output=to_output
+    )
+    return pre, post
+
+
 def make_env_preprocessor() -> PolicyProcessorPipeline:
     """LeRobot's LIBERO env preprocessor (flip both views, 8-dim state), as ``lerobot-eval`` builds it."""
     from lerobot.processor.env_processor import LiberoProcessorStep
