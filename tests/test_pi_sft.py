@@ -230,3 +230,32 @@ def test_explicit_relative_control_is_refused(demos: Path, tmp_path: Path) -> No
         sft_main(sft_argv(demos, tmp_path / "out", "pi05", "--env.control_mode=relative", steps=1))
     assert err.value.field == "env.control_mode" and err.value.value == "relative"
     assert not (tmp_path / "out").exists()
+
+
+# LeRobot's 8-dim LIBERO state measured at reset (init state 0, task 0) per suite, and the extremes
+# of three libero_object expert demonstrations (python -m pirl_core.demos.record, 64 px).
+MEASURED_STATES = (
+    (-0.211, -0.011, 1.174, 3.141, -0.003, -0.088, 0.039, -0.039),  # libero_spatial
+    (-0.217, 0.009, 1.171, 3.140, 0.005, -0.089, 0.039, -0.039),  # libero_goal
+    (-0.046, -0.004, 0.702, 3.141, -0.001, -0.085, 0.039, -0.039),  # libero_10
+    (-0.153, -0.006, 0.248, 3.141, -0.002, -0.091, 0.039, -0.039),  # libero_object
+    (-0.153, -0.243, 0.044, 3.110, -0.014, -0.163, 0.033, -0.040),  # demo minima
+    (0.026, 0.263, 0.266, 3.153, 0.016, -0.046, 0.040, -0.029),  # demo maxima
+)
+
+
+@pytest.mark.parametrize("policy_type", TYPES)
+def test_libero_states_normalise_into_the_prompts_range(policy_type: str) -> None:
+    """Every measured LIBERO state maps into [-1, 1] (π0.5 writes 256 bins of it into the prompt;
+    below -1 a bin becomes "-1", an unknown word), in both control modes."""
+    from pirl_core.policies.pi.adapter import build_pi_adapter
+
+    cfg = load_config("pi05_smoke", [f"policy.type={policy_type}", "env.control_mode=absolute"])
+    pre = build_pi_adapter(cfg, [TASKS[0]]).processors.policy_pre
+    state = torch.tensor(MEASURED_STATES, dtype=torch.float32)
+    out = pre({"observation.state": state, "task": [TASKS[0]] * len(state)})
+    normalised = out["observation.state"][:, :8]
+    assert normalised.abs().max() <= 1.0, normalised
+    tokenizer = next(s for s in pre.steps if hasattr(s, "input_tokenizer")).input_tokenizer
+    ids = out["observation.language.tokens"]
+    assert tokenizer.unk_token_id not in ids.tolist()

@@ -31,19 +31,27 @@ DEMO_STATE_KEY = "observation.libero_state"
 ACTION_DIM = 7  # eef xyz, axis-angle, gripper (relative: LIBERO native deltas; absolute: targets)
 GRIPPER_QPOS = 0.05  # finger joint range (m), both signs
 
-WORKSPACE_XYZ: tuple[tuple[float, float], ...] = ((-0.5, 0.5), (-0.5, 0.5), (0.5, 1.5))  # metres
+# End-effector positions in LIBERO's world frame (metres). z spans floor scenes (libero_object: the
+# gripper starts at z = 0.25 and grasps near 0.04) and table scenes (libero_spatial / goal start at
+# 1.17, libero_10 at 0.70): measured at reset, tests/test_pi_sft.py. Below -1 π0.5's state bins
+# turn into "-1" (LeRobot digitises without clipping), which no tokenizer knows.
+WORKSPACE_XYZ: tuple[tuple[float, float], ...] = ((-0.5, 0.5), (-0.5, 0.5), (-0.1, 1.5))
+# LeRobot's quat2axisangle returns angles in [0, 2 pi]: a downward gripper's first component sits
+# at +-pi and crosses it, so the state's axis-angle bounds are one full turn each way.
+STATE_AXIS_ANGLE = (-2 * math.pi, 2 * math.pi)
 # (low, high) per state dimension: the bounds map to -1 / +1 (QUANTILES q01 / q99; MEAN_STD the
 # same affine map: mean = midpoint, std = half-range).
 STATE_BOUNDS: tuple[tuple[float, float], ...] = (
     *WORKSPACE_XYZ,
-    (-math.pi, math.pi),
-    (-math.pi, math.pi),
-    (-math.pi, math.pi),
+    STATE_AXIS_ANGLE,
+    STATE_AXIS_ANGLE,
+    STATE_AXIS_ANGLE,
     (-GRIPPER_QPOS, GRIPPER_QPOS),
     (-GRIPPER_QPOS, GRIPPER_QPOS),
 )
 RELATIVE_ACTION_BOUNDS: tuple[tuple[float, float], ...] = ((-1.0, 1.0),) * ACTION_DIM
-# absolute targets: the workspace for xyz, one turn for each axis-angle component, the gripper command
+# absolute targets: the workspace for xyz, +-pi for each axis-angle component (LeRobot's
+# rotate6d_to_axis_angle returns angles in [0, pi]), the gripper command
 ABSOLUTE_ACTION_BOUNDS: tuple[tuple[float, float], ...] = (
     *WORKSPACE_XYZ,
     *((-math.pi, math.pi),) * 3,
