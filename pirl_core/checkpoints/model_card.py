@@ -21,11 +21,12 @@ from pirl_core.checkpoints.fsutil import read_json_dict
 
 MODEL_CARD = "README.md"
 SFT_INFO = "sft_info.json"
-# config.json type -> (name in the card's text, LeRobot module, class)
+# config.json type -> (name in the card's text, LeRobot module, class, where the tokenizer is)
+PI_TOKENIZER = "the tokenizer (inside the preprocessor's state)"
 POLICY_CLASSES = {
-    "xvla": ("An X-VLA", "lerobot.policies.xvla.modeling_xvla", "XVLAPolicy"),
-    "pi05": ("A π0.5", "lerobot.policies.pi05.modeling_pi05", "PI05Policy"),
-    "pi0": ("A π0", "lerobot.policies.pi0.modeling_pi0", "PI0Policy"),
+    "xvla": ("An X-VLA", "lerobot.policies.xvla.modeling_xvla", "XVLAPolicy", "the tokenizer (`tokenizer/`)"),
+    "pi05": ("A π0.5", "lerobot.policies.pi05.modeling_pi05", "PI05Policy", PI_TOKENIZER),
+    "pi0": ("A π0", "lerobot.policies.pi0.modeling_pi0", "PI0Policy", PI_TOKENIZER),
 }
 
 
@@ -149,13 +150,13 @@ def render(
     control = "absolute"  # X-VLA's LIBERO processors assume it; π records its own
     if policy_type != "xvla":
         control = env.get("control_mode") or sft.get("control_mode") or "relative"
-    article, module, cls = POLICY_CLASSES.get(policy_type, POLICY_CLASSES["xvla"])
+    article, module, cls, tokenizer = POLICY_CLASSES.get(policy_type, POLICY_CLASSES["xvla"])
     body = f"""
 # Model Card for {policy_type}
 
 {article} policy written by pirl (online RL fine-tuning, the PI-RL recipe, of flow-matching
 vision-language-action policies on LeRobot). This directory is a LeRobot `pretrained_model`:
-weights, `config.json`, the policy processors and the tokenizer (`tokenizer/`), nothing outside it.
+weights, `config.json`, the policy processors and {tokenizer}, nothing outside it.
 
 | | |
 |---|---|
