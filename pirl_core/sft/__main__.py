@@ -82,6 +82,11 @@ def parse(argv: list[str] | None) -> SftArgs:
     )
 
 
+def sft_control_mode(args: SftArgs) -> str | None:
+    """The control mode the family's SFT trains for (None: the profile's, nothing to add)."""
+    return policy_family(args.cfg.policy.type).sft.control_mode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     result = run_sft(args, log=lambda line: print(line, flush=True))
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"checkpoint: {result.out} ({result.n_params / 1e6:.2f} M params, "
         f"model.safetensors {result.checkpoint_bytes / 2**20:.1f} MiB); load it with "
         f"--policy.size=pretrained --policy.pretrained_path={os.path.abspath(result.out)}"
+        + (f" --env.control_mode={args.cfg.env.control_mode}" if sft_control_mode(args) else "")
     )
     return ExitCode.OK
 
