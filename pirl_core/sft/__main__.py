@@ -1,10 +1,12 @@
 """``python -m pirl_core.sft --dataset DIR --out CKPT [--profile P] [--steps N] [--batch-size B] ...``
 
-Trains an X-VLA (``policy.size`` of the profile: tiny, small, or a pretrained checkpoint to
-fine-tune) on a demonstration dataset with LeRobot's flow-matching loss and writes a LeRobot
-pretrained-model directory that ``--policy.size=pretrained --policy.pretrained_path=CKPT`` loads.
-Dotted overrides (``--policy.size=small --env.camera_size=128``) change the profile.
-Exit 2: bad flags, dataset or an existing non-empty --out (left untouched); exit 6: loss NaN/inf.
+Trains an X-VLA, π0 or π0.5 (``policy.type``; ``policy.size`` of the profile: tiny, small, or a
+pretrained checkpoint to fine-tune) on a demonstration dataset with LeRobot's flow-matching loss
+and writes a LeRobot pretrained-model directory that ``--policy.size=pretrained
+--policy.pretrained_path=CKPT`` loads. Dotted overrides (``--policy.type=pi05 --policy.size=small
+--env.camera_size=128``) change the profile. π trains for absolute control (``env.control_mode``
+is set to "absolute" unless given). Exit 2: bad flags, dataset (a π without
+observation.libero_state) or an existing non-empty --out (left untouched); exit 6: loss NaN/inf.
 """
 
 from __future__ import annotations
@@ -52,9 +54,15 @@ def parse(argv: list[str] | None) -> SftArgs:
     if known.grad_clip <= 0:
         raise ConfigError("--grad-clip", known.grad_clip, "> 0")
     cfg = load_config(known.profile, overrides)
-    if policy_family(cfg.policy.type).sft is None:
+    sft = policy_family(cfg.policy.type).sft
+    if sft is None:
         trainable = " or ".join(repr(n) for n in policy_families() if policy_family(n).sft is not None)
         raise ConfigError("policy.type", cfg.policy.type, f"{trainable} (a policy family SFT can train)")
+    given = any(o.startswith("env.control_mode=") for o in overrides)
+    if sft.control_mode is not None and cfg.env.control_mode != sft.control_mode and not given:
+        # the profile's mode (pi05_smoke: relative, for LeRobot's π checkpoints), not the user's
+        # choice: the family's SFT defines what its actions mean (run_sft refuses an explicit other)
+        cfg = load_config(known.profile, [*overrides, f"env.control_mode={sft.control_mode}"])
     out = Path(known.out)
     check_out_dir(out)
     return SftArgs(
@@ -74,6 +82,11 @@ def parse(argv: list[str] | None) -> SftArgs:
     )
 
 
+def sft_control_mode(args: SftArgs) -> str | None:
+    """The control mode the family's SFT trains for (None: the profile's, nothing to add)."""
+    return policy_family(args.cfg.policy.type).sft.control_mode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     result = run_sft(args, log=lambda line: print(line, flush=True))
@@ -86,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"checkpoint: {result.out} ({result.n_params / 1e6:.2f} M params, "
         f"model.safetensors {result.checkpoint_bytes / 2**20:.1f} MiB); load it with "
         f"--policy.size=pretrained --policy.pretrained_path={os.path.abspath(result.out)}"
+        + (f" --env.control_mode={args.cfg.env.control_mode}" if sft_control_mode(args) else "")
     )
     return ExitCode.OK
 

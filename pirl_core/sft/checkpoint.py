@@ -1,6 +1,10 @@
 """Writing an SFT result as a portable LeRobot pretrained-model directory.
 
-Layout (what ``XVLAPolicy.from_pretrained``, ``lerobot-eval`` and pirl's ``policy.size=pretrained`` read)::
+The policy's own files are the family's (``SftSupport.save``); this module adds what every SFT
+checkpoint carries (``sft_info.json``, the model card) and writes the whole atomically.
+
+X-VLA's layout (what ``XVLAPolicy.from_pretrained``, ``lerobot-eval`` and pirl's
+``policy.size=pretrained`` read)::
 
     OUT/config.json, model.safetensors            policy.save_pretrained (float32)
     OUT/policy_preprocessor*.json, policy_postprocessor*.json   LeRobot's processor files
@@ -16,6 +20,10 @@ shipped tokenizer" would silently change meaning if that vocabulary were ever re
 ``config.json`` carries the image size (``resize_imgs_with_padding``), and the preprocessor's
 tokenizer step carries the tokenizer itself as state, for LeRobot's tools run from anywhere.
 
+π0 / π0.5 (:func:`pirl_core.policies.pi.adapter.save_pi_pretrained`, what an RL checkpoint of π
+holds): ``config.json``, ``model.safetensors``, both processor pipelines with the tokenizer and the
+statistics inside, ``pirl_pi_arch.json`` (tiny / small) and ``pirl_pi_control.json``.
+
 Written into a hidden sibling temp directory and renamed into place: a crash never leaves a
 half-written ``OUT`` that a later run would load.
 """
@@ -25,31 +33,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pirl_core.checkpoints import model_card
-from pirl_core.policies.xvla.portable import finalize
 
 SFT_INFO = model_card.SFT_INFO
 
 
-def save_sft_checkpoint(
-    policy, policy_pre, policy_post, tokenizer_path: str, out: Path, provenance: dict | None = None
-) -> int:
-    """Save and return the size of ``model.safetensors`` in bytes. ``provenance`` (how it was
-    trained: dataset name, steps, losses) goes to ``sft_info.json``; LeRobot ignores that file."""
+def save_sft_checkpoint(save: Callable[[Path], None], out: Path, provenance: dict | None = None) -> int:
+    """``save(directory)`` writes the policy's files (the family's ``SftSupport.save``); returns the
+    size of ``model.safetensors`` in bytes. ``provenance`` (how it was trained: dataset name,
+    steps, losses) goes to ``sft_info.json``; LeRobot ignores that file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    policy.save_pretrained(tmp)
-    policy_pre.save_pretrained(tmp)
-    policy_post.save_pretrained(tmp)
+    save(tmp)
     if provenance is not None:
         text = json.dumps(provenance, indent=2, sort_keys=True, allow_nan=True)
         (tmp / SFT_INFO).write_text(text + "\n")
-    finalize(tmp, tokenizer_path)
     model_card.write(tmp)
     if out.exists():  # an empty directory (check_out_dir refused anything else)
         out.rmdir()

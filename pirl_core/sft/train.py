@@ -1,8 +1,11 @@
-"""The SFT loop: LeRobot's ``XVLAPolicy.forward`` loss on demonstration chunks, AdamW, grad clip.
+"""The SFT loop: LeRobot's own loss (``XVLAPolicy.forward``, ``PI05Policy.forward``, ...) on
+demonstration chunks, AdamW, grad clip. What differs between policy families (the policy, its
+processors, how a demonstration becomes its batch, its checkpoint files) is the family's
+``SftSupport`` (:mod:`pirl_core.policies.registry`).
 
-Why LeRobot's loss and nothing of pirl's: the checkpoint must be an ordinary LeRobot X-VLA, trained
-the way ``lerobot-train`` would train it (flow matching towards the clean chunk, BCE on the gripper
-channels), so pirl's RL starts from a policy any LeRobot tool recognises. The policy trains in
+Why LeRobot's loss and nothing of pirl's: the checkpoint must be an ordinary LeRobot policy, trained
+the way ``lerobot-train`` would train it (X-VLA: flow matching towards the clean chunk, BCE on the
+gripper channels), so pirl's RL starts from a policy any LeRobot tool recognises. The policy trains in
 train mode: the action transformer's hard-coded dropout 0.1 is active here, as in ``lerobot-train``;
 pirl's RL adapter later runs the same weights in eval mode (docs/design.md, "SFT").
 """
@@ -80,6 +83,30 @@ def _loader(dataset, batch_size: int, workers: int, seed: int):
     )
 
 
+RERECORD = "python -m pirl_core.demos.record --suite SUITE --tasks IDS --episodes-per-task N --out NEW_DIR"
+
+
+def check_family_inputs(sft, cfg: RunConfig, info, dataset_dir: Path) -> None:
+    """The dataset holds the features the family reads, and the run is in the control mode the
+    family's SFT trains for (``SftSupport.demo_features`` / ``control_mode``)."""
+    for key in sft.demo_features:
+        if key not in info.features:
+            raise ConfigError(
+                f"--dataset {key}",
+                None,
+                f"a dataset holding {key} (policy.type {cfg.policy.type!r} reads it; {dataset_dir} "
+                "was recorded before pirl stored it)",
+                hint=f"re-record it: {RERECORD}",
+            )
+    if sft.control_mode is not None and cfg.env.control_mode != sft.control_mode:
+        raise ConfigError(
+            "env.control_mode",
+            cfg.env.control_mode,
+            f"{sft.control_mode!r} for SFT of policy.type {cfg.policy.type!r} on pirl's demonstrations",
+            hint=f"--env.control_mode={sft.control_mode}",
+        )
+
+
 def run_sft(args: SftArgs, log=print) -> SftResult:
     from pirl_core.policies.registry import policy_family
     from pirl_core.sft.checkpoint import save_sft_checkpoint
@@ -87,13 +114,14 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
     check_out_dir(args.out)
     cfg = args.cfg
     info = read_info(args.dataset, args.repo_id)
-    dataset = open_demos(args.dataset, info, cfg.policy.chunk_size)
     sft = policy_family(cfg.policy.type).sft
+    check_family_inputs(sft, cfg, info, args.dataset)
+    dataset = open_demos(args.dataset, info, cfg.policy.chunk_size)
     built = sft.build(cfg)
     policy = built.policy
-    policy_pre, policy_post = sft.policy_processors(policy.config, built.domain_id)
+    policy_pre, policy_post = sft.policy_processors(built)
     sft.check_instructions(policy_pre, [str(t) for t in dataset.meta.tasks.index], ConfigError)
-    batcher = DemoBatcher(sft.demo_processor(cfg.env.camera_size), policy_pre)
+    batcher = DemoBatcher(sft.demo_processor(cfg.env.camera_size), policy_pre, sft.demo_features)
     params = [p for p in policy.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in policy.parameters())
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -102,10 +130,10 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
     )
     log(
         f"sft: {info.episodes} episodes / {info.frames} frames of {args.dataset} ({info.image_size} px -> "
-        f"camera {cfg.env.camera_size}), X-VLA {cfg.policy.size} {n_params / 1e6:.2f} M params, "
+        f"camera {cfg.env.camera_size}), {sft.label or cfg.policy.type} {cfg.policy.size} {n_params / 1e6:.2f} M params, "
         f"chunk {cfg.policy.chunk_size}, batch {args.batch_size}, {args.steps} steps"
     )
-    torch.manual_seed(cfg.seed)  # flow-matching t and noise draws inside XVLAModel.forward
+    torch.manual_seed(cfg.seed)  # flow-matching t and noise draws inside the policy's forward
     policy.train()
     loader = _loader(dataset, args.batch_size, args.workers, cfg.seed)
     batches = iter(loader)
@@ -138,8 +166,7 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
             last = sum(window) / len(window)
             rate = (step + 1) / (time.perf_counter() - t0)
             log(
-                f"step {step + 1}/{args.steps}  loss {last:.4f}  (pos {parts.get('position_loss', 0):.4f} "
-                f"rot {parts.get('rotate6D_loss', 0):.4f} grip {parts.get('gripper_loss', 0):.4f})  "
+                f"step {step + 1}/{args.steps}  loss {last:.4f}  {sft.describe_loss(parts)}  "
                 f"grad {float(grad_norm):.3f}  lr {sched.get_last_lr()[0]:.2e}  {rate:.2f} steps/s"
             )
             window = []
@@ -151,8 +178,10 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
         "episodes": info.episodes,
         "frames": info.frames,
         "image_size": info.image_size,
+        "policy_type": cfg.policy.type,
         "policy_size": cfg.policy.size,
         "camera_size": cfg.env.camera_size,
+        "control_mode": cfg.env.control_mode,
         "chunk_size": cfg.policy.chunk_size,
         "seed": cfg.seed,
         "steps": args.steps,
@@ -167,7 +196,9 @@ def run_sft(args: SftArgs, log=print) -> SftResult:
         "seconds": round(seconds, 1),
         "padded_action_fraction": padded / total if total else 0.0,
     }
-    size = save_sft_checkpoint(policy, policy_pre, policy_post, built.tokenizer_path, args.out, provenance)
+    size = save_sft_checkpoint(
+        lambda directory: sft.save(built, policy_pre, policy_post, directory), args.out, provenance
+    )
     return SftResult(
         out=args.out,
         steps=args.steps,

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from pirl_core.config import RunConfig
 from pirl_core.policies.base import Context, CriticPlacement, FlowPolicyAdapter, Prediction
-from pirl_core.policies.pi.build import BuiltPi, build_pi_policy, write_arch
+from pirl_core.policies.pi.build import BuiltPi, build_pi_policy, write_arch, write_control_mode
 from pirl_core.policies.pi.layers import PrefixCache, gemma_pass
 from pirl_core.policies.pi.libero import ACTION_DIM
 from pirl_core.policies.pi.processors import (
@@ -62,6 +62,7 @@ class PiAdapter(FlowPolicyAdapter):
         self.arch = built.arch
         self.tokenizer_dir = built.tokenizer_dir
         self.source = built.source
+        self.control_mode = built.control_mode
         self.size = size
         cfg = self.policy.config
         self.chunk_size = int(cfg.chunk_size)
@@ -230,13 +231,16 @@ class PiAdapter(FlowPolicyAdapter):
     def save_pretrained(self, directory: Path) -> None:
         """LeRobot's layout (config.json + model.safetensors, loads with ``PI05Policy.from_pretrained``
         where openpi's transformers is installed) plus the pre/post-processors with the tokenizer
-        inside, and pirl's arch file for sizes LeRobot cannot name."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.policy.save_pretrained(directory)
-        self.processors.policy_pre.save_pretrained(directory)
-        self.processors.policy_post.save_pretrained(directory)
-        write_arch(directory, self.arch)
+        inside, pirl's arch file for sizes LeRobot cannot name and the control mode
+        (:func:`save_pi_pretrained`)."""
+        save_pi_pretrained(
+            directory,
+            self.policy,
+            self.processors.policy_pre,
+            self.processors.policy_post,
+            self.arch,
+            self.control_mode,
+        )
 
     def identity(self) -> dict[str, Any]:
         cfg = self.policy.config
@@ -245,6 +249,7 @@ class PiAdapter(FlowPolicyAdapter):
             {
                 "policy_type": self.policy_type,
                 "policy_size": self.size,
+                "control_mode": self.control_mode,
                 "policy_source": self.source if self.size == "pretrained" else self.size,
                 "arch": self.arch.as_dict() if self.arch is not None else "lerobot",
                 "vlm_width": int(self._pwe.paligemma.config.text_config.hidden_size),
@@ -258,9 +263,27 @@ class PiAdapter(FlowPolicyAdapter):
         return ident
 
 
+def save_pi_pretrained(
+    directory: Path, policy: Any, policy_pre: Any, policy_post: Any, arch: Any, control_mode: str
+) -> None:
+    """A π as pirl writes it everywhere (RL checkpoints and SFT, :mod:`pirl_core.policies.pi.sft`):
+    LeRobot's ``config.json`` + ``model.safetensors``, both processor pipelines (tokenizer and
+    statistics inside), ``pirl_pi_arch.json`` (tiny / small) and ``pirl_pi_control.json``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(directory)
+    policy_pre.save_pretrained(directory)
+    policy_post.save_pretrained(directory)
+    write_arch(directory, arch)
+    write_control_mode(directory, control_mode)
+
+
 def make_processors(built: BuiltPi) -> PiProcessors:
-    """A checkpoint's own processors when it has them (its statistics, its tokenizer), else pirl's."""
-    pre, post = make_policy_processors(built.policy_type, built.policy.config, built.tokenizer_dir)
+    """A checkpoint's own processors when it has them (its statistics, its tokenizer), else pirl's
+    (statistics for the policy's control mode)."""
+    pre, post = make_policy_processors(
+        built.policy_type, built.policy.config, built.tokenizer_dir, control_mode=built.control_mode
+    )
     ckpt = built.checkpoint_dir
     if ckpt is not None and (ckpt / "policy_preprocessor.json").is_file():
         pre, post = checkpoint_processors(
@@ -270,7 +293,9 @@ def make_processors(built: BuiltPi) -> PiProcessors:
             post.to_output,
             built.tokenizer_override,
         )
-    return PiProcessors(env_pre=make_env_preprocessor(), policy_pre=pre, policy_post=post)
+    return PiProcessors(
+        env_pre=make_env_preprocessor(), policy_pre=pre, policy_post=post, control_mode=built.control_mode
+    )
 
 
 def build_pi_adapter(cfg: RunConfig, task_descriptions: list[str]) -> PiAdapter:

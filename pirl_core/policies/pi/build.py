@@ -6,7 +6,9 @@
   224 px), random init — for parameter counts and GPU benchmarks.
 * ``pretrained``: any LeRobot π0/π0.5 checkpoint directory (or a cached hub snapshot), read
   locally, never downloaded. pirl's own tiny/small checkpoints carry :data:`ARCH_FILE` so they load
-  at their size; LeRobot's carry none and load at LeRobot's.
+  at their size; LeRobot's carry none and load at LeRobot's. A checkpoint pirl writes also records
+  the ``env.control_mode`` it acts in (:data:`CONTROL_FILE`; absent: LeRobot's π LIBERO checkpoints'
+  relative control); loading it under another mode is refused.
 
 Weights are loaded strictly: LeRobot's ``from_pretrained`` for π returns a randomly initialised
 model when the state dict does not fit (it prints a warning and carries on); pirl refuses instead.
@@ -29,6 +31,8 @@ from pirl_core.policies.pi.libero import ACTION_DIM, ACTION_KEY, IMAGE_KEYS, STA
 from pirl_core.policies.pi.tokenizer import PI_TOKENIZER_DIR
 
 ARCH_FILE = "pirl_pi_arch.json"  # written next to config.json by pirl for tiny / small policies
+CONTROL_FILE = "pirl_pi_control.json"  # {"control_mode": ...}: what the policy's actions mean
+DEFAULT_CONTROL_MODE = "relative"  # a checkpoint without CONTROL_FILE (LeRobot's pi05_libero)
 # pirl's π0.5 LIBERO prompt: <bos> + "task :" + <= 21 instruction words + ", state :" + 32 state bins
 # + "; action :" = at most 62 tokens. The state keeps LeRobot's padding to 32 (``max_state_dim``):
 # LeRobot's state-prompt step does not save its own ``max_state_dim``, so a reloaded pipeline
@@ -48,6 +52,7 @@ class BuiltPi:
     source: str  # "tiny(seed=N)" or the checkpoint it came from
     checkpoint_dir: Path | None = None  # its processors are used when present
     tokenizer_override: str = ""  # policy.tokenizer as given (a checkpoint's own tokenizer otherwise)
+    control_mode: str = DEFAULT_CONTROL_MODE  # env.control_mode the actions are meant for
 
 
 def policy_classes(policy_type: str) -> tuple[type, type]:
@@ -118,7 +123,8 @@ def build_from_config(cfg: RunConfig, seed: int | None = None) -> BuiltPi:
         torch.manual_seed(seed)
         policy = quiet_build(policy_cls, config)
     policy.to(cfg.policy.device)
-    return BuiltPi(policy, cfg.policy.type, arch, tokenizer_dir, f"{cfg.policy.size}(seed={seed})")
+    source = f"{cfg.policy.size}(seed={seed})"
+    return BuiltPi(policy, cfg.policy.type, arch, tokenizer_dir, source, control_mode=cfg.env.control_mode)
 
 
 def read_arch(directory: Path) -> PiArch | None:
@@ -131,6 +137,19 @@ def read_arch(directory: Path) -> PiArch | None:
 def write_arch(directory: Path, arch: PiArch | None) -> None:
     if arch is not None:
         (Path(directory) / ARCH_FILE).write_text(json.dumps(arch.as_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def read_control_mode(directory: Path) -> str:
+    """The ``env.control_mode`` a saved π acts in (:data:`CONTROL_FILE`, else relative)."""
+    path = Path(directory) / CONTROL_FILE
+    if not path.is_file():
+        return DEFAULT_CONTROL_MODE
+    return str(json.loads(path.read_text())["control_mode"])
+
+
+def write_control_mode(directory: Path, control_mode: str) -> None:
+    text = json.dumps({"control_mode": control_mode}, indent=2, sort_keys=True)
+    (Path(directory) / CONTROL_FILE).write_text(text + "\n")
 
 
 def load_weights_strictly(policy: Any, directory: Path) -> None:
@@ -205,6 +224,14 @@ def build_pretrained(cfg: RunConfig) -> BuiltPi:
         cfg.policy.pretrained_path, ("config.json", "model.safetensors"), "policy.pretrained_path"
     )
     check_device(cfg.policy.device)
+    saved_mode = read_control_mode(snap)
+    if saved_mode != cfg.env.control_mode:
+        raise ConfigError(
+            "env.control_mode",
+            cfg.env.control_mode,
+            f"{saved_mode!r} (the control mode {cfg.policy.pretrained_path} acts in, {CONTROL_FILE})",
+            hint=f"--env.control_mode={saved_mode}",
+        )
     policy, arch = load_pi_policy(
         snap,
         cfg.policy.type,
@@ -226,6 +253,7 @@ def build_pretrained(cfg: RunConfig) -> BuiltPi:
         str(cfg.policy.pretrained_path),
         checkpoint_dir=snap,
         tokenizer_override=cfg.policy.tokenizer,
+        control_mode=saved_mode,
     )
 
 

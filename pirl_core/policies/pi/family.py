@@ -6,7 +6,9 @@ from __future__ import annotations
 from pirl_core.config import CONFIG_SIZES, RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.base import FlowPolicyAdapter
-from pirl_core.policies.registry import PolicyFamily, register_policy_family
+from pirl_core.policies.pi import sft
+from pirl_core.policies.pi.libero import DEMO_STATE_KEY
+from pirl_core.policies.registry import PolicyFamily, SftSupport, register_policy_family
 
 
 def make_adapter(cfg: RunConfig, task_descriptions: list[str]) -> FlowPolicyAdapter:
@@ -22,6 +24,12 @@ def make_adapter(cfg: RunConfig, task_descriptions: list[str]) -> FlowPolicyAdap
     return build_pi_adapter(cfg, task_descriptions)
 
 
+def control_mode_of(directory) -> str:
+    from pirl_core.policies.pi.build import read_control_mode
+
+    return read_control_mode(directory)
+
+
 def _family(name: str) -> PolicyFamily:
     return register_policy_family(
         PolicyFamily(
@@ -29,6 +37,18 @@ def _family(name: str) -> PolicyFamily:
             config_sizes=CONFIG_SIZES,
             make_adapter=make_adapter,
             lerobot_type=name,
+            sft=SftSupport(
+                build=sft.build,
+                policy_processors=sft.policy_processors,
+                demo_processor=sft.demo_processor,
+                check_instructions=sft.check_instructions,
+                save=sft.save,
+                describe_loss=sft.describe_loss,
+                demo_features=(DEMO_STATE_KEY,),
+                control_mode=sft.SFT_CONTROL_MODE,
+                label=sft.LABELS[name],
+            ),
+            control_mode_of=control_mode_of,
         )
     )
 

@@ -7,7 +7,9 @@
       -> policy preprocessor [LeRobot's π pipeline: rename -> add batch -> normalise
                               -> (π0.5: state bins into the prompt) -> tokenizer -> device]
       -> π0/π0.5 (resize with padding to the model's image size, [-1, 1])
-      -> policy postprocessor [unnormalise -> cpu]          -> 7-dim LIBERO relative action
+      -> policy postprocessor [unnormalise -> cpu]          -> 7-dim LIBERO action, clipped to the
+                                                             bounds of env.control_mode (relative:
+                                                             [-1, 1]; absolute: workspace, +-pi, +-1)
 
 The policy pipelines are LeRobot's own (``make_pi05_pre_post_processors`` /
 ``make_pi0_pre_post_processors``) with one substitution: the tokenizer step is pirl's
@@ -18,7 +20,7 @@ pirl checkpoint on a machine without hub access.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import torch
 from lerobot.processor import PolicyProcessorPipeline
 
 from pirl_core.policies.embedded_tokenizer import EmbeddedTokenizerStep
-from pirl_core.policies.pi.libero import ACTION_DIM, normalisation_stats
+from pirl_core.policies.pi.libero import ACTION_DIM, action_bounds, normalisation_stats
 
 
 def _tensor_stats(stats: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, torch.Tensor]]:
@@ -35,10 +37,15 @@ def _tensor_stats(stats: dict[str, dict[str, list[float]]]) -> dict[str, dict[st
 
 
 def make_policy_processors(
-    policy_type: str, config: Any, tokenizer_dir: str, stats: dict | None = None
+    policy_type: str,
+    config: Any,
+    tokenizer_dir: str,
+    stats: dict | None = None,
+    control_mode: str = "relative",
 ) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
-    """LeRobot's π pre/post-processors for ``config`` with ``stats`` (default: pirl's LIBERO bounds,
-    :mod:`pirl_core.policies.pi.libero`) and the tokenizer of ``tokenizer_dir`` embedded.
+    """LeRobot's π pre/post-processors for ``config`` with ``stats`` (default: pirl's LIBERO bounds
+    for ``control_mode``, :mod:`pirl_core.policies.pi.libero`) and the tokenizer of
+    ``tokenizer_dir`` embedded.
 
     LeRobot's factory is called as it is; only the tokenizer step it constructs is pirl's (the
     factory's ``TokenizerProcessorStep`` name is rebound for the call): LeRobot's would download
@@ -63,7 +70,7 @@ def make_policy_processors(
     saved = module.TokenizerProcessorStep
     module.TokenizerProcessorStep = embedded_tokenizer
     try:
-        return make(config, dataset_stats=_tensor_stats(stats or normalisation_stats()))
+        return make(config, dataset_stats=_tensor_stats(stats or normalisation_stats(control_mode)))
     finally:
         module.TokenizerProcessorStep = saved
 
@@ -126,6 +133,11 @@ class PiProcessors:
     env_pre: PolicyProcessorPipeline
     policy_pre: PolicyProcessorPipeline
     policy_post: PolicyProcessorPipeline
+    control_mode: str = "relative"  # env.control_mode: what an action means, and its clip bounds
+    bounds: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bounds = np.asarray(action_bounds(self.control_mode), dtype=np.float32)
 
     def observation(self, raw_obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Raw LIBERO obs batch (with ``task``: the instructions) -> π input tensors."""
@@ -140,6 +152,8 @@ class PiProcessors:
         return {k: v for k, v in obs.items() if isinstance(v, torch.Tensor)}
 
     def action(self, actions: torch.Tensor) -> np.ndarray:
-        """(N, D) normalised actions -> (N, 7) LIBERO relative actions, clipped to LIBERO's [-1, 1]."""
+        """(N, D) normalised actions -> (N, 7) LIBERO actions, clipped to the control mode's bounds
+        (relative: LIBERO's [-1, 1]; absolute: the workspace, +-pi, the gripper's +-1)."""
         act = self.policy_post(actions[..., :ACTION_DIM])
-        return act.detach().cpu().numpy().astype(np.float32).clip(-1.0, 1.0)
+        act = act.detach().cpu().numpy().astype(np.float32)
+        return act.clip(self.bounds[:, 0], self.bounds[:, 1])

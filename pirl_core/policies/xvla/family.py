@@ -6,6 +6,7 @@ and toy runs never need them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pirl_core.config import CONFIG_SIZES, RunConfig
@@ -26,10 +27,10 @@ def build(cfg: RunConfig) -> Any:
         return build_xvla_policy(cfg)
 
 
-def policy_processors(config: Any, domain_id: int) -> tuple[Any, Any]:
+def policy_processors(built: Any) -> tuple[Any, Any]:
     from pirl_core.policies.xvla.processors import make_policy_processors
 
-    return make_policy_processors(config, domain_id)
+    return make_policy_processors(built.policy.config, built.domain_id)
 
 
 def demo_processor(camera_size: int) -> Any:
@@ -44,6 +45,25 @@ def check_instructions(policy_pre: Any, texts: list[str], error_cls: type[Except
     check(policy_pre, texts, error_cls)
 
 
+def save(built: Any, policy_pre: Any, policy_post: Any, directory: Path) -> None:
+    """LeRobot's files, made self-contained by :func:`pirl_core.policies.xvla.portable.finalize`
+    (tokenizer copy, relative tokenizer name, image size in config.json)."""
+    from pirl_core.policies.xvla.portable import finalize
+
+    built.policy.save_pretrained(directory)
+    policy_pre.save_pretrained(directory)
+    policy_post.save_pretrained(directory)
+    finalize(directory, built.tokenizer_path)
+
+
+def describe_loss(parts: dict) -> str:
+    """LeRobot's X-VLA loss parts: flow matching on position and rotation, BCE on the gripper."""
+    return (
+        f"(pos {parts.get('position_loss', 0):.4f} rot {parts.get('rotate6D_loss', 0):.4f} "
+        f"grip {parts.get('gripper_loss', 0):.4f})"
+    )
+
+
 XVLA = register_policy_family(
     PolicyFamily(
         name="xvla",
@@ -55,6 +75,9 @@ XVLA = register_policy_family(
             policy_processors=policy_processors,
             demo_processor=demo_processor,
             check_instructions=check_instructions,
+            save=save,
+            describe_loss=describe_loss,
+            label="X-VLA",
         ),
     )
 )
