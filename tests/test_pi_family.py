@@ -215,20 +215,10 @@ def test_save_and_load_through_lerobot_from_pretrained(adapter: PiAdapter, obs: 
     from lerobot.processor import PolicyProcessorPipeline
 
     pre = PolicyProcessorPipeline.from_pretrained(str(d), "policy_preprocessor.json")
-    fresh = {
-        k: v
-        for k, v in pre(adapter.processors.env_pre(_lerobot_obs(raw_obs()))).items()
-        if isinstance(v, torch.Tensor)
-    }
+    from pirl_core.policies.lerobot_obs import through_pipelines
+
+    fresh = through_pipelines(raw_obs(), adapter.processors.env_pre, pre)
     assert [k for k in obs if not torch.equal(fresh[k], obs[k])] == []
-
-
-def _lerobot_obs(raw: dict) -> dict:
-    from lerobot.envs.utils import preprocess_observation
-
-    out = preprocess_observation({k: v for k, v in raw.items() if k != "task"})
-    out["task"] = list(raw["task"])
-    return out
 
 
 def test_a_weight_file_that_does_not_fit_is_refused(adapter: PiAdapter, tmp_path: Path) -> None:

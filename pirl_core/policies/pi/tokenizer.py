@@ -13,11 +13,10 @@ checks that a rebuild equals the shipped copy.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from pirl_core.policies.xvla.tokenizer import libero_instructions, save_wordlevel, words_of
+from pirl_core.policies.xvla.tokenizer import save_wordlevel, words_of
 from pirl_core.source import ASSETS_DIR
 
 PI_TOKENIZER_DIR = ASSETS_DIR / "tokenizer" / "pi_libero_wordlevel"
@@ -44,16 +43,7 @@ def build_pi_tokenizer(instructions: Iterable[str], out_dir: Path) -> Path:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else PI_TOKENIZER_DIR
-    build_pi_tokenizer(libero_instructions(), out)
-    print(f"wrote {out}")
-    return 0
-
-
 if __name__ == "__main__":  # pragma: no cover - maintenance command
-    from pirl_core.process_env import configure_process
+    from pirl_core.policies.xvla.tokenizer import rebuild_main
 
-    configure_process()  # reading LIBERO's instructions imports robosuite
-    raise SystemExit(main())
+    raise SystemExit(rebuild_main(build_pi_tokenizer, PI_TOKENIZER_DIR))

@@ -165,15 +165,9 @@ class XVLAProcessors:
 
     def observation(self, raw_obs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Raw LIBERO obs batch (with ``task``: list of instructions) -> X-VLA input tensors."""
-        from lerobot.envs.utils import preprocess_observation
+        from pirl_core.policies.lerobot_obs import through_pipelines
 
-        if "task" not in raw_obs:
-            raise KeyError("raw LIBERO observation needs 'task' (the instructions) for the tokenizer")
-        obs = preprocess_observation({k: v for k, v in raw_obs.items() if k != "task"})
-        obs["task"] = list(raw_obs["task"])
-        obs = self.env_pre(obs)
-        obs = self.policy_pre(obs)
-        return {k: v for k, v in obs.items() if isinstance(v, torch.Tensor)}
+        return through_pipelines(raw_obs, self.env_pre, self.policy_pre)
 
     def action(self, actions: torch.Tensor) -> np.ndarray:
         """(N, 20) ee6d actions with gripper probabilities -> (N, 7) LIBERO absolute actions."""

@@ -121,16 +121,18 @@ def tokenizer_vocab_size(path: str | Path) -> int:
     return len(tok)
 
 
-def main(argv: list[str] | None = None) -> int:
+def rebuild_main(build, default_dir: Path, argv: list[str] | None = None) -> int:
+    """``python -m <tokenizer module> [OUT_DIR]``: rebuild a shipped LIBERO tokenizer with
+    ``build(instructions, out_dir)`` (reading LIBERO's instructions imports robosuite)."""
+    from pirl_core.process_env import configure_process
+
+    configure_process()
     argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else TOKENIZER_DIR
-    build_wordlevel_tokenizer(libero_instructions(), out)
+    out = Path(argv[0]) if argv else default_dir
+    build(libero_instructions(), out)
     print(f"wrote {out} ({tokenizer_vocab_size(out)} tokens)")
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
-    from pirl_core.process_env import configure_process
-
-    configure_process()  # reading LIBERO's instructions imports robosuite
-    raise SystemExit(main())
+    raise SystemExit(rebuild_main(build_wordlevel_tokenizer, TOKENIZER_DIR))
