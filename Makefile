@@ -5,10 +5,9 @@ SHELL := bash
 ENSURE := scripts/ensure_env.sh
 ARGS ?=
 PYTEST_ARGS ?=
-# TEST_WORKERS=2 spreads the suite over two pytest-xdist workers (a file per worker): about 11 min
-# instead of 17 on two cores, but some end-to-end tests are timing-sensitive under that contention
-# (a full-disk scenario, a resumed learner's update count), so the default, and CI, run serially.
-TEST_WORKERS ?= 0
+# The suite runs on two pytest-xdist workers (a file per worker): about 11 min instead of 17 on two
+# cores, inside CI's 15. TEST_WORKERS=0 runs it serially in one process; TEST_WORKERS=N uses N.
+TEST_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: help install smoke test test-fast lint format screenshots bench lift console
@@ -17,7 +16,7 @@ help:
 	@echo "make smoke        install if needed, then run the headless smoke job (learner + actor)"
 	@echo "                  ARGS=\"--resume\" continues the newest run under outputs/smoke"
 	@echo "make install      create/refresh the cached venv (dependencies + the dev and libero extras)"
-	@echo "make test         install if needed, then run the whole test suite"
+	@echo "make test         install if needed, then run the whole test suite (2 workers; TEST_WORKERS=0: serially)"
 	@echo "make test-fast    the suite without end-to-end tests marked slow"
 	@echo "make console      open pirl-console"
 	@echo "make screenshots  regenerate screenshots/*.svg"

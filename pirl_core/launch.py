@@ -185,6 +185,35 @@ def _spawn(child: ChildCommand, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+class PipeLines:
+    """Whole lines from the children's pipes, as soon as they arrive.
+
+    Why not ``readline()`` on each ``Popen.stdout`` once ``select`` says it is readable: that
+    buffered reader takes everything in the pipe, returns the first line and keeps the rest in
+    Python's buffer, which ``select`` cannot see. A line written together with an earlier one (the
+    learner's ready line right after its ``resumed`` line, a ``pirl-ckpt-event`` right after a step
+    line; the more likely the busier the machine) then waited until the child wrote again: the
+    actors started 30 s late (the learner's next "waiting" line), and a reader acting on a
+    learner parked at a checkpoint event saw it only after the park ended. Here every read takes
+    what the pipe holds (``os.read``, unbuffered) and hands back each complete line; a partial last
+    line waits for its end or for EOF."""
+
+    def __init__(self) -> None:
+        self._partial: dict[str, bytes] = {}
+
+    def read(self, name: str, fd: int) -> tuple[list[bytes], bool]:
+        """Complete lines now readable from ``fd`` (one ``os.read``; never blocks after ``select``),
+        and whether the pipe ended (then any unterminated last line is returned too)."""
+        chunk = os.read(fd, 1 << 16)
+        data = self._partial.pop(name, b"") + chunk
+        if not chunk:
+            return ([data] if data else []), True
+        *lines, rest = data.split(b"\n")
+        if rest:
+            self._partial[name] = rest
+        return [line + b"\n" for line in lines], False
+
+
 def _stream(
     procs: dict[str, subprocess.Popen], waiting: list[ChildCommand], env: dict[str, str]
 ) -> dict[str, int]:
@@ -204,10 +233,11 @@ def _stream(
         _signal_all(procs, signal.SIGINT)
         return time.monotonic() + STOP_TIMEOUT_S
 
+    pending = PipeLines()
     while selector.get_map() or len(codes) < len(procs):
         for key, _ in selector.select(timeout=0.2) if selector.get_map() else []:
-            line = key.fileobj.readline()
-            if line:
+            lines, ended = pending.read(key.data, key.fileobj.fileno())
+            for line in lines:
                 text = line.decode(errors="replace")
                 sys.stdout.write(f"{key.data:>8} | {text}")
                 sys.stdout.flush()
@@ -216,7 +246,7 @@ def _stream(
                         procs[child.name] = _spawn(child, env)
                         selector.register(procs[child.name].stdout, selectors.EVENT_READ, child.name)
                     waiting = []
-            else:
+            if ended:
                 selector.unregister(key.fileobj)
         if not selector.get_map():
             time.sleep(0.05)

@@ -2,7 +2,9 @@
 namespace, so the tmpfs mounted here is nobody else's and vanishes with this process).
 
 1. mount a small tmpfs and launch a toy run on it; the learner is parked (PIRL_CKPT_PAUSE_AT) just
-   before its second checkpoint, this script then fills the disk to the last byte;
+   before its second checkpoint, this script then fills the disk to the last byte and only then
+   releases it (PIRL_CKPT_RELEASE, a file outside the tmpfs): no race between the fill and a fixed
+   pause, however busy the machine;
 2. record the launch's exit code and output, and what ``checkpoints/`` holds;
 3. delete the filler (the fault is gone) and launch ``--resume``; record the same.
 
@@ -42,7 +44,7 @@ def state(run: Path) -> dict:
     }
 
 
-def launch(run: Path, *extra: str, env: dict[str, str]) -> dict:
+def launch(run: Path, *extra: str, env: dict[str, str], release: Path | None = None) -> dict:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,6 +66,8 @@ def launch(run: Path, *extra: str, env: dict[str, str]) -> dict:
         lines.append(line)
         if "pirl-ckpt-event 2 start" in line:
             fill(run.parent / "filler")
+            if release is not None:
+                release.touch()
     code = proc.wait(timeout=300)
     return {"code": code, "output": "".join(lines), **state(run)}
 
@@ -74,8 +78,14 @@ def main() -> int:
     disk.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
     run = disk / "run"
-    env = dict(os.environ, PIRL_CKPT_PAUSE_S="3", PIRL_CKPT_PAUSE_AT="2:start")
-    full = launch(run, env=env)
+    release = base / "release"  # beside the tmpfs, not on it: writable while the disk is full
+    env = dict(
+        os.environ,
+        PIRL_CKPT_PAUSE_S="120",  # an upper bound: the learner goes on once `release` exists
+        PIRL_CKPT_PAUSE_AT="2:start",
+        PIRL_CKPT_RELEASE=str(release),
+    )
+    full = launch(run, env=env, release=release)
     (disk / "filler").unlink()
     resumed = launch(run, "--resume", env=dict(os.environ))
     print(json.dumps({"full": full, "resumed": resumed}))

@@ -98,3 +98,31 @@ def test_an_actor_failing_because_its_learner_failed_does_not_hide_the_learners_
     codes = _stream(procs, [actor], env)
     assert codes["actor-0"] == 5 and codes["learner"] == ExitCode.STORAGE
     assert outcome(codes) == ExitCode.STORAGE
+
+
+def test_a_ready_line_that_arrives_with_another_starts_the_actors_at_once(tmp_path: Path) -> None:
+    """The learner's ``resumed`` and ``ready`` lines reach launch's pipe in one read (what a busy
+    machine makes likely). Before: launch relayed the first and left the ready line in its
+    reader's buffer until the learner wrote again (its "waiting" line, 30 s later), so the actors
+    started late; here the learner writes nothing more until its actor has started."""
+    from pirl_core.launch import ChildCommand, _stream
+
+    started = tmp_path / "actor-started"
+    learner_code = (
+        "import os, sys, time\n"
+        "sys.stdout.write('[learner] resumed checkpoint=x version=1\\n[learner] ready port=1\\n')\n"
+        "sys.stdout.flush()\n"
+        "deadline = time.monotonic() + 15\n"
+        f"while not os.path.exists({str(started)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        f"raise SystemExit(0 if os.path.exists({str(started)!r}) else 3)\n"
+    )
+    learner = ChildCommand("learner", "learner", (sys.executable, "-c", learner_code))
+    actor_code = f"open({str(started)!r}, 'w').close()"
+    actor = ChildCommand("actor-0", "actor", (sys.executable, "-c", actor_code))
+    env = child_env()
+    procs = {
+        "learner": subprocess.Popen(learner.argv, stdout=subprocess.PIPE, env=env, start_new_session=True)
+    }
+    codes = _stream(procs, [actor], env)
+    assert codes == {"learner": 0, "actor-0": 0}, "the actor started only after the learner gave up"

@@ -52,16 +52,26 @@ def test_resumed_learner_pushes_new_sigma_to_the_running_actor(tmp_path: Path, r
     run.actor()
     wait_for(out, event("checkpoint"))
     run.kill("learner")  # kill -9: no finish(), the actor keeps waiting for a learner
-    step = max(r["step"] for r in records(out) if r.get("event") == "checkpoint")
+    # Where the resume starts is what `last` says once the learner is dead: the killed learner may
+    # have saved (or logged the metrics of) a later update after the event seen above.
+    step = int((out / "checkpoints" / "last").resolve().name)
     resume = ["--resume", f"--learner.updates={step + 3}", "--recipe.sigma_max=0.5"]
     run.learner(*resume, f"--learner.port={run.port}", name="resumed")  # where the actor looks
     assert run.wait("resumed", "actor-0") == {"resumed": 0, "actor-0": 0}, run.log("resumed")
-    after = [r for r in records(out) if r["kind"] == "metrics" and r["step"] > step]
-    assert len(after) == 3
+    learner_records = records(out)
+    start = max(i for i, r in enumerate(learner_records) if r.get("event") == "run")  # the resumed one's
+    mine = learner_records[start:]
+    assert [r["step"] for r in mine if r.get("event") == "resumed"] == [step]
+    after = [r for r in mine if r["kind"] == "metrics"]
+    assert [r["step"] for r in after] == [step + 1, step + 2, step + 3]
     assert all(r["ratio_check"] < 1e-3 for r in after), [r["ratio_check"] for r in after]
+    pushed = [r for r in records(out, "actor-0") if r.get("event") == "behaviour"]
+    assert [r["changed"].get("recipe.sigma_max") for r in pushed] == [0.5], pushed
 
 
-def test_restarted_actor_rejoins_and_the_run_is_exactly_the_clean_one(tmp_path: Path, runs) -> None:
+def test_restarted_actor_rejoins_and_the_run_is_exactly_the_clean_one(
+    tmp_path: Path, runs, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clean = runs(tmp_path / "clean", "--learner.updates=4")
     clean.learner()
     clean.actor()
@@ -69,11 +79,20 @@ def test_restarted_actor_rejoins_and_the_run_is_exactly_the_clean_one(tmp_path: 
 
     out = tmp_path / "rejoin"
     run = runs(out, "--learner.updates=4")
+    # The kill lands wherever the learner is after checkpoint 1 (a toy update takes ~0.1 s), but
+    # never after its last gather: it is parked before checkpoint 3, before it publishes version 3,
+    # until the new actor is started. Before, a late kill (a busy machine) found the run finished
+    # and the new actor waited for a learner that was gone.
+    release = tmp_path / "release"
+    monkeypatch.setenv("PIRL_CKPT_PAUSE_S", "120")
+    monkeypatch.setenv("PIRL_CKPT_PAUSE_AT", "3:start")
+    monkeypatch.setenv("PIRL_CKPT_RELEASE", str(release))
     run.learner()
     run.actor()
     wait_for(out, event("checkpoint"), timeout=60)
     run.kill("actor-0")
     run.actor(name="actor-0-again")  # same --actor-id
+    release.touch()  # update 4 still needs version 3's rollouts: only the new actor can send them
     assert run.wait("learner", "actor-0-again") == {"learner": 0, "actor-0-again": 0}, run.log("learner")
     expected, got = checkpoint_tensors(clean.out, 4), checkpoint_tensors(out, 4)
     assert expected.keys() == got.keys() and expected

@@ -8,6 +8,7 @@ TransportError that names host:port and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -362,3 +363,30 @@ def test_heartbeat_carries_the_actors_progress_and_a_malformed_one_is_dropped(se
         services_pb2.Empty(), timeout=WAIT, metadata=((ACTOR_ID_METADATA, "2"), (PROGRESS_METADATA, "{oops"))
     )
     assert server.last_contact(2) > before and server.actor_progress(2) == progress
+
+
+def test_a_learner_that_vanishes_right_after_ready_is_reported_not_waited_for(clients) -> None:
+    """The learner answers the reconnect's Ready and is gone before the stream call (a learner
+    stopping, or dying, just then; a busy machine widens the gap). Before: StreamParameters was
+    made with wait_for_ready and no deadline, so it queued until some learner listened there again,
+    for ever; the actor never said that no learner answered."""
+    srv = LearnerServer("127.0.0.1", 0).start()
+    client = clients(srv.port, 1, connect_timeout_s=0.8)
+    answered = client.wait_for_learner
+
+    def answered_then_gone(*args, **kwargs) -> float:
+        waited = answered(*args, **kwargs)
+        if srv._server is not None:  # the first answer only: later Ready calls find nobody
+            srv.stop(grace=0)
+            # the channel notices (a call fails on the closed connection, a reconnect is refused):
+            # from here on a call that waits for readiness waits for a learner to listen again
+            with contextlib.suppress(grpc.RpcError):
+                client._stub.Ready(services_pb2.Empty(), timeout=1.0, metadata=client._metadata)
+            time.sleep(0.3)
+        return waited
+
+    client.wait_for_learner = answered_then_gone
+    t0 = time.monotonic()
+    with pytest.raises(TransportError, match=f"no learner answered at 127.0.0.1:{srv.port}"):
+        client.receive_parameters(min_version=1, timeout=WAIT)
+    assert time.monotonic() - t0 < 5.0

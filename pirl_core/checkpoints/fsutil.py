@@ -26,6 +26,10 @@ PAUSE_AT_ENV = "PIRL_CKPT_PAUSE_AT"
 """Optional, with PIRL_CKPT_PAUSE_S: comma-separated events, ``name`` or ``step:name`` (e.g.
 ``3:training_step``); sleep only at those (every event is still announced). Lets a test park the
 writer at exactly one point without slowing the rest."""
+RELEASE_ENV = "PIRL_CKPT_RELEASE"
+"""Optional, with PIRL_CKPT_PAUSE_S: a file path; a pause ends as soon as that file exists
+(PIRL_CKPT_PAUSE_S stays the upper bound). Lets a test act on the parked writer (fill its disk, ...)
+and then let it go on: a handshake, where a fixed sleep races the test on a busy machine."""
 
 
 def pause_point(step: int, name: str) -> None:
@@ -36,7 +40,13 @@ def pause_point(step: int, name: str) -> None:
     only = os.environ.get(PAUSE_AT_ENV)
     if only and not {name, f"{step}:{name}"} & set(only.split(",")):
         return
-    time.sleep(float(raw))
+    release = os.environ.get(RELEASE_ENV)
+    if not release:
+        time.sleep(float(raw))
+        return
+    deadline = time.monotonic() + float(raw)
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def fsync_path(path: Path) -> None:

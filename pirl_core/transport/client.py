@@ -243,8 +243,11 @@ class ActorClient:
                 self.reconnects += 1
             first = False
             try:
+                # Not wait_for_ready: Ready has just answered, so the channel is up; a learner that
+                # vanished since then must fail this call at once (the loop then waits for it under
+                # connect_timeout_s), not queue it until some learner listens again, for ever.
                 call = self._stub.StreamParameters(
-                    services_pb2.Empty(), metadata=self._metadata, wait_for_ready=True
+                    services_pb2.Empty(), metadata=self._metadata, wait_for_ready=False
                 )
             except ValueError:  # close() shut the channel between the check above and this call
                 if self._closed.is_set():
