@@ -122,6 +122,5 @@ def test_tiny_pi05_raises_held_out_success_on_a_toy_task() -> None:
         trainer.update(batch)
     after = means(env, ac, val_ids, seed=0, deterministic=True)
     # measured: mean +0.37 (sample spread 0.34), held-out success 0.19 -> 0.69
-    print(f"held-out mean {start.mean():+.3f} -> {after.mean():+.3f} (spread {samples.std():.3f}), success {(start > env.tau).mean():.2f} -> {(after > env.tau).mean():.2f}")
     assert after.mean() - start.mean() > 0.5 * samples.std(), (start.mean(), after.mean(), samples.std())
     assert (after > env.tau).mean() >= (start > env.tau).mean() + 0.25
