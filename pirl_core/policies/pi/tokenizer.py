@@ -45,5 +45,7 @@ def build_pi_tokenizer(instructions: Iterable[str], out_dir: Path) -> Path:
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
     from pirl_core.policies.xvla.tokenizer import rebuild_main
+    from pirl_core.process_env import configure_process
 
+    configure_process()  # reading LIBERO's instructions imports robosuite
     raise SystemExit(rebuild_main(build_pi_tokenizer, PI_TOKENIZER_DIR))

@@ -123,10 +123,7 @@ def tokenizer_vocab_size(path: str | Path) -> int:
 
 def rebuild_main(build, default_dir: Path, argv: list[str] | None = None) -> int:
     """``python -m <tokenizer module> [OUT_DIR]``: rebuild a shipped LIBERO tokenizer with
-    ``build(instructions, out_dir)`` (reading LIBERO's instructions imports robosuite)."""
-    from pirl_core.process_env import configure_process
-
-    configure_process()
+    ``build(instructions, out_dir)``."""
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else default_dir
     build(libero_instructions(), out)
@@ -135,4 +132,7 @@ def rebuild_main(build, default_dir: Path, argv: list[str] | None = None) -> int
 
 
 if __name__ == "__main__":  # pragma: no cover - maintenance command
+    from pirl_core.process_env import configure_process
+
+    configure_process()  # reading LIBERO's instructions imports robosuite
     raise SystemExit(rebuild_main(build_wordlevel_tokenizer, TOKENIZER_DIR))
