@@ -786,10 +786,10 @@ def validate_across(cfg: RunConfig) -> None:
     )
     if r.sft_loss_weight > 0:
         _require(
-            cfg.policy.type == "xvla",
+            cfg.policy.type != "mlp",
             "recipe.sft_loss_weight",
             r.sft_loss_weight,
-            f"0 for policy.type = {cfg.policy.type!r} (the co-training loss is LeRobot's X-VLA SFT loss)",
+            "0 for policy.type = 'mlp' (the co-training loss is a LeRobot policy's own SFT loss)",
         )
         _require(
             (Path(r.sft_dataset) / "meta" / "info.json").is_file(),

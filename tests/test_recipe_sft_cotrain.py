@@ -104,3 +104,43 @@ def test_cotraining_settings_are_validated(demos: Path, tmp_path: Path) -> None:
         load_config("toy", {"recipe.sft_loss_weight": 0.1, "recipe.sft_dataset": str(demos)})
     with pytest.raises(ConfigError, match="recipe.sft_loss_weight"):
         load_config("libero_tiny", {"recipe.sft_loss_weight": -0.1})
+
+
+def pi_cfg(demos: Path, weight: float, *extra: str):
+    return load_config(
+        "pi05_smoke",
+        [
+            f"env.camera_size={CAMERA}",
+            "env.control_mode=absolute",  # π trained on pirl's demonstrations acts on absolute targets
+            f"recipe.sft_loss_weight={weight}",
+            f"recipe.sft_dataset={demos}",
+            "recipe.sft_batch_size=4",
+            "recipe.update_epochs=1",
+            "recipe.drift_probe_states=0",
+            *extra,
+        ],
+    )
+
+
+def test_pi05_cotrains_with_its_own_loss_and_demo_processor(demos: Path) -> None:
+    """The term for π is LeRobot's PI05Policy.forward on the family's demo batch (8-dim LIBERO state,
+    rotated wrist view, absolute actions); its gradient reaches the action expert and it moves
+    the update."""
+    trainer = build(pi_cfg(demos, 0.5))
+    adapter = trainer.actor_critic.adapter
+    loss, _ = trainer.sft.loss(adapter, update_index=0, step=0)
+    assert loss.item() > 0 and torch.isfinite(loss)
+    loss.backward()
+    expert = adapter.policy.model.paligemma_with_expert.gemma_expert
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in expert.parameters())
+    adapter.zero_grad(set_to_none=True)
+    metrics = trainer.update(rollout_batch(trainer))
+    assert metrics["sft_loss"] > 0
+
+
+def test_pi_cotraining_refuses_a_relative_run_and_an_old_dataset(demos: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="env.control_mode"):
+        build(pi_cfg(demos, 0.1, "env.control_mode=relative"))
+    old = write_synthetic_demos(tmp_path / "old", camera_size=CAMERA, libero_state=False)
+    with pytest.raises(ConfigError, match="recipe.sft_dataset"):
+        build(pi_cfg(old, 0.1))

@@ -3,14 +3,15 @@
 Why: RLinf's LIBERO recipe optionally adds ``sft_loss_weight x flow-matching loss`` on a
 demonstration batch to every PPO minibatch (weight 0.1, 0.2 in a co-training config), which
 anchors the policy to the demonstrations while RL moves it. pirl reuses its SFT pieces exactly:
-the dataset opening and batching of :mod:`pirl_core.recipe.demo_data` and the loss
-:func:`sft_loss` (``XVLAPolicy.forward``), with the RL adapter's own policy pre-processor. Both
+the dataset opening and batching of :mod:`pirl_core.recipe.demo_data`, the family's demo processor
+(``SftSupport``: X-VLA, π0, π0.5) and the loss :func:`sft_loss` (the LeRobot policy's own
+``forward``), with the RL adapter's own policy pre-processor. Both
 live here, in the recipe layer, because the RL trainer uses them; the SFT application
 (:mod:`pirl_core.sft`) imports them from here.
 
 Differences from the SFT loop, on purpose:
 
-* The policy stays in eval mode (the RL adapter keeps X-VLA dropout-free so PPO ratios are exact),
+* The policy stays in eval mode (the RL adapter keeps the policy dropout-free so PPO ratios are exact),
   so the term is LeRobot's loss without dropout.
 * The demonstration batch and the flow-matching draws inside ``XVLAPolicy.forward`` are functions
   of (run seed, update index, minibatch step) only: a private generator picks the frames and the
@@ -26,12 +27,13 @@ import torch
 from torch import Tensor
 
 from pirl_core.errors import ConfigError
-from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info
+from pirl_core.recipe.demo_data import DemoBatcher, check_family_inputs, open_demos, read_info
 
 
 def sft_loss(policy, batcher: DemoBatcher, raw: dict) -> tuple[Tensor, dict]:
-    """LeRobot's X-VLA SFT loss (``XVLAPolicy.forward``: flow matching towards the clean chunk,
-    BCE on the gripper channels) of one collated demonstration batch: (loss, its parts). The one
+    """A LeRobot policy's own SFT loss (``forward``: X-VLA's flow matching towards the clean chunk
+    with BCE on the gripper channels, π's flow matching on the velocity) of one collated
+    demonstration batch: (loss, its parts). The one
     place pirl computes it: the SFT loop (:mod:`pirl_core.sft.train`) and RL's co-training term
     (``recipe.sft_loss_weight``, :class:`SftCoTraining`) both call this."""
     return policy.forward(batcher(raw))
@@ -43,25 +45,32 @@ def _key(seed: int, update_index: int, step: int) -> int:
 
 
 class SftCoTraining:
-    """Demonstration minibatches and their SFT loss for the RL trainer (X-VLA adapters)."""
+    """Demonstration minibatches and their SFT loss for the RL trainer (any family with
+    ``SftSupport``: the family's demo processor and features, the RL adapter's policy preprocessor)."""
 
-    def __init__(
-        self, adapter, dataset_dir: str | Path, chunk_size: int, camera_size: int, batch_size: int, seed: int
-    ) -> None:
-        from pirl_core.policies.xvla.adapter import check_instructions
-        from pirl_core.policies.xvla.processors import make_demo_processor
+    def __init__(self, adapter, cfg) -> None:
+        from pirl_core.policies.registry import policy_family
 
-        root = Path(dataset_dir)
+        r = cfg.recipe
+        sft = policy_family(cfg.policy.type).sft
+        if sft is None:
+            raise ConfigError(
+                "recipe.sft_loss_weight",
+                r.sft_loss_weight,
+                f"0 for policy.type = {cfg.policy.type!r} (the family has no SFT support)",
+            )
+        root = Path(r.sft_dataset)
         try:
             info = read_info(root, None)
         except ConfigError as err:
             raise ConfigError("recipe.sft_dataset", str(root), err.expected) from err
-        self.dataset = open_demos(root, info, chunk_size)
+        check_family_inputs(sft, cfg, info, root, field="recipe.sft_dataset")
+        self.dataset = open_demos(root, info, cfg.policy.chunk_size)
         policy_pre = adapter.processors.policy_pre
-        check_instructions(policy_pre, [str(t) for t in self.dataset.meta.tasks.index], ConfigError)
-        self.batcher = DemoBatcher(make_demo_processor(camera_size), policy_pre)
-        self.batch_size = batch_size
-        self.seed = seed
+        sft.check_instructions(policy_pre, [str(t) for t in self.dataset.meta.tasks.index], ConfigError)
+        self.batcher = DemoBatcher(sft.demo_processor(cfg.env.camera_size), policy_pre, sft.demo_features)
+        self.batch_size = r.sft_batch_size
+        self.seed = cfg.seed
 
     def indices(self, update_index: int, step: int) -> list[int]:
         """The frames of one minibatch's demonstration batch (without replacement)."""
@@ -90,6 +99,4 @@ def sft_cotraining_for(cfg, adapter) -> SftCoTraining | None:
     r = cfg.recipe
     if r.sft_loss_weight <= 0:
         return None
-    return SftCoTraining(
-        adapter, r.sft_dataset, cfg.policy.chunk_size, cfg.env.camera_size, r.sft_batch_size, cfg.seed
-    )
+    return SftCoTraining(adapter, cfg)

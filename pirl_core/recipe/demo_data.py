@@ -101,3 +101,28 @@ class DemoBatcher:
     def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = self.policy_pre(self.demo_pre({k: batch[k] for k in self.keys}))
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+RERECORD = "python -m pirl_core.demos.record --suite SUITE --tasks IDS --episodes-per-task N --out NEW_DIR"
+
+
+def check_family_inputs(sft, cfg, info, dataset_dir: Path, field: str = "--dataset") -> None:
+    """The dataset holds the features the family reads, and the run is in the control mode the
+    family's SFT trains for (``SftSupport.demo_features`` / ``control_mode``). One check for SFT
+    (``field`` = ``--dataset``) and RL's co-training term (``recipe.sft_dataset``)."""
+    for key in sft.demo_features:
+        if key not in info.features:
+            raise ConfigError(
+                f"{field} {key}" if field.startswith("--") else field,
+                None if field.startswith("--") else str(dataset_dir),
+                f"a dataset holding {key} (policy.type {cfg.policy.type!r} reads it; {dataset_dir} "
+                "was recorded before pirl stored it)",
+                hint=f"re-record it: {RERECORD}",
+            )
+    if sft.control_mode is not None and cfg.env.control_mode != sft.control_mode:
+        raise ConfigError(
+            "env.control_mode",
+            cfg.env.control_mode,
+            f"{sft.control_mode!r} for policy.type {cfg.policy.type!r} trained on pirl's demonstrations",
+            hint=f"--env.control_mode={sft.control_mode}",
+        )

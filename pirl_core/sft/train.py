@@ -22,7 +22,7 @@ import torch
 from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError, DivergedError
 from pirl_core.recipe.cotrain import sft_loss
-from pirl_core.recipe.demo_data import DemoBatcher, open_demos, read_info
+from pirl_core.recipe.demo_data import DemoBatcher, check_family_inputs, open_demos, read_info
 
 
 @dataclass
@@ -81,30 +81,6 @@ def _loader(dataset, batch_size: int, workers: int, seed: int):
         generator=gen,
         persistent_workers=workers > 0,
     )
-
-
-RERECORD = "python -m pirl_core.demos.record --suite SUITE --tasks IDS --episodes-per-task N --out NEW_DIR"
-
-
-def check_family_inputs(sft, cfg: RunConfig, info, dataset_dir: Path) -> None:
-    """The dataset holds the features the family reads, and the run is in the control mode the
-    family's SFT trains for (``SftSupport.demo_features`` / ``control_mode``)."""
-    for key in sft.demo_features:
-        if key not in info.features:
-            raise ConfigError(
-                f"--dataset {key}",
-                None,
-                f"a dataset holding {key} (policy.type {cfg.policy.type!r} reads it; {dataset_dir} "
-                "was recorded before pirl stored it)",
-                hint=f"re-record it: {RERECORD}",
-            )
-    if sft.control_mode is not None and cfg.env.control_mode != sft.control_mode:
-        raise ConfigError(
-            "env.control_mode",
-            cfg.env.control_mode,
-            f"{sft.control_mode!r} for SFT of policy.type {cfg.policy.type!r} on pirl's demonstrations",
-            hint=f"--env.control_mode={sft.control_mode}",
-        )
 
 
 def run_sft(args: SftArgs, log=print) -> SftResult:
