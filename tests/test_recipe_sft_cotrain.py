@@ -1,6 +1,7 @@
 """SFT co-training (``recipe.sft_loss_weight``): the term is exactly pirl's SFT loss (LeRobot's
-``XVLAPolicy.forward``) on a demonstration batch, its gradient reaches the policy, its batches are
-a function of (seed, update, step), and weight 0 is bitwise the run without it."""
+``XVLAPolicy.forward``; π's ``PI05Policy.forward`` through π's demo processor) on a demonstration
+batch, its gradient reaches the policy, its batches are a function of (seed, update, step), and
+weight 0 is bitwise the run without it."""
 
 from __future__ import annotations
 
