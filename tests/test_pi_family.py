@@ -359,3 +359,15 @@ def test_a_lerobot_checkpoint_reads_its_own_tokenizer_files_or_refuses_with_the_
             loaded.predict(x, torch.full((2,), 0.5), loaded.encode(b)).value,
             adapter.predict(x, torch.full((2,), 0.5), adapter.encode(a)).value,
         )
+
+
+def test_a_state_beyond_its_bounds_never_reaches_the_model_as_unknown(adapter: PiAdapter) -> None:
+    """LeRobot digitises the normalised state without clipping: below -1 the bin is written "-1".
+    pirl's tokenizer knows it, so an unusual scene's state is still read (above 1 it is 255)."""
+    raw = raw_obs(seed=6)
+    raw["robot_state"]["eef"]["pos"][:] = [[-9.0, 9.0, -9.0], [9.0, -9.0, 9.0]]
+    tokens = adapter.prepare_obs(raw)["observation.language.tokens"]
+    unk = next(
+        s for s in adapter.processors.policy_pre.steps if hasattr(s, "input_tokenizer")
+    ).input_tokenizer
+    assert unk.unk_token_id not in tokens.tolist()[0] + tokens.tolist()[1]

@@ -26,8 +26,11 @@ STATE_BINS = 256
 
 
 def prompt_words() -> list[str]:
-    """The words of the π0.5 prompt around the instruction, and every state bin."""
-    return words_of(PROMPT_TEMPLATE.format(task="", state=" ".join(str(i) for i in range(STATE_BINS))))
+    """The words of the π0.5 prompt around the instruction, and every state bin LeRobot can write:
+    0-255, and -1 for a state below its lower bound (LeRobot digitises without clipping; ``-1``
+    splits into ``-`` and ``1``), so no state ever reaches the model as ``<unk>``."""
+    bins = " ".join(str(i) for i in range(-1, STATE_BINS))
+    return words_of(PROMPT_TEMPLATE.format(task="", state=bins))
 
 
 def build_pi_tokenizer(instructions: Iterable[str], out_dir: Path) -> Path:
