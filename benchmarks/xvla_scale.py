@@ -7,6 +7,13 @@ On CUDA it builds ``policy.size = "full"`` (LeRobot's default X-VLA, ~0.88 B, ra
 256x256 cameras and chunk 30 (10 executed), as ``bench`` runs it. Without CUDA it falls back to a
 reduced size (the tiny architecture, ``--hidden-dim`` wide, 64x64 cameras, chunk 8) and says so.
 
+``--policy-type pi05`` (or ``pi0``) runs the same tables for LeRobot's π (full: 3.6 B parameters;
+the action-expert's unused vocabulary head stays frozen in every variant; the block-level precision
+study is X-VLA's only). For π0.5 as ``pi05_bench`` runs it on a GPU::
+
+    python benchmarks/xvla_scale.py --policy-type pi05 --camera 224 --chunk 50 --action-steps 5 \
+        --denoise-steps 5 --dtypes bfloat16 --micro 8 16
+
 What is measured, per variant (one model build; its initial weights are restored before each):
 
 * **sample**: ``ActorCritic.act`` (encode + K noisy steps + value) per chunk batch B;
@@ -51,7 +58,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pirl_core.config import RunConfig, load_config  # noqa: E402
 from pirl_core.policies.factory import COMPUTE_DTYPES, make_adapter  # noqa: E402
-from pirl_core.policies.xvla.adapter import VLM_PREFIX  # noqa: E402
+from pirl_core.policies.pi.adapter import VLM_PREFIX as PI_VLM_PREFIX  # noqa: E402
+from pirl_core.policies.xvla.adapter import VLM_PREFIX as XVLA_VLM_PREFIX  # noqa: E402
+
+# The VLM of each LeRobot family (frozen by recipe.train_vlm = false), and the profile its reduced
+# size starts from.
+VLM_PREFIXES = {"xvla": XVLA_VLM_PREFIX, "pi05": PI_VLM_PREFIX, "pi0": PI_VLM_PREFIX}
+PROFILES = {"xvla": "libero_tiny", "pi05": "pi05_smoke", "pi0": "pi05_smoke"}
 from pirl_core.recipe.actor_critic import ActorCritic, build_actor_critic  # noqa: E402
 from pirl_core.recipe.trainer import PolicyTrainer  # noqa: E402
 from pirl_core.rollout import RolloutBatch  # noqa: E402
@@ -172,6 +185,7 @@ def timeit(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
 def make_config(args: argparse.Namespace, cuda: bool) -> RunConfig:
     overrides: dict[str, object] = {
         "seed": 0,
+        "policy.type": args.policy_type,
         "policy.size": args.size,
         "policy.device": "cuda" if cuda else "cpu",
         "policy.hidden_dim": args.hidden_dim,
@@ -187,7 +201,7 @@ def make_config(args: argparse.Namespace, cuda: bool) -> RunConfig:
         "recipe.logprob_step_reduction": args.reduction,
         "recipe.logprob_tolerance": 0.0,  # measured here, not enforced
     }
-    return load_config("libero_tiny", overrides)
+    return load_config(PROFILES[args.policy_type], overrides)
 
 
 def observations(ac: ActorCritic, batch: int, seed: int, camera: int) -> dict[str, torch.Tensor]:
@@ -212,11 +226,19 @@ def sample_batch(ac: ActorCritic, n: int, actor_batch: int, camera: int) -> Roll
     )
 
 
+def vlm_prefix(ac: ActorCritic) -> str:
+    from pirl_core.policies.pi.adapter import PiAdapter
+
+    return PI_VLM_PREFIX if isinstance(ac.adapter, PiAdapter) else XVLA_VLM_PREFIX
+
+
 def configure(ac: ActorCritic, dtype: str, train_vlm: bool) -> None:
     """Switch one built model between variants (same effect as building with these settings)."""
     adapter = ac.adapter
     adapter.compute_dtype = COMPUTE_DTYPES[dtype]
-    adapter.frozen_prefixes = () if train_vlm else (VLM_PREFIX,)
+    vlm = vlm_prefix(ac)
+    always = tuple(p for p in adapter.frozen_prefixes if p != vlm)  # e.g. π's unused vocabulary head
+    adapter.frozen_prefixes = always if train_vlm else (*always, vlm)
     adapter.set_rl_mode()
     ac.frozen_fingerprint = None  # recomputed by the next push (hashing 2.3 GB costs seconds)
 
@@ -446,6 +468,7 @@ def kl_sweep(args) -> None:
 def main() -> None:
     cuda = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policy-type", default="xvla", choices=sorted(VLM_PREFIXES))
     parser.add_argument("--size", default="full" if cuda else "tiny", choices=["tiny", "full"])
     parser.add_argument("--hidden-dim", type=int, default=128, help="tiny size only")
     parser.add_argument("--camera", type=int, default=256 if cuda else 64)
@@ -469,7 +492,9 @@ def main() -> None:
 
     device_name = torch.cuda.get_device_name(0) if cuda else f"CPU ({torch.get_num_threads()} threads)"
     size = (
-        "full (LeRobot default X-VLA)" if args.size == "full" else f"reduced: tiny, hidden {args.hidden_dim}"
+        f"full (LeRobot's default {args.policy_type})"
+        if args.size == "full"
+        else f"reduced: tiny ({args.policy_type})"
     )
     print(
         f"# xvla_scale on {device_name}; size {size}; camera {args.camera}; chunk {args.chunk} "
@@ -480,14 +505,15 @@ def main() -> None:
     t0 = time.perf_counter()
     ac = build_actor_critic(make_adapter(cfg, [DEFAULT_TASK]), cfg.recipe, seed=0)
     total = sum(p.numel() for p in ac.parameters())
-    vlm = sum(p.numel() for n, p in ac.adapter.named_parameters() if n.startswith(VLM_PREFIX))
+    vlm = sum(p.numel() for n, p in ac.adapter.named_parameters() if n.startswith(vlm_prefix(ac)))
     print(
         f"built in {time.perf_counter() - t0:.1f} s: {total / 1e6:.1f} M parameters "
-        f"({vlm / 1e6:.1f} M VLM, {(total - vlm) / 1e6:.1f} M action transformer + heads)"
+        f"({vlm / 1e6:.1f} M VLM, {(total - vlm) / 1e6:.1f} M action head/expert + heads)"
     )
     push_summary(ac)
     if not args.skip_updates:
-        precision_table(ac, args, ac.device)
+        if args.policy_type == "xvla":  # the block-level precision study is X-VLA's action transformer
+            precision_table(ac, args, ac.device)
         sampling_table(ac, args, ac.device)
         update_table(ac, cfg, args)
     if args.kl_sweep:
