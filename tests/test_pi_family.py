@@ -371,3 +371,24 @@ def test_a_state_beyond_its_bounds_never_reaches_the_model_as_unknown(adapter: P
         s for s in adapter.processors.policy_pre.steps if hasattr(s, "input_tokenizer")
     ).input_tokenizer
     assert unk.unk_token_id not in tokens.tolist()[0] + tokens.tolist()[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pirl_pi_arch.json", "{not json"),
+        ("pirl_pi_arch.json", '{"depth": 2}'),
+        ("pirl_pi_control.json", '{"control_mode": "sideways"}'),
+    ],
+)
+def test_a_damaged_sidecar_file_is_refused_by_name(
+    adapter: PiAdapter, tmp_path: Path, name: str, text: str
+) -> None:
+    """Guessing a π's size or control mode from a damaged file would load the wrong policy."""
+    from pirl_core.policies.pi.build import read_arch, read_control_mode
+
+    d = tmp_path / "m"
+    adapter.save_pretrained(d)
+    (d / name).write_text(text)
+    with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+        read_arch(d) if "arch" in name else read_control_mode(d)

@@ -137,6 +137,10 @@ def test_checkpoint_is_the_adapters_layout_and_loads_for_rl(trained) -> None:
         assert (out / name).is_file(), name
     assert json.loads((out / "pirl_pi_control.json").read_text()) == {"control_mode": "absolute"}
     assert json.loads((out / "config.json").read_text())["type"] == policy_type
+    card = (out / "README.md").read_text()  # the card tells how LeRobot loads a tiny π
+    assert (
+        "lerobot[pi]" in card and "lerobot_pi_construction" in card and "--env.control_mode=absolute" in card
+    )
     cfg = pretrained_cfg(policy_type, out)
     actor = build_pi_adapter(cfg, list(TASKS))
     saved = load_file(str(out / "model.safetensors"))

@@ -23,6 +23,13 @@ MODEL_CARD = "README.md"
 SFT_INFO = "sft_info.json"
 # config.json type -> (name in the card's text, LeRobot module, class, where the tokenizer is)
 PI_TOKENIZER = "the tokenizer (inside the preprocessor's state)"
+PI_TYPES = ("pi0", "pi05")
+PI_NOTE = """
+LeRobot's π code needs openpi's patched transformers (`pip install "lerobot[pi]"`). A π of pirl's
+`tiny` or `small` size (`pirl_pi_arch.json` here) has widths LeRobot's config cannot name: load it
+with pirl (`pirl_core.policies.pi.build.load_pi_policy`, or LeRobot's own `from_pretrained` inside
+`pirl_core.policies.pi.arch.lerobot_pi_construction`).
+"""
 POLICY_CLASSES = {
     "xvla": ("An X-VLA", "lerobot.policies.xvla.modeling_xvla", "XVLAPolicy", "the tokenizer (`tokenizer/`)"),
     "pi05": ("A π0.5", "lerobot.policies.pi05.modeling_pi05", "PI05Policy", PI_TOKENIZER),
@@ -180,7 +187,7 @@ python -m pirl_core.eval <this directory> --episodes 10     # pirl's evaluation,
 from {module} import {cls}
 policy = {cls}.from_pretrained("<this directory>")
 ```
-"""
+{PI_NOTE if policy_type in PI_TYPES else ""}"""
     return f"---\n{card_data.to_yaml()}\n---\n{body}"
 
 

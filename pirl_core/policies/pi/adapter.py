@@ -281,17 +281,13 @@ def save_pi_pretrained(
 def make_processors(built: BuiltPi) -> PiProcessors:
     """A checkpoint's own processors when it has them (its statistics, its tokenizer), else pirl's
     (statistics for the policy's control mode)."""
-    pre, post = make_policy_processors(
-        built.policy_type, built.policy.config, built.tokenizer_dir, control_mode=built.control_mode
-    )
     ckpt = built.checkpoint_dir
     if ckpt is not None and (ckpt / "policy_preprocessor.json").is_file():
-        pre, post = checkpoint_processors(
-            ckpt,
-            str(built.policy.config.device),
-            post.to_transition,
-            post.to_output,
-            built.tokenizer_override,
+        device = str(built.policy.config.device)
+        pre, post = checkpoint_processors(ckpt, device, built.tokenizer_override)
+    else:
+        pre, post = make_policy_processors(
+            built.policy_type, built.policy.config, built.tokenizer_dir, control_mode=built.control_mode
         )
     return PiProcessors(
         env_pre=make_env_preprocessor(), policy_pre=pre, policy_post=post, control_mode=built.control_mode

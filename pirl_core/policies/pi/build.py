@@ -27,7 +27,14 @@ from pirl_core.config import RunConfig
 from pirl_core.errors import ConfigError
 from pirl_core.policies.device import check_device
 from pirl_core.policies.pi.arch import PI_ARCHS, PiArch, lerobot_pi_construction
-from pirl_core.policies.pi.libero import ACTION_DIM, ACTION_KEY, IMAGE_KEYS, STATE_DIM, STATE_KEY
+from pirl_core.policies.pi.libero import (
+    ACTION_DIM,
+    ACTION_KEY,
+    CONTROL_MODES,
+    IMAGE_KEYS,
+    STATE_DIM,
+    STATE_KEY,
+)
 from pirl_core.policies.pi.tokenizer import PI_TOKENIZER_DIR
 
 ARCH_FILE = "pirl_pi_arch.json"  # written next to config.json by pirl for tiny / small policies
@@ -127,11 +134,33 @@ def build_from_config(cfg: RunConfig, seed: int | None = None) -> BuiltPi:
     return BuiltPi(policy, cfg.policy.type, arch, tokenizer_dir, source, control_mode=cfg.env.control_mode)
 
 
-def read_arch(directory: Path) -> PiArch | None:
-    path = Path(directory) / ARCH_FILE
+def _read_sidecar(directory: Path, name: str) -> dict | None:
+    """One of pirl's small JSON files next to a π's ``config.json`` (None: absent). A damaged one
+    is refused by name: guessing the size or the control mode would load the wrong policy."""
+    path = Path(directory) / name
     if not path.is_file():
         return None
-    return PiArch(**json.loads(path.read_text()))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise ConfigError("policy.pretrained_path", str(directory), f"a readable JSON object in {name}")
+    return data
+
+
+def read_arch(directory: Path) -> PiArch | None:
+    data = _read_sidecar(directory, ARCH_FILE)
+    if data is None:
+        return None
+    try:
+        return PiArch(**data)
+    except TypeError:
+        raise ConfigError(
+            "policy.pretrained_path",
+            str(directory),
+            f"{ARCH_FILE} with the fields {sorted(PiArch.__dataclass_fields__)}",
+        ) from None
 
 
 def write_arch(directory: Path, arch: PiArch | None) -> None:
@@ -141,10 +170,17 @@ def write_arch(directory: Path, arch: PiArch | None) -> None:
 
 def read_control_mode(directory: Path) -> str:
     """The ``env.control_mode`` a saved π acts in (:data:`CONTROL_FILE`, else relative)."""
-    path = Path(directory) / CONTROL_FILE
-    if not path.is_file():
+    data = _read_sidecar(directory, CONTROL_FILE)
+    if data is None:
         return DEFAULT_CONTROL_MODE
-    return str(json.loads(path.read_text())["control_mode"])
+    mode = data.get("control_mode")
+    if mode not in CONTROL_MODES:
+        raise ConfigError(
+            "policy.pretrained_path",
+            str(directory),
+            f"{CONTROL_FILE} naming one of {list(CONTROL_MODES)} (found {mode!r})",
+        )
+    return str(mode)
 
 
 def write_control_mode(directory: Path, control_mode: str) -> None:

@@ -94,7 +94,7 @@ def checkpoint_tokenizer_source(ckpt: Path, saved_name: str, explicit: str) -> s
 
 
 def checkpoint_processors(
-    ckpt: Path, device: str, to_transition: Any, to_output: Any, tokenizer: str = ""
+    ckpt: Path, device: str, tokenizer: str = ""
 ) -> tuple[PolicyProcessorPipeline, PolicyProcessorPipeline]:
     """A checkpoint's own pre/post-processors (its statistics, its prompt format), on ``device``.
 
@@ -111,8 +111,13 @@ def checkpoint_processors(
                 "tokenizer_name": checkpoint_tokenizer_source(ckpt, saved, tokenizer)
             }
     pre = PolicyProcessorPipeline.from_pretrained(str(ckpt), "policy_preprocessor.json", overrides=overrides)
+    from lerobot.processor.converters import policy_action_to_transition, transition_to_policy_action
+
     post = PolicyProcessorPipeline.from_pretrained(
-        str(ckpt), "policy_postprocessor.json", to_transition=to_transition, to_output=to_output
+        str(ckpt),
+        "policy_postprocessor.json",
+        to_transition=policy_action_to_transition,
+        to_output=transition_to_policy_action,
     )
     return pre, post
 
